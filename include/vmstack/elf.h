@@ -1,0 +1,45 @@
+/* ELF files of the target: symbols, build-id, separate debug files, unwind tables, lines. */
+#ifndef VMSTACK_ELF_H
+#define VMSTACK_ELF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct elf_file;
+
+/* Takes ownership of fd (closed on failure too). */
+int elf_file_open(int fd, struct elf_file **ret_ef);
+void elf_file_close(struct elf_file *ef);
+
+/* Look for a separate debug file by build-id, then by .gnu_debuglink, first below root
+ * (the target's /proc/PID/root, may be "") then on the host. path is the file's path as the
+ * target sees it. Returns 1 when one was attached, 0 when none was found. */
+int elf_file_find_debug(struct elf_file *ef, const char *root, const char *path);
+const char *elf_file_debug_path(const struct elf_file *ef);
+
+/* Load bias for a mapping of the file at map_start with file offset map_off. */
+int elf_file_bias(const struct elf_file *ef, uint64_t map_start, uint64_t map_off,
+                  uint64_t *ret_bias);
+int elf_file_is_pie_or_dso(const struct elf_file *ef);
+
+/* Function containing vaddr (file address, i.e. runtime address - bias). */
+int elf_file_symbol(struct elf_file *ef, uint64_t vaddr, const char **ret_name,
+                    uint64_t *ret_off);
+/* Address of a named symbol (functions and objects, .dynsym and .symtab). */
+int elf_file_lookup(struct elf_file *ef, const char *name, uint64_t *ret_vaddr,
+                    uint64_t *ret_size);
+/* Source file and line from DWARF, when the file or its debug file has it. */
+int elf_file_line(struct elf_file *ef, uint64_t vaddr, const char **ret_file, int *ret_line);
+
+/* Bytes of a read-only loaded segment, straight from the file (immutable in memory). */
+int elf_file_read(const struct elf_file *ef, uint64_t vaddr, void *buf, size_t len);
+/* .eh_frame_hdr: its address, the binary search table's address and entry count. */
+int elf_file_eh_frame_hdr(const struct elf_file *ef, uint64_t *ret_hdr, uint64_t *ret_table,
+                          uint64_t *ret_count);
+const uint8_t *elf_file_build_id(const struct elf_file *ef, size_t *ret_len);
+/* Section by name: its address, size and a pointer to its bytes in the file (or NULL for
+ * NOBITS). */
+int elf_file_section(const struct elf_file *ef, const char *name, uint64_t *ret_vaddr,
+                     uint64_t *ret_size, const uint8_t **ret_bytes);
+
+#endif

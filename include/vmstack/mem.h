@@ -1,0 +1,52 @@
+/* Remote memory: one read interface over a live process or a saved snapshot. */
+#ifndef VMSTACK_MEM_H
+#define VMSTACK_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct mem;
+
+struct mem_iov {
+  uint64_t addr;
+  void *buf;
+  size_t len;
+  int err;        /* out: 0 or -errno for this element */
+};
+
+struct mem_stats {
+  uint64_t syscalls;    /* process_vm_readv / pread calls */
+  uint64_t bytes;       /* bytes transferred from the target */
+  uint64_t cache_hits;
+  uint64_t cache_misses;
+};
+
+/* Live backend: batched process_vm_readv, falling back to pread on /proc/PID/mem when
+ * process_vm_readv is refused (seccomp EPERM, ENOSYS). Never writes. */
+int mem_open_live(pid_t pid, struct mem **ret_m);
+/* Snapshot backend: the regions (and named blobs) saved by mem_snapshot_write(). */
+int mem_open_snapshot(const char *path, struct mem **ret_m);
+void mem_close(struct mem *m);
+
+/* All-or-nothing read: 0, or -EFAULT/-ESRCH/... with buf unspecified. */
+int mem_read(struct mem *m, uint64_t addr, void *buf, size_t len);
+/* One batched call for many ranges; every element gets its own err. Returns 0 when all
+ * elements were read, else the first element's error. */
+int mem_readv(struct mem *m, struct mem_iov *iov, size_t n);
+/* NUL-terminated string of at most cap-1 bytes; returns its length, or -errno.
+ * A string longer than that is cut (and still terminated). */
+int mem_read_cstr(struct mem *m, uint64_t addr, char *buf, size_t cap);
+
+/* Forget cached pages: call whenever the target may have run since the last read. */
+void mem_invalidate(struct mem *m);
+void mem_get_stats(const struct mem *m, struct mem_stats *ret);
+
+/* Recording: while on, every successful read is kept, to be saved as a snapshot. */
+void mem_record(struct mem *m, int on);
+/* Named side data carried in a snapshot (maps text, registers, ...). */
+int mem_blob_add(struct mem *m, const char *name, const void *data, size_t len);
+int mem_blob_get(const struct mem *m, const char *name, const void **ret_data, size_t *ret_len);
+int mem_snapshot_write(const struct mem *m, const char *path);
+
+#endif

@@ -1,0 +1,67 @@
+/* Target process control: threads, ptrace stop/resume, and a detach that always happens. */
+#ifndef VMSTACK_TARGET_H
+#define VMSTACK_TARGET_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+struct mem;
+struct maps;
+
+struct thread {
+  pid_t tid;
+  pid_t nstid;             /* tid inside the target's pid namespace (0 when unknown) */
+  char name[17];
+  char state;              /* /proc state letter read before we stopped it: R S D T t Z X */
+  int seized;
+  int stopped;             /* in a ptrace-stop we caused */
+  int group_stop;          /* the stop is a group-stop: resume with LISTEN, not CONT */
+  int pending_sig;         /* signal to re-inject on resume */
+  int err;                 /* last error for this thread (0, -errno, -VMS_E_*) */
+  struct user_regs_struct regs;
+};
+
+struct target {
+  pid_t pid;
+  pid_t nspid;             /* pid inside its own namespace (== pid when the same) */
+  char comm[17];
+  char exe[4096];          /* as the target sees it */
+  char state;
+  struct thread *threads;
+  size_t nthreads;
+  struct mem *mem;
+  struct maps *maps;
+  int stop_timeout_ms;     /* how long a stop may take before the thread is skipped */
+};
+
+/* Check the process (exists, not a kernel thread or zombie, not traced), read its name,
+ * threads and maps, and open its memory. Nothing is attached yet. */
+int target_open(pid_t pid, struct target **ret_t);
+/* Re-read /proc/PID/task: threads that appeared are added, gone ones are marked. */
+int target_refresh_threads(struct target *t);
+int target_reload_maps(struct target *t);
+void target_close(struct target *t);   /* detaches first */
+
+/* PTRACE_SEIZE every thread (threads that appear meanwhile too). Does not stop them. */
+int target_attach(struct target *t);
+/* Stop one seized thread (PTRACE_INTERRUPT, wait) and read its registers. */
+int target_stop(struct target *t, struct thread *th);
+/* Let it go again (CONT, re-injecting a signal it received; LISTEN for a group-stop). */
+int target_resume(struct target *t, struct thread *th);
+/* Detach one thread (resuming it if stopped): stop, read, let go in one-shot dumps. */
+void target_release(struct target *t, struct thread *th);
+/* Resume what is stopped and detach every thread. Safe to call more than once. */
+void target_detach(struct target *t);
+
+/* Install handlers for SIGINT/TERM/HUP/PIPE/QUIT and fatal signals (SEGV, BUS, ABRT, FPE,
+ * ILL) that detach every attached thread before we exit or die. After a terminating
+ * signal, target_interrupted() is true (the caller finishes its output, then exits). */
+void target_guard_install(void);
+int target_interrupted(void);
+
+/* Thread state letter and name from /proc (no ptrace). */
+int target_thread_stat(pid_t pid, pid_t tid, char *ret_state, char *ret_name, size_t namesz);
+const char *target_state_name(char state);
+
+#endif

@@ -1,0 +1,37 @@
+/* Command-line layer: options, verbs, error reporting. */
+#ifndef VMSTACK_CLI_H
+#define VMSTACK_CLI_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+enum {
+  EXIT_OK = 0,
+  EXIT_PARTIAL = 1,
+  EXIT_FATAL = 2,
+  EXIT_USAGE = 64,
+};
+
+struct opts {
+  const char *prog;         /* vmstack, lua-stack, perl-stack */
+  const char *runtime;      /* runtime the alias is restricted to, or NULL */
+  pid_t pid;
+  int json, native, locals, nonblocking;
+  long max_depth;
+  long stack_bytes;
+};
+
+/* Strict numbers: no sign unless allowed by min, no trailing text, no overflow. */
+int cli_parse_long(const char *s, long min, long max, long *ret);
+int cli_parse_pid(const char *s, pid_t *ret);
+
+void cli_set_progname(const char *p);
+/* One line on stderr: "vmstack: <what>" */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* One line for a failure to open/attach/read the target, with the remedy; returns the
+ * exit code to use. */
+int cli_target_error(pid_t pid, int err);
+
+int cmd_dump(int argc, char **argv, struct opts *o);
+
+#endif

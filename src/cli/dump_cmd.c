@@ -1,0 +1,142 @@
+/* The dump verb (and lua-stack / perl-stack): options, run, output, exit code. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "vmstack/dump.h"
+#include "vmstack/err.h"
+#include "vmstack/runtime.h"
+#include "vmstack/target.h"
+#include "vmstack/unwind.h"
+
+enum { OPT_MAX_DEPTH = 256, OPT_STACK_BYTES, OPT_NONBLOCKING };
+
+static int parse(int argc, char **argv, struct opts *o)
+{
+  static const struct option lo[] = {
+    { "pid", required_argument, NULL, 'p' },
+    { "json", no_argument, NULL, 'j' },
+    { "native", no_argument, NULL, 'n' },
+    { "locals", no_argument, NULL, 'l' },
+    { "nonblocking", no_argument, NULL, OPT_NONBLOCKING },
+    { "max-depth", required_argument, NULL, OPT_MAX_DEPTH },
+    { "stack-bytes", required_argument, NULL, OPT_STACK_BYTES },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  o->max_depth = UNWIND_DEPTH_DEFAULT;
+  o->stack_bytes = UNWIND_CAPTURE_DEFAULT;
+  optind = 1;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, ":p:jnlh", lo, NULL)) != -1) {
+    switch (c) {
+    case 'p':
+      if (cli_parse_pid(optarg, &o->pid)) {
+        cli_error("invalid PID '%s': expected a positive number", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case 'j': o->json = 1; break;
+    case 'n': o->native = 1; break;
+    case 'l': o->locals = 1; break;
+    case OPT_NONBLOCKING: o->nonblocking = 1; break;
+    case OPT_MAX_DEPTH:
+      if (cli_parse_long(optarg, 1, 65536, &o->max_depth)) {
+        cli_error("invalid --max-depth '%s': expected 1..65536", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case OPT_STACK_BYTES:
+      if (cli_parse_long(optarg, 256, 64L << 20, &o->stack_bytes)) {
+        cli_error("invalid --stack-bytes '%s': expected 256..67108864", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case 'h':
+      printf("Usage: %s%s -p PID [-j|--json] [-n|--native] [--max-depth N] "
+             "[--stack-bytes N]\n(see vmstack --help for exit codes)\n",
+             o->prog, o->runtime ? "" : " dump");
+      return -1;
+    case ':':
+      cli_error("option '%s' needs a value", argv[optind - 1]);
+      return EXIT_USAGE;
+    default:
+      cli_error("unknown option '%s'", argv[optind - 1]);
+      return EXIT_USAGE;
+    }
+  }
+  if (optind < argc) {
+    cli_error("unexpected argument '%s'", argv[optind]);
+    return EXIT_USAGE;
+  }
+  if (!o->pid) {
+    cli_error("no target: give -p PID");
+    return EXIT_USAGE;
+  }
+  if (o->locals) {
+    cli_error("--locals needs a VM runtime with local-variable support; none is built in");
+    return EXIT_USAGE;
+  }
+  if (o->nonblocking) {
+    cli_error("--nonblocking needs a VM runtime (native stacks need the thread stopped)");
+    return EXIT_USAGE;
+  }
+  return 0;
+}
+
+static int runtime_built_in(const char *name)
+{
+  for (size_t i = 0; vm_runtimes[i]; i++)
+    if (!strcmp(vm_runtimes[i]->name, name))
+      return 1;
+  return 0;
+}
+
+int cmd_dump(int argc, char **argv, struct opts *o)
+{
+  int r = parse(argc, argv, o);
+  if (r)
+    return r < 0 ? EXIT_OK : r;
+  if (o->runtime && !runtime_built_in(o->runtime)) {
+    cli_error("this build has no %s support yet; 'vmstack dump -p %d' shows native stacks",
+              o->runtime, (int)o->pid);
+    return EXIT_FATAL;
+  }
+  struct target *t;
+  r = target_open(o->pid, &t);
+  if (r)
+    return cli_target_error(o->pid, r);
+  struct dump_opts dopts = { (size_t)o->max_depth, (size_t)o->stack_bytes };
+  struct dump_result res;
+  r = dump_collect(t, &dopts, &res);
+  int code = EXIT_OK;
+  if (r) {
+    code = cli_target_error(o->pid, r);
+  } else {
+    if (o->json)
+      dump_write_json(stdout, t, &res);
+    else
+      dump_write_text(stdout, t, &res);
+    if (fflush(stdout) || ferror(stdout)) {
+      cli_error("cannot write output: %s", strerror(errno));
+      code = EXIT_FATAL;
+    } else if (target_interrupted()) {
+      cli_error("interrupted: the output is incomplete");
+      code = EXIT_PARTIAL;
+    } else if (dump_partial(&res)) {
+      /* one line per thread that was not read, so scripts see why */
+      for (size_t i = 0; i < res.n; i++) {
+        const struct thread_stack *ts = &res.threads[i];
+        if (ts->err && ts->err != -ESRCH)
+          cli_error("thread %d not read: %s", (int)ts->tid, vms_strerror(ts->err));
+      }
+      code = EXIT_PARTIAL;
+    }
+  }
+  dump_result_free(&res);
+  target_close(t);
+  return code;
+}

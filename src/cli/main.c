@@ -1,0 +1,79 @@
+/* vmstack entry point: verbs, and the lua-stack / perl-stack aliases chosen by argv[0]. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "vmstack/target.h"
+
+#ifndef VMSTACK_VERSION
+#define VMSTACK_VERSION "0"
+#endif
+
+static const char usage[] =
+  "Usage: vmstack VERB [OPTIONS]\n"
+  "\n"
+  "See inside a running process: native and interpreter (VM) stacks of every thread,\n"
+  "read from outside with ptrace, without stopping it for more than microseconds.\n"
+  "\n"
+  "Verbs:\n"
+  "  dump -p PID     print the stack of every thread once\n"
+  "\n"
+  "dump options:\n"
+  "  -p, --pid PID         target process (a thread id selects its process)\n"
+  "  -j, --json            JSON instead of text\n"
+  "  -n, --native          native frames only (no VM frames)\n"
+  "      --max-depth N     frames per thread at most (default 256)\n"
+  "      --stack-bytes N   stack bytes copied per thread while it is stopped\n"
+  "                        (default 65536; deeper frames are read after it resumes)\n"
+  "\n"
+  "Other options:\n"
+  "  -h, --help            this text\n"
+  "  -V, --version         version\n"
+  "\n"
+  "Aliases: lua-stack -p PID and perl-stack -p PID are dump limited to that runtime.\n"
+  "\n"
+  "Exit status:\n"
+  "  0   success\n"
+  "  1   partial: some threads or frames could not be read\n"
+  "  2   fatal: no such process, permission denied, unsupported runtime, target gone\n"
+  "  64  usage error\n"
+  "\n"
+  "Needs ptrace rights over the target: root, CAP_SYS_PTRACE, or the same user when\n"
+  "kernel.yama.ptrace_scope allows it. The target is never written to and never left\n"
+  "stopped, also when vmstack is interrupted.\n";
+
+static const char *base(const char *p)
+{
+  const char *s = strrchr(p, '/');
+  return s ? s + 1 : p;
+}
+
+int main(int argc, char **argv)
+{
+  struct opts o = { .prog = "vmstack" };
+  const char *b = base(argc > 0 ? argv[0] : "vmstack");
+  target_guard_install();
+  if (!strcmp(b, "lua-stack") || !strcmp(b, "perl-stack")) {
+    o.prog = !strcmp(b, "lua-stack") ? "lua-stack" : "perl-stack";
+    o.runtime = !strcmp(b, "lua-stack") ? "luajit" : "perl";
+    cli_set_progname(o.prog);
+    return cmd_dump(argc, argv, &o);
+  }
+  if (argc < 2) {
+    fputs(usage, stderr);
+    return EXIT_USAGE;
+  }
+  const char *verb = argv[1];
+  if (!strcmp(verb, "-h") || !strcmp(verb, "--help") || !strcmp(verb, "help")) {
+    fputs(usage, stdout);
+    return EXIT_OK;
+  }
+  if (!strcmp(verb, "-V") || !strcmp(verb, "--version")) {
+    printf("vmstack %s\n", VMSTACK_VERSION);
+    return EXIT_OK;
+  }
+  if (!strcmp(verb, "dump"))
+    return cmd_dump(argc - 1, argv + 1, &o);
+  cli_error("unknown verb '%s' (try 'vmstack --help')", verb);
+  return EXIT_USAGE;
+}

@@ -1,0 +1,158 @@
+/* CLI helpers: strict number parsing and error lines with remedies. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "vmstack/err.h"
+
+static const char *progname = "vmstack";
+
+int cli_parse_long(const char *s, long min, long max, long *ret)
+{
+  if (!s || !*s || (*s == '-' && min >= 0) || *s == '+' || *s == ' ')
+    return -EINVAL;
+  errno = 0;
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (errno || *end || v < min || v > max)
+    return -EINVAL;
+  *ret = v;
+  return 0;
+}
+
+int cli_parse_pid(const char *s, pid_t *ret)
+{
+  long v;
+  if (cli_parse_long(s, 1, INT_MAX, &v))
+    return -EINVAL;
+  *ret = (pid_t)v;
+  return 0;
+}
+
+void cli_error(const char *fmt, ...)
+{
+  va_list ap;
+  fprintf(stderr, "%s: ", progname);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+static int read_int_file(const char *path, int dflt)
+{
+  char buf[32];
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return dflt;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0)
+    return dflt;
+  buf[n] = 0;
+  return atoi(buf);
+}
+
+static int have_cap_sys_ptrace(void)
+{
+  FILE *f = fopen("/proc/self/status", "re");
+  char line[256];
+  unsigned long long caps = 0;
+  if (!f)
+    return 0;
+  while (fgets(line, sizeof line, f))
+    if (!strncmp(line, "CapEff:", 7))
+      caps = strtoull(line + 7, NULL, 16);
+  fclose(f);
+  return (caps >> 19) & 1;   /* CAP_SYS_PTRACE */
+}
+
+static int in_container(void)
+{
+  if (!access("/.dockerenv", F_OK) || !access("/run/.containerenv", F_OK))
+    return 1;
+  FILE *f = fopen("/proc/1/cgroup", "re");
+  char line[512];
+  int yes = 0;
+  if (!f)
+    return 0;
+  while (fgets(line, sizeof line, f))
+    if (strstr(line, "docker") || strstr(line, "kubepods") || strstr(line, "containerd") ||
+        strstr(line, "libpod"))
+      yes = 1;
+  fclose(f);
+  return yes;
+}
+
+/* What stops us from tracing, said as a remedy. */
+static void perm_hint(char *buf, size_t cap)
+{
+  int scope = read_int_file("/proc/sys/kernel/yama/ptrace_scope", -1);
+  int capok = have_cap_sys_ptrace();
+  size_t n = 0;
+  if (scope == 3)
+    n += (size_t)snprintf(buf + n, cap - n,
+                          "ptrace is disabled by kernel.yama.ptrace_scope=3 until reboot");
+  else if (!capok && scope == 2)
+    n += (size_t)snprintf(buf + n, cap - n,
+                          "kernel.yama.ptrace_scope=2 allows only CAP_SYS_PTRACE: run as root");
+  else if (!capok && scope == 1)
+    n += (size_t)snprintf(buf + n, cap - n,
+                          "need CAP_SYS_PTRACE (run as root): kernel.yama.ptrace_scope=1 lets "
+                          "others trace only their own descendants");
+  else if (!capok)
+    n += (size_t)snprintf(buf + n, cap - n,
+                          "need CAP_SYS_PTRACE (run as root) or the target's user");
+  else
+    n += (size_t)snprintf(buf + n, cap - n,
+                          "have CAP_SYS_PTRACE: a security module (AppArmor, SELinux) or "
+                          "seccomp denies ptrace");
+  if (in_container() && n < cap)
+    snprintf(buf + n, cap - n,
+             "; in Docker run with --cap-add SYS_PTRACE (and --pid=host or --pid=container:X"
+             " to see the target), in Kubernetes add SYS_PTRACE to "
+             "securityContext.capabilities.add");
+}
+
+int cli_target_error(pid_t pid, int err)
+{
+  char hint[512];
+  switch (-err) {
+  case VMS_E_NOPROC:
+    cli_error("no such process: %d", (int)pid);
+    return EXIT_FATAL;
+  case VMS_E_KTHREAD:
+    cli_error("process %d is a kernel thread: it has no user-space stack to show", (int)pid);
+    return EXIT_FATAL;
+  case VMS_E_ZOMBIE:
+    cli_error("process %d is a zombie: it has exited and waits for its parent to reap it",
+              (int)pid);
+    return EXIT_FATAL;
+  case VMS_E_TRACED:
+    cli_error("cannot attach to %d: it is already traced by another process (a debugger or "
+              "profiler; see TracerPid in /proc/%d/status)", (int)pid, (int)pid);
+    return EXIT_FATAL;
+  case VMS_E_GONE:
+    cli_error("target %d exited while being read", (int)pid);
+    return EXIT_FATAL;
+  case EPERM:
+  case EACCES:
+    perm_hint(hint, sizeof hint);
+    cli_error("cannot attach to %d: %s (%s)", (int)pid, strerror(-err), hint);
+    return EXIT_FATAL;
+  default:
+    cli_error("cannot read process %d: %s", (int)pid, vms_strerror(err));
+    return EXIT_FATAL;
+  }
+}
+
+void cli_set_progname(const char *p)
+{
+  progname = p;
+}

@@ -1,0 +1,517 @@
+/* ELF access through libelf/libdw: symbols, build-id, debug files, unwind tables, lines. */
+#include <elf.h>
+#include <elfutils/libdw.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vmstack/elf.h"
+#include "vmstack/err.h"
+
+/* -- Types ---------------------------------------------------------------- */
+
+struct sym {
+  uint64_t addr, size;
+  const char *name;   /* points into an Elf's string data (kept open) */
+};
+
+struct seg {
+  uint64_t vaddr, memsz, filesz, offset;
+  uint32_t flags;
+};
+
+struct image {
+  int fd;
+  Elf *elf;
+  const uint8_t *raw;   /* whole file, mapped by libelf */
+  size_t rawsize;
+};
+
+struct elf_file {
+  struct image main, dbg;
+  char *dbgpath;
+  uint16_t type;
+  struct seg *segs;
+  size_t nsegs;
+  uint8_t build_id[64];
+  size_t build_id_len;
+  struct sym *syms;      /* functions, sorted by address */
+  size_t nsyms;
+  int syms_loaded;
+  Dwarf *dw;
+  int dw_tried;
+  int eh_err;            /* cached .eh_frame_hdr lookup */
+  uint64_t eh_hdr, eh_table, eh_count;
+};
+
+static int parse_eh_frame_hdr(const struct elf_file *ef, uint64_t *ret_hdr,
+                              uint64_t *ret_table, uint64_t *ret_count);
+
+/* -- Images --------------------------------------------------------------- */
+
+static int image_open(struct image *im, int fd)
+{
+  static int inited;
+  if (!inited) {
+    elf_version(EV_CURRENT);
+    inited = 1;
+  }
+  im->fd = fd;
+  im->elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+  if (!im->elf || elf_kind(im->elf) != ELF_K_ELF) {
+    if (im->elf)
+      elf_end(im->elf);
+    im->elf = NULL;
+    close(fd);
+    im->fd = -1;
+    return -VMS_E_BADELF;
+  }
+  im->raw = (const uint8_t *)elf_rawfile(im->elf, &im->rawsize);
+  return 0;
+}
+
+static void image_close(struct image *im)
+{
+  if (im->elf)
+    elf_end(im->elf);
+  if (im->fd >= 0)
+    close(im->fd);
+  im->elf = NULL;
+  im->fd = -1;
+}
+
+static Elf_Scn *find_scn(Elf *elf, const char *name, GElf_Shdr *ret_sh)
+{
+  size_t shstrndx;
+  if (elf_getshdrstrndx(elf, &shstrndx))
+    return NULL;
+  for (Elf_Scn *s = elf_nextscn(elf, NULL); s; s = elf_nextscn(elf, s)) {
+    GElf_Shdr sh;
+    if (!gelf_getshdr(s, &sh))
+      continue;
+    const char *n = elf_strptr(elf, shstrndx, sh.sh_name);
+    if (n && !strcmp(n, name)) {
+      *ret_sh = sh;
+      return s;
+    }
+  }
+  return NULL;
+}
+
+static void read_build_id(struct elf_file *ef, Elf *elf, uint8_t *out, size_t *ret_len)
+{
+  *ret_len = 0;
+  (void)ef;
+  for (Elf_Scn *s = elf_nextscn(elf, NULL); s; s = elf_nextscn(elf, s)) {
+    GElf_Shdr sh;
+    if (!gelf_getshdr(s, &sh) || sh.sh_type != SHT_NOTE)
+      continue;
+    Elf_Data *d = elf_getdata(s, NULL);
+    if (!d)
+      continue;
+    size_t off = 0, noff, doff;
+    GElf_Nhdr nh;
+    while ((off = gelf_getnote(d, off, &nh, &noff, &doff)) > 0) {
+      if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
+          !memcmp((char *)d->d_buf + noff, "GNU", 4) && nh.n_descsz <= 64) {
+        memcpy(out, (char *)d->d_buf + doff, nh.n_descsz);
+        *ret_len = nh.n_descsz;
+        return;
+      }
+    }
+  }
+}
+
+/* -- Opening -------------------------------------------------------------- */
+
+int elf_file_open(int fd, struct elf_file **ret_ef)
+{
+  struct elf_file *ef = calloc(1, sizeof *ef);
+  if (!ef) {
+    close(fd);
+    return -ENOMEM;
+  }
+  ef->dbg.fd = -1;
+  int r = image_open(&ef->main, fd);
+  if (r) {
+    free(ef);
+    return r;
+  }
+  GElf_Ehdr eh;
+  size_t phnum;
+  if (!gelf_getehdr(ef->main.elf, &eh) || elf_getphdrnum(ef->main.elf, &phnum)) {
+    elf_file_close(ef);
+    return -VMS_E_BADELF;
+  }
+  ef->type = eh.e_type;
+  ef->segs = calloc(phnum ? phnum : 1, sizeof *ef->segs);
+  if (!ef->segs) {
+    elf_file_close(ef);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < phnum; i++) {
+    GElf_Phdr ph;
+    if (gelf_getphdr(ef->main.elf, (int)i, &ph) && ph.p_type == PT_LOAD)
+      ef->segs[ef->nsegs++] = (struct seg){ ph.p_vaddr, ph.p_memsz, ph.p_filesz, ph.p_offset,
+                                            ph.p_flags };
+  }
+  read_build_id(ef, ef->main.elf, ef->build_id, &ef->build_id_len);
+  ef->eh_err = parse_eh_frame_hdr(ef, &ef->eh_hdr, &ef->eh_table, &ef->eh_count);
+  *ret_ef = ef;
+  return 0;
+}
+
+void elf_file_close(struct elf_file *ef)
+{
+  if (!ef)
+    return;
+  if (ef->dw)
+    dwarf_end(ef->dw);
+  image_close(&ef->dbg);
+  image_close(&ef->main);
+  free(ef->dbgpath);
+  free(ef->segs);
+  free(ef->syms);
+  free(ef);
+}
+
+/* -- Separate debug files ------------------------------------------------- */
+
+static int try_debug(struct elf_file *ef, const char *path)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  struct image im = { .fd = -1 };
+  if (image_open(&im, fd))
+    return 0;
+  /* a debug file must describe this very build: compare build-ids when both have one */
+  uint8_t bid[64];
+  size_t blen;
+  read_build_id(ef, im.elf, bid, &blen);
+  if (ef->build_id_len && blen && (blen != ef->build_id_len || memcmp(bid, ef->build_id, blen))) {
+    image_close(&im);
+    return 0;
+  }
+  GElf_Shdr sh;
+  if (!find_scn(im.elf, ".symtab", &sh) && !find_scn(im.elf, ".debug_info", &sh)) {
+    image_close(&im);
+    return 0;
+  }
+  ef->dbg = im;
+  ef->dbgpath = strdup(path);
+  return 1;
+}
+
+static int try_roots(struct elf_file *ef, const char *root, const char *path)
+{
+  char p[PATH_MAX];
+  if (root && *root) {
+    snprintf(p, sizeof p, "%s%s", root, path);
+    if (try_debug(ef, p))
+      return 1;
+  }
+  return try_debug(ef, path);
+}
+
+int elf_file_find_debug(struct elf_file *ef, const char *root, const char *path)
+{
+  if (ef->dbg.elf)
+    return 1;
+  char p[PATH_MAX];
+  if (ef->build_id_len >= 2) {
+    int n = snprintf(p, sizeof p, "/usr/lib/debug/.build-id/%02x/", ef->build_id[0]);
+    for (size_t i = 1; i < ef->build_id_len && n < (int)sizeof p - 8; i++)
+      n += snprintf(p + n, sizeof p - (size_t)n, "%02x", ef->build_id[i]);
+    snprintf(p + n, sizeof p - (size_t)n, ".debug");
+    if (try_roots(ef, root, p))
+      return 1;
+  }
+  GElf_Shdr sh;
+  Elf_Scn *s = find_scn(ef->main.elf, ".gnu_debuglink", &sh);
+  Elf_Data *d = s ? elf_getdata(s, NULL) : NULL;
+  if (!d || !d->d_size || !memchr(d->d_buf, 0, d->d_size) || !path)
+    return 0;
+  const char *link = d->d_buf;
+  if (strchr(link, '/'))
+    return 0;
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (!slash)
+    return 0;
+  *slash = 0;
+  static const char *const fmts[] = { "%s/%s", "%s/.debug/%s", "/usr/lib/debug%s/%s" };
+  for (size_t i = 0; i < sizeof fmts / sizeof *fmts; i++) {
+    snprintf(p, sizeof p, fmts[i], dir, link);
+    if (strcmp(p, path) && try_roots(ef, root, p))
+      return 1;
+  }
+  return 0;
+}
+
+const char *elf_file_debug_path(const struct elf_file *ef)
+{
+  return ef->dbgpath;
+}
+
+/* -- Addresses ------------------------------------------------------------ */
+
+int elf_file_bias(const struct elf_file *ef, uint64_t map_start, uint64_t map_off,
+                  uint64_t *ret_bias)
+{
+  for (size_t i = 0; i < ef->nsegs; i++) {
+    const struct seg *s = &ef->segs[i];
+    uint64_t pg_off = s->offset & ~0xfffull;
+    if (map_off >= pg_off && map_off < s->offset + (s->filesz ? s->filesz : 1)) {
+      *ret_bias = map_start - map_off - (s->vaddr - s->offset);
+      return 0;
+    }
+  }
+  return -VMS_E_BADELF;
+}
+
+int elf_file_is_pie_or_dso(const struct elf_file *ef)
+{
+  return ef->type == ET_DYN;
+}
+
+int elf_file_read(const struct elf_file *ef, uint64_t vaddr, void *buf, size_t len)
+{
+  for (size_t i = 0; i < ef->nsegs; i++) {
+    const struct seg *s = &ef->segs[i];
+    if ((s->flags & PF_W) || vaddr < s->vaddr || vaddr + len > s->vaddr + s->filesz ||
+        vaddr + len < vaddr)
+      continue;
+    uint64_t off = s->offset + (vaddr - s->vaddr);
+    if (!ef->main.raw || off + len > ef->main.rawsize)
+      return -EFAULT;
+    memcpy(buf, ef->main.raw + off, len);
+    return 0;
+  }
+  return -EFAULT;
+}
+
+const uint8_t *elf_file_build_id(const struct elf_file *ef, size_t *ret_len)
+{
+  *ret_len = ef->build_id_len;
+  return ef->build_id_len ? ef->build_id : NULL;
+}
+
+int elf_file_section(const struct elf_file *ef, const char *name, uint64_t *ret_vaddr,
+                     uint64_t *ret_size, const uint8_t **ret_bytes)
+{
+  GElf_Shdr sh;
+  if (!find_scn(ef->main.elf, name, &sh))
+    return -ENOENT;
+  *ret_vaddr = sh.sh_addr;
+  *ret_size = sh.sh_size;
+  if (ret_bytes)
+    *ret_bytes = sh.sh_type == SHT_NOBITS || !ef->main.raw || sh.sh_offset + sh.sh_size >
+                 ef->main.rawsize ? NULL : ef->main.raw + sh.sh_offset;
+  return 0;
+}
+
+/* .eh_frame_hdr: version 1, then eh_frame_ptr, fde_count and the table, each with its own
+ * pointer encoding. libunwind's remote table search wants datarel|sdata4 entries. */
+int elf_file_eh_frame_hdr(const struct elf_file *ef, uint64_t *ret_hdr, uint64_t *ret_table,
+                          uint64_t *ret_count)
+{
+  if (ef->eh_err)
+    return ef->eh_err;
+  *ret_hdr = ef->eh_hdr;
+  *ret_table = ef->eh_table;
+  *ret_count = ef->eh_count;
+  return 0;
+}
+
+static int parse_eh_frame_hdr(const struct elf_file *ef, uint64_t *ret_hdr,
+                              uint64_t *ret_table, uint64_t *ret_count)
+{
+  uint64_t va, size;
+  const uint8_t *b;
+  if (elf_file_section(ef, ".eh_frame_hdr", &va, &size, &b) || !b || size < 12 || b[0] != 1)
+    return -VMS_E_NOUNWIND;
+  uint8_t ptr_enc = b[1], cnt_enc = b[2], tab_enc = b[3];
+  size_t off = 4;
+  /* eh_frame_ptr: 4 or 8 bytes depending on the encoding's size */
+  switch (ptr_enc & 0x0f) {
+  case 0x03: case 0x0b: off += 4; break;
+  case 0x04: case 0x0c: case 0x00: off += 8; break;
+  default: return -VMS_E_NOUNWIND;
+  }
+  if (cnt_enc != 0x03 || tab_enc != 0x3b || off + 4 > size)
+    return -VMS_E_NOUNWIND;
+  uint32_t count;
+  memcpy(&count, b + off, 4);
+  off += 4;
+  if (off + (uint64_t)count * 8 > size)
+    return -VMS_E_NOUNWIND;
+  *ret_hdr = va;
+  *ret_table = va + off;
+  *ret_count = count;
+  return 0;
+}
+
+/* -- Symbols -------------------------------------------------------------- */
+
+static int sym_cmp(const void *a, const void *b)
+{
+  const struct sym *x = a, *y = b;
+  if (x->addr != y->addr)
+    return x->addr < y->addr ? -1 : 1;
+  /* prefer sized symbols, then global-looking names (no leading underscore) */
+  if ((x->size == 0) != (y->size == 0))
+    return x->size == 0 ? 1 : -1;
+  return (x->name[0] == '_') - (y->name[0] == '_');
+}
+
+static void add_syms(struct elf_file *ef, Elf *elf, const char *secname, size_t *cap)
+{
+  GElf_Shdr sh;
+  Elf_Scn *s = find_scn(elf, secname, &sh);
+  if (!s || !sh.sh_entsize)
+    return;
+  Elf_Data *d = elf_getdata(s, NULL);
+  if (!d)
+    return;
+  size_t n = sh.sh_size / sh.sh_entsize;
+  for (size_t i = 0; i < n; i++) {
+    GElf_Sym sym;
+    if (!gelf_getsym(d, (int)i, &sym))
+      continue;
+    int t = GELF_ST_TYPE(sym.st_info);
+    if ((t != STT_FUNC && t != STT_GNU_IFUNC) || !sym.st_value || sym.st_shndx == SHN_UNDEF)
+      continue;
+    const char *name = elf_strptr(elf, sh.sh_link, sym.st_name);
+    if (!name || !*name)
+      continue;
+    if (ef->nsyms == *cap) {
+      size_t nc = *cap ? *cap * 2 : 1024;
+      struct sym *ns = realloc(ef->syms, nc * sizeof *ns);
+      if (!ns)
+        return;
+      ef->syms = ns;
+      *cap = nc;
+    }
+    ef->syms[ef->nsyms++] = (struct sym){ sym.st_value, sym.st_size, name };
+  }
+}
+
+static void load_syms(struct elf_file *ef)
+{
+  if (ef->syms_loaded)
+    return;
+  ef->syms_loaded = 1;
+  size_t cap = 0;
+  add_syms(ef, ef->main.elf, ".symtab", &cap);
+  add_syms(ef, ef->main.elf, ".dynsym", &cap);
+  if (ef->dbg.elf)
+    add_syms(ef, ef->dbg.elf, ".symtab", &cap);
+  if (!ef->nsyms)
+    return;
+  qsort(ef->syms, ef->nsyms, sizeof *ef->syms, sym_cmp);
+  size_t w = 0;
+  for (size_t i = 1; i < ef->nsyms; i++)
+    if (ef->syms[i].addr != ef->syms[w].addr)
+      ef->syms[++w] = ef->syms[i];
+  ef->nsyms = w + 1;
+}
+
+int elf_file_symbol(struct elf_file *ef, uint64_t vaddr, const char **ret_name,
+                    uint64_t *ret_off)
+{
+  load_syms(ef);
+  size_t lo = 0, hi = ef->nsyms;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (ef->syms[mid].addr <= vaddr)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (!lo)
+    return -ENOENT;
+  const struct sym *s = &ef->syms[lo - 1];
+  if (s->size && vaddr >= s->addr + s->size) {
+    /* beyond the nearest symbol's end: an unnamed (stripped static) function */
+    return -ENOENT;
+  }
+  if (!s->size) {
+    /* a size-less label (assembler code): accept only within its section-free run, i.e.
+     * before the next symbol and within 64 KiB */
+    if (vaddr - s->addr > 0x10000)
+      return -ENOENT;
+  }
+  *ret_name = s->name;
+  *ret_off = vaddr - s->addr;
+  return 0;
+}
+
+static int lookup_in(Elf *elf, const char *secname, const char *name, uint64_t *ret_vaddr,
+                     uint64_t *ret_size)
+{
+  GElf_Shdr sh;
+  Elf_Scn *s = find_scn(elf, secname, &sh);
+  Elf_Data *d = s ? elf_getdata(s, NULL) : NULL;
+  if (!d || !sh.sh_entsize)
+    return -ENOENT;
+  size_t n = sh.sh_size / sh.sh_entsize;
+  for (size_t i = 0; i < n; i++) {
+    GElf_Sym sym;
+    if (!gelf_getsym(d, (int)i, &sym) || sym.st_shndx == SHN_UNDEF || !sym.st_value)
+      continue;
+    const char *nm = elf_strptr(elf, sh.sh_link, sym.st_name);
+    if (nm && !strcmp(nm, name)) {
+      *ret_vaddr = sym.st_value;
+      if (ret_size)
+        *ret_size = sym.st_size;
+      return 0;
+    }
+  }
+  return -ENOENT;
+}
+
+int elf_file_lookup(struct elf_file *ef, const char *name, uint64_t *ret_vaddr,
+                    uint64_t *ret_size)
+{
+  if (!lookup_in(ef->main.elf, ".dynsym", name, ret_vaddr, ret_size) ||
+      !lookup_in(ef->main.elf, ".symtab", name, ret_vaddr, ret_size))
+    return 0;
+  if (ef->dbg.elf)
+    return lookup_in(ef->dbg.elf, ".symtab", name, ret_vaddr, ret_size);
+  return -ENOENT;
+}
+
+/* -- DWARF ---------------------------------------------------------------- */
+
+int elf_file_line(struct elf_file *ef, uint64_t vaddr, const char **ret_file, int *ret_line)
+{
+  if (!ef->dw_tried) {
+    ef->dw_tried = 1;
+    GElf_Shdr sh;
+    if (ef->dbg.elf && find_scn(ef->dbg.elf, ".debug_info", &sh))
+      ef->dw = dwarf_begin_elf(ef->dbg.elf, DWARF_C_READ, NULL);
+    else if (find_scn(ef->main.elf, ".debug_info", &sh))
+      ef->dw = dwarf_begin_elf(ef->main.elf, DWARF_C_READ, NULL);
+  }
+  if (!ef->dw)
+    return -ENOENT;
+  Dwarf_Die cu;
+  if (!dwarf_addrdie(ef->dw, vaddr, &cu))
+    return -ENOENT;
+  Dwarf_Line *l = dwarf_getsrc_die(&cu, vaddr);
+  int line;
+  const char *f = l ? dwarf_linesrc(l, NULL, NULL) : NULL;
+  if (!f || dwarf_lineno(l, &line) || line <= 0)
+    return -ENOENT;
+  *ret_file = f;
+  *ret_line = line;
+  return 0;
+}

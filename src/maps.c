@@ -1,0 +1,255 @@
+/* /proc/PID/maps parsing; module files opened inside the target's mount namespace. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "vmstack/elf.h"
+#include "vmstack/err.h"
+#include "vmstack/maps.h"
+
+#define MAPS_MAX (1u << 20)   /* mappings; a larger table is cut */
+
+static char *slurp(const char *path, size_t limit)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return NULL;
+  size_t cap = 65536, len = 0;
+  char *buf = malloc(cap);
+  while (buf) {
+    if (len + 4096 >= cap) {
+      if (cap >= limit)
+        break;
+      char *nb = realloc(buf, cap * 2);
+      if (!nb) {
+        free(buf);
+        buf = NULL;
+        break;
+      }
+      buf = nb;
+      cap *= 2;
+    }
+    ssize_t r = read(fd, buf + len, cap - len - 1);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    len += (size_t)r;
+  }
+  int e = errno;
+  close(fd);
+  if (buf)
+    buf[len] = 0;
+  errno = e;
+  return buf;
+}
+
+void maps_free(struct maps *mp)
+{
+  if (!mp)
+    return;
+  for (size_t i = 0; i < mp->nmods; i++) {
+    elf_file_close(mp->mods[i]->elf);
+    free(mp->mods[i]->path);
+    free(mp->mods[i]);
+  }
+  free(mp->mods);
+  free(mp->v);
+  free(mp->text);
+  free(mp);
+}
+
+static struct module *module_for(struct maps *mp, const char *path, uint64_t dev,
+                                 uint64_t inode, int deleted)
+{
+  for (size_t i = mp->nmods; i-- > 0;) {
+    struct module *m = mp->mods[i];
+    if (m->inode == inode && m->dev == dev && !strcmp(m->path, path))
+      return m;
+  }
+  struct module **nm = realloc(mp->mods, (mp->nmods + 1) * sizeof *nm);
+  if (!nm)
+    return NULL;
+  mp->mods = nm;
+  struct module *m = calloc(1, sizeof *m);
+  if (!m || !(m->path = strdup(path))) {
+    free(m);
+    return NULL;
+  }
+  const char *b = strrchr(m->path, '/');
+  m->name = b ? b + 1 : m->path;
+  m->dev = dev;
+  m->inode = inode;
+  m->deleted = deleted;
+  m->map_off = UINT64_MAX;
+  mp->mods[mp->nmods++] = m;
+  return m;
+}
+
+int maps_parse(const char *text, pid_t pid, struct maps **ret_maps)
+{
+  struct maps *mp = calloc(1, sizeof *mp);
+  if (!mp || !(mp->text = strdup(text))) {
+    free(mp);
+    return -ENOMEM;
+  }
+  mp->pid = pid;
+  if (pid)
+    snprintf(mp->root, sizeof mp->root, "/proc/%d/root", (int)pid);
+  size_t cap = 0;
+  for (char *line = mp->text; line && *line;) {
+    char *nl = strchr(line, '\n');
+    if (nl)
+      *nl = 0;
+    uint64_t s, e, off, ino;
+    unsigned maj, min;
+    char perms[5];
+    int pos = 0;
+    if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %4s %" SCNx64 " %x:%x %" SCNu64 " %n", &s, &e,
+               perms, &off, &maj, &min, &ino, &pos) >= 7 && e > s && mp->n < MAPS_MAX) {
+      if (mp->n == cap) {
+        cap = cap ? cap * 2 : 256;
+        struct map *nv = realloc(mp->v, cap * sizeof *nv);
+        if (!nv) {
+          maps_free(mp);
+          return -ENOMEM;
+        }
+        mp->v = nv;
+      }
+      char *path = line + pos;
+      while (*path == ' ')
+        path++;
+      struct map *m = &mp->v[mp->n++];
+      *m = (struct map){ .start = s, .end = e, .offset = off, .dev = makedev(maj, min),
+                         .inode = ino };
+      memcpy(m->perms, perms, 5);
+      m->path = *path ? path : NULL;
+      if (*path == '/' && ino) {
+        size_t l = strlen(path);
+        int deleted = l > 10 && !strcmp(path + l - 10, " (deleted)");
+        if (deleted)
+          path[l - 10] = 0;
+        struct module *mod = module_for(mp, path, m->dev, ino, deleted);
+        if (!mod) {
+          maps_free(mp);
+          return -ENOMEM;
+        }
+        m->mod = mod;
+        if (!mod->start || s < mod->start)
+          mod->start = s;
+        if (e > mod->end)
+          mod->end = e;
+        if (off < mod->map_off) {
+          mod->map_off = off;
+          mod->map_start = s;
+        }
+      }
+    }
+    line = nl ? nl + 1 : NULL;
+  }
+  *ret_maps = mp;
+  return 0;
+}
+
+int maps_load(pid_t pid, struct maps **ret_maps)
+{
+  char p[64];
+  snprintf(p, sizeof p, "/proc/%d/maps", (int)pid);
+  char *text = slurp(p, 256u << 20);
+  if (!text)
+    return errno == ENOENT ? -ESRCH : -(errno ? errno : EIO);
+  if (!*text) {
+    /* empty maps: kernel thread, zombie or an exited process */
+    free(text);
+    return -ESRCH;
+  }
+  int r = maps_parse(text, pid, ret_maps);
+  free(text);
+  return r;
+}
+
+const struct map *maps_find(const struct maps *mp, uint64_t addr)
+{
+  size_t lo = 0, hi = mp->n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (mp->v[mid].end <= addr)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < mp->n && mp->v[lo].start <= addr ? &mp->v[lo] : NULL;
+}
+
+/* The same file as the mapping? Guards against a path that now names another file
+ * (replaced on disk, or a different file at that path in our own namespace). */
+static int same_file(int fd, const struct module *mod)
+{
+  struct stat st;
+  return !fstat(fd, &st) && st.st_ino == mod->inode && st.st_dev == mod->dev;
+}
+
+int maps_module_open(struct maps *mp, struct module *mod)
+{
+  if (mod->elf_tried)
+    return mod->elf ? 0 : -VMS_E_BADELF;
+  mod->elf_tried = 1;
+  char p[4200];
+  int fd = -1;
+  if (mp->pid && !mod->deleted) {
+    snprintf(p, sizeof p, "%s%s", mp->root, mod->path);
+    fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && !same_file(fd, mod)) {
+      close(fd);
+      fd = -1;
+    }
+  }
+  if (fd < 0 && mp->pid) {
+    /* map_files names the mapped file itself, deleted or not (needs CAP_SYS_ADMIN on
+     * kernels before 5.9 or CAP_CHECKPOINT_RESTORE after). */
+    snprintf(p, sizeof p, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)mp->pid,
+             mod->map_start, maps_find(mp, mod->map_start)->end);
+    fd = open(p, O_RDONLY | O_CLOEXEC);
+  }
+  if (fd < 0) {
+    /* overlay filesystems report another st_dev than maps does: accept the path */
+    snprintf(p, sizeof p, "%s%s", mp->pid ? mp->root : "", mod->path);
+    fd = open(p, O_RDONLY | O_CLOEXEC);
+  }
+  if (fd < 0)
+    return -errno;
+  int r = elf_file_open(fd, &mod->elf);
+  if (r)
+    return r;
+  if (elf_file_bias(mod->elf, mod->map_start, mod->map_off, &mod->bias)) {
+    elf_file_close(mod->elf);
+    mod->elf = NULL;
+    return -VMS_E_BADELF;
+  }
+  elf_file_find_debug(mod->elf, mp->pid ? mp->root : "", mod->path);
+  return 0;
+}
+
+struct module *maps_module(struct maps *mp, uint64_t addr)
+{
+  const struct map *m = maps_find(mp, addr);
+  if (!m || !m->mod)
+    return NULL;
+  maps_module_open(mp, m->mod);
+  return m->mod;
+}
+
+struct module *maps_module_by_name(struct maps *mp, const char *prefix)
+{
+  size_t l = strlen(prefix);
+  for (size_t i = 0; i < mp->nmods; i++)
+    if (!strncmp(mp->mods[i]->name, prefix, l))
+      return mp->mods[i];
+  return NULL;
+}

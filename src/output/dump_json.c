@@ -1,0 +1,72 @@
+/* JSON output of a dump: the same content as the text form. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "vmstack/dump.h"
+#include "vmstack/err.h"
+#include "vmstack/json.h"
+#include "vmstack/target.h"
+
+static const char *kind_name(enum frame_kind k)
+{
+  switch (k) {
+  case FRAME_VM: return "vm";
+  case FRAME_JIT: return "jit";
+  default: return "native";
+  }
+}
+
+static void frame_json(FILE *f, size_t i, const struct out_frame *of)
+{
+  char name[512];
+  symbolize_name(&of->si, of->pc, name, sizeof name);
+  fprintf(f, "{\"index\":%zu,\"kind\":\"%s\",\"pc\":\"0x%" PRIx64 "\",\"name\":", i,
+          kind_name(of->kind), of->pc);
+  json_str(f, name);
+  fputs(",\"function\":", f);
+  json_str(f, of->si.func);
+  fprintf(f, ",\"offset\":%" PRIu64 ",\"module\":", of->si.func ? of->si.off : 0);
+  json_str(f, of->si.module);
+  fputs(",\"module_path\":", f);
+  json_str(f, of->si.module_path);
+  fprintf(f, ",\"module_offset\":\"0x%" PRIx64 "\",\"file\":", of->si.module_off);
+  json_str(f, of->si.file);
+  if (of->si.file)
+    fprintf(f, ",\"line\":%d", of->si.line);
+  else
+    fputs(",\"line\":null", f);
+  fprintf(f, ",\"signal_frame\":%s,\"no_cfi\":%s}", of->flags & FRAME_F_SIGNAL ? "true" : "false",
+          of->flags & FRAME_F_NOCFI ? "true" : "false");
+}
+
+void dump_write_json(FILE *f, const struct target *t, const struct dump_result *res)
+{
+  fprintf(f, "{\"pid\":%d,\"ns_pid\":%d,\"comm\":", (int)t->pid, (int)t->nspid);
+  json_str(f, t->comm);
+  fputs(",\"exe\":", f);
+  json_str(f, t->exe);
+  fputs(",\"threads\":[", f);
+  for (size_t i = 0; i < res->n; i++) {
+    const struct thread_stack *ts = &res->threads[i];
+    fprintf(f, "%s\n{\"tid\":%d,\"ns_tid\":%d,\"name\":", i ? "," : "", (int)ts->tid,
+            (int)ts->nstid);
+    json_str(f, ts->name);
+    fputs(",\"state\":", f);
+    json_str(f, ts->err == -ESRCH ? "exited" : target_state_name(ts->state));
+    fputs(",\"error\":", f);
+    json_str(f, ts->err && ts->err != -ESRCH ? vms_strerror(ts->err) : NULL);
+    fprintf(f, ",\"truncated\":%s,\"walk_error\":",
+            ts->walk_err == -VMS_E_TRUNCATED ? "true" : "false");
+    json_str(f, ts->walk_err && ts->walk_err != -VMS_E_TRUNCATED ? vms_strerror(ts->walk_err)
+                                                                  : NULL);
+    fputs(",\"frames\":[", f);
+    for (size_t j = 0; j < ts->n; j++) {
+      if (j)
+        putc(',', f);
+      frame_json(f, j, &ts->frames[j]);
+    }
+    fputs("]}", f);
+  }
+  fputs("\n]}\n", f);
+}

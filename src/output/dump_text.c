@@ -1,0 +1,52 @@
+/* Text output of a dump: a header per thread, then its frames innermost first. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "vmstack/dump.h"
+#include "vmstack/err.h"
+#include "vmstack/target.h"
+
+static void frame_line(FILE *f, size_t i, const struct out_frame *of)
+{
+  char name[512];
+  symbolize_name(&of->si, of->pc, name, sizeof name);
+  fprintf(f, "  #%-2zu %s", i, name);
+  if (of->si.func)
+    fprintf(f, "+0x%" PRIx64, of->si.off);
+  if (of->si.module && of->si.func)
+    fprintf(f, " (%s)", of->si.module);
+  if (of->si.file)
+    fprintf(f, " at %s:%d", of->si.file, of->si.line);
+  if (of->flags & FRAME_F_SIGNAL)
+    fputs(" <signal handler called>", f);
+  putc('\n', f);
+}
+
+void dump_write_text(FILE *f, const struct target *t, const struct dump_result *res)
+{
+  fprintf(f, "Process %d \"%s\"", (int)t->pid, t->comm);
+  if (t->nspid && t->nspid != t->pid)
+    fprintf(f, " (pid %d in its namespace)", (int)t->nspid);
+  if (t->exe[0])
+    fprintf(f, " %s", t->exe);
+  putc('\n', f);
+  for (size_t i = 0; i < res->n; i++) {
+    const struct thread_stack *ts = &res->threads[i];
+    fprintf(f, "Thread %d \"%s\" (%s)", (int)ts->tid, ts->name,
+            ts->err == -ESRCH ? "exited" : target_state_name(ts->state));
+    if (ts->nstid && ts->nstid != ts->tid)
+      fprintf(f, " [tid %d in its namespace]", (int)ts->nstid);
+    putc('\n', f);
+    if (ts->err && ts->err != -ESRCH)
+      fprintf(f, "  (not read: %s)\n", vms_strerror(ts->err));
+    for (size_t j = 0; j < ts->n; j++)
+      frame_line(f, j, &ts->frames[j]);
+    if (ts->walk_err == -VMS_E_TRUNCATED)
+      fprintf(f, "  (truncated at %zu frames; raise --max-depth)\n", ts->n);
+    else if (ts->walk_err)
+      fprintf(f, "  (walk stopped: %s)\n", vms_strerror(ts->walk_err));
+    if (i + 1 < res->n)
+      putc('\n', f);
+  }
+}

@@ -1,0 +1,486 @@
+/* Target control: /proc inspection, ptrace seize/interrupt/resume/detach, exit guards. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "vmstack/err.h"
+#include "vmstack/maps.h"
+#include "vmstack/mem.h"
+#include "vmstack/target.h"
+
+#define PF_KTHREAD 0x00200000u
+#define THREADS_MAX 65536
+#define ATTACH_PASSES 64
+
+/* -- /proc ---------------------------------------------------------------- */
+
+static int read_small(const char *path, char *buf, size_t cap)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  ssize_t n;
+  do
+    n = read(fd, buf, cap - 1);
+  while (n < 0 && errno == EINTR);
+  int e = errno;
+  close(fd);
+  if (n < 0)
+    return -e;
+  buf[n] = 0;
+  return (int)n;
+}
+
+/* Parse "pid (comm) S ppid ... flags" robustly: comm may hold spaces and parentheses. */
+static int parse_stat(const char *buf, char *ret_state, char *ret_name, size_t namesz,
+                      unsigned long *ret_flags)
+{
+  const char *l = strchr(buf, '('), *r = strrchr(buf, ')');
+  if (!l || !r || r < l || r[1] != ' ' || !r[2])
+    return -EINVAL;
+  if (ret_name) {
+    size_t n = (size_t)(r - l - 1);
+    if (n >= namesz)
+      n = namesz - 1;
+    memcpy(ret_name, l + 1, n);
+    ret_name[n] = 0;
+  }
+  *ret_state = r[2];
+  if (ret_flags) {
+    /* fields after state: ppid pgrp session tty_nr tpgid flags */
+    int ppid, pgrp, sess, tty, tpgid;
+    if (sscanf(r + 4, "%d %d %d %d %d %lu", &ppid, &pgrp, &sess, &tty, &tpgid, ret_flags) != 6)
+      return -EINVAL;
+  }
+  return 0;
+}
+
+int target_thread_stat(pid_t pid, pid_t tid, char *ret_state, char *ret_name, size_t namesz)
+{
+  char p[64], buf[1024];
+  snprintf(p, sizeof p, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+  int r = read_small(p, buf, sizeof buf);
+  if (r < 0)
+    return r == -ENOENT ? -ESRCH : r;
+  return parse_stat(buf, ret_state, ret_name, namesz, NULL);
+}
+
+const char *target_state_name(char state)
+{
+  switch (state) {
+  case 'R': return "running";
+  case 'S': return "sleeping";
+  case 'D': return "disk sleep";
+  case 'T': return "stopped";
+  case 't': return "tracing stop";
+  case 'Z': return "zombie";
+  case 'X': return "dead";
+  case 'I': return "idle";
+  default: return "unknown";
+  }
+}
+
+/* Value of a "Key:\t..." line of a status file. */
+static const char *status_field(const char *buf, const char *key)
+{
+  size_t kl = strlen(key);
+  for (const char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+    if (!strncmp(l, key, kl) && l[kl] == ':')
+      return l + kl + 1;
+  return NULL;
+}
+
+/* Last number of an NSpid line: the id in the innermost namespace. */
+static pid_t last_nspid(const char *v)
+{
+  pid_t last = 0;
+  while (v && *v && *v != '\n') {
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (end == v)
+      break;
+    last = (pid_t)x;
+    v = end;
+  }
+  return last;
+}
+
+static pid_t thread_nstid(pid_t pid, pid_t tid)
+{
+  char p[64], buf[4096];
+  snprintf(p, sizeof p, "/proc/%d/task/%d/status", (int)pid, (int)tid);
+  if (read_small(p, buf, sizeof buf) < 0)
+    return 0;
+  return last_nspid(status_field(buf, "NSpid"));
+}
+
+/* -- Threads -------------------------------------------------------------- */
+
+static int thread_add(struct target *t, pid_t tid)
+{
+  for (size_t i = 0; i < t->nthreads; i++)
+    if (t->threads[i].tid == tid)
+      return 0;
+  if (t->nthreads >= THREADS_MAX)
+    return -E2BIG;
+  struct thread *nt = realloc(t->threads, (t->nthreads + 1) * sizeof *nt);
+  if (!nt)
+    return -ENOMEM;
+  t->threads = nt;
+  struct thread *th = &nt[t->nthreads];
+  memset(th, 0, sizeof *th);
+  th->tid = tid;
+  if (target_thread_stat(t->pid, tid, &th->state, th->name, sizeof th->name))
+    th->state = 'X';
+  th->nstid = thread_nstid(t->pid, tid);
+  t->nthreads++;
+  return 1;
+}
+
+int target_refresh_threads(struct target *t)
+{
+  char p[64];
+  snprintf(p, sizeof p, "/proc/%d/task", (int)t->pid);
+  DIR *d = opendir(p);
+  if (!d)
+    return errno == ENOENT ? -VMS_E_GONE : -errno;
+  int added = 0, r = 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    char *end;
+    long tid = strtol(de->d_name, &end, 10);
+    if (*end || tid <= 0)
+      continue;
+    r = thread_add(t, (pid_t)tid);
+    if (r < 0)
+      break;
+    added += r;
+  }
+  closedir(d);
+  return r < 0 ? r : added;
+}
+
+/* -- Exit guard ----------------------------------------------------------- */
+
+static struct target *volatile guard_t;
+static volatile sig_atomic_t interrupted;
+
+/* Async-signal-safe: detach every thread we hold in a ptrace-stop. Threads that are
+ * seized but running are released by the kernel when we exit (exit_ptrace). */
+static void emergency_detach(void)
+{
+  struct target *t = guard_t;
+  if (!t)
+    return;
+  for (size_t i = 0; i < t->nthreads; i++) {
+    struct thread *th = &t->threads[i];
+    if (th->seized && th->stopped && !th->group_stop)
+      ptrace(PTRACE_DETACH, th->tid, 0, (void *)(long)th->pending_sig);
+  }
+}
+
+static void on_term(int sig)
+{
+  if (interrupted) {
+    /* second signal: the caller did not get to finish; leave now */
+    emergency_detach();
+    _exit(128 + sig);
+  }
+  interrupted = sig;
+}
+
+static void on_fatal(int sig)
+{
+  emergency_detach();
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static void on_alarm(int sig)
+{
+  (void)sig;
+}
+
+void target_guard_install(void)
+{
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sigemptyset(&sa.sa_mask);
+  sa.sa_handler = on_term;     /* no SA_RESTART: blocking calls return EINTR */
+  static const int term[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE };
+  for (size_t i = 0; i < sizeof term / sizeof *term; i++)
+    sigaction(term[i], &sa, NULL);
+  sa.sa_handler = on_fatal;
+  sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+  static const int fatal[] = { SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL, SIGSYS };
+  for (size_t i = 0; i < sizeof fatal / sizeof *fatal; i++)
+    sigaction(fatal[i], &sa, NULL);
+  sa.sa_handler = on_alarm;
+  sa.sa_flags = 0;
+  sigaction(SIGALRM, &sa, NULL);
+}
+
+int target_interrupted(void)
+{
+  return interrupted;
+}
+
+/* -- Opening -------------------------------------------------------------- */
+
+int target_open(pid_t pid, struct target **ret_t)
+{
+  char p[64], buf[8192];
+  if (pid <= 0)
+    return -VMS_E_NOPROC;
+  snprintf(p, sizeof p, "/proc/%d/status", (int)pid);
+  int r = read_small(p, buf, sizeof buf);
+  if (r < 0)
+    return r == -ENOENT ? -VMS_E_NOPROC : r;
+  const char *tg = status_field(buf, "Tgid");
+  pid_t tgid = tg ? (pid_t)atoi(tg) : pid;
+  if (tgid > 0 && tgid != pid) {
+    /* a thread id was given: take its process */
+    pid = tgid;
+    snprintf(p, sizeof p, "/proc/%d/status", (int)pid);
+    if ((r = read_small(p, buf, sizeof buf)) < 0)
+      return r == -ENOENT ? -VMS_E_NOPROC : r;
+  }
+  char sbuf[1024], state;
+  unsigned long flags;
+  snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+  if ((r = read_small(p, sbuf, sizeof sbuf)) < 0)
+    return r == -ENOENT ? -VMS_E_NOPROC : r;
+  struct target *t = calloc(1, sizeof *t);
+  if (!t)
+    return -ENOMEM;
+  t->pid = pid;
+  t->stop_timeout_ms = 1000;
+  if (parse_stat(sbuf, &state, t->comm, sizeof t->comm, &flags)) {
+    r = -VMS_E_BADDATA;
+    goto fail;
+  }
+  t->state = state;
+  r = -VMS_E_KTHREAD;
+  if (flags & PF_KTHREAD)
+    goto fail;
+  r = -VMS_E_ZOMBIE;
+  if (state == 'Z' || state == 'X')
+    goto fail;
+  const char *tr = status_field(buf, "TracerPid");
+  pid_t tracer = tr ? (pid_t)atoi(tr) : 0;
+  r = -VMS_E_TRACED;
+  if (tracer && tracer != getpid())
+    goto fail;
+  t->nspid = last_nspid(status_field(buf, "NSpid"));
+  if (!t->nspid)
+    t->nspid = pid;
+  snprintf(p, sizeof p, "/proc/%d/exe", (int)pid);
+  ssize_t n = readlink(p, t->exe, sizeof t->exe - 1);
+  t->exe[n > 0 ? n : 0] = 0;
+  if ((r = maps_load(pid, &t->maps)) < 0) {
+    if (r == -ESRCH)
+      r = -VMS_E_NOPROC;
+    goto fail;
+  }
+  if ((r = mem_open_live(pid, &t->mem)) < 0)
+    goto fail;
+  if ((r = target_refresh_threads(t)) < 0)
+    goto fail;
+  guard_t = t;
+  *ret_t = t;
+  return 0;
+fail:
+  target_close(t);
+  return r;
+}
+
+int target_reload_maps(struct target *t)
+{
+  struct maps *nm;
+  int r = maps_load(t->pid, &nm);
+  if (r)
+    return r == -ESRCH ? -VMS_E_GONE : r;
+  maps_free(t->maps);
+  t->maps = nm;
+  return 0;
+}
+
+void target_close(struct target *t)
+{
+  if (!t)
+    return;
+  target_detach(t);
+  if (guard_t == t)
+    guard_t = NULL;
+  mem_close(t->mem);
+  maps_free(t->maps);
+  free(t->threads);
+  free(t);
+}
+
+/* -- ptrace --------------------------------------------------------------- */
+
+static int seize(struct target *t, struct thread *th)
+{
+  if (th->seized)
+    return 0;
+  /* No PTRACE_O_EXITKILL: the target must outlive us whatever happens. */
+  if (ptrace(PTRACE_SEIZE, th->tid, 0, 0)) {
+    int e = errno;
+    if (e == ESRCH)
+      return th->err = th->tid == t->pid ? -VMS_E_GONE : -ESRCH;
+    if (e == EPERM) {
+      char p[64], buf[4096];
+      snprintf(p, sizeof p, "/proc/%d/status", (int)t->pid);
+      const char *tr = read_small(p, buf, sizeof buf) > 0 ? status_field(buf, "TracerPid") : NULL;
+      if (tr && atoi(tr) != 0 && atoi(tr) != getpid())
+        return th->err = -VMS_E_TRACED;
+    }
+    return th->err = -e;
+  }
+  th->seized = 1;
+  return 0;
+}
+
+int target_attach(struct target *t)
+{
+  for (int pass = 0; pass < ATTACH_PASSES; pass++) {
+    int r;
+    for (size_t i = 0; i < t->nthreads; i++) {
+      struct thread *th = &t->threads[i];
+      if (th->seized || th->err)
+        continue;
+      r = seize(t, th);
+      if (r && r != -ESRCH)
+        return r;
+    }
+    r = target_refresh_threads(t);
+    if (r <= 0)
+      return r;
+  }
+  return 0;
+}
+
+static void timer_arm(int ms)
+{
+  struct itimerval it = { { 0, 0 }, { ms / 1000, (ms % 1000) * 1000 } };
+  setitimer(ITIMER_REAL, &it, NULL);
+}
+
+/* Wait for the stop that PTRACE_INTERRUPT asked for. Signal-delivery-stops that come first
+ * are passed on (CONT with the signal): the interrupt trap stays pending and follows. */
+static int wait_stop(struct target *t, struct thread *th)
+{
+  int deadline_hit = 0;
+  timer_arm(t->stop_timeout_ms);
+  for (;;) {
+    int status;
+    pid_t r = waitpid(th->tid, &status, __WALL);
+    if (r < 0) {
+      if (errno == EINTR) {
+        struct itimerval it;
+        getitimer(ITIMER_REAL, &it);
+        if (!it.it_value.tv_sec && !it.it_value.tv_usec) {
+          deadline_hit = 1;
+          break;
+        }
+        continue;   /* SIGINT and friends: finish this stop, the caller checks the flag */
+      }
+      timer_arm(0);
+      th->seized = 0;
+      return th->err = errno == ECHILD ? -ESRCH : -errno;
+    }
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+      timer_arm(0);
+      th->seized = 0;
+      return th->err = th->tid == t->pid ? -VMS_E_GONE : -ESRCH;
+    }
+    if (!WIFSTOPPED(status))
+      continue;
+    int sig = WSTOPSIG(status), ev = (unsigned)status >> 16;
+    if (ev == PTRACE_EVENT_STOP) {
+      th->group_stop = sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+      break;
+    }
+    if (ev == 0) {
+      ptrace(PTRACE_CONT, th->tid, 0, (void *)(long)sig);
+      continue;
+    }
+    /* other events were not asked for; let it go on */
+    ptrace(PTRACE_CONT, th->tid, 0, 0);
+  }
+  timer_arm(0);
+  if (deadline_hit)
+    return th->err = -VMS_E_STOPTIMEOUT;
+  th->stopped = 1;
+  return 0;
+}
+
+int target_stop(struct target *t, struct thread *th)
+{
+  int r = seize(t, th);
+  if (r)
+    return r;
+  if (ptrace(PTRACE_INTERRUPT, th->tid, 0, 0)) {
+    th->seized = errno != ESRCH;
+    return th->err = errno == ESRCH ? (th->tid == t->pid ? -VMS_E_GONE : -ESRCH) : -errno;
+  }
+  if ((r = wait_stop(t, th)))
+    return r;
+  if (ptrace(PTRACE_GETREGS, th->tid, 0, &th->regs)) {
+    r = -errno;
+    target_resume(t, th);
+    return th->err = r;
+  }
+  return 0;
+}
+
+int target_resume(struct target *t, struct thread *th)
+{
+  (void)t;
+  if (!th->stopped)
+    return 0;
+  th->stopped = 0;
+  int sig = th->pending_sig;
+  th->pending_sig = 0;
+  /* A group-stopped thread (SIGSTOP, ^Z) must stay stopped: LISTEN keeps job control. */
+  long req = th->group_stop ? PTRACE_LISTEN : PTRACE_CONT;
+  if (ptrace(req, th->tid, 0, (void *)(long)(th->group_stop ? 0 : sig)))
+    return th->err = -errno;
+  return 0;
+}
+
+static void release(struct target *t, struct thread *th)
+{
+  if (!th->seized)
+    return;
+  if (!th->stopped) {
+    /* PTRACE_DETACH needs a ptrace-stop; a running seized thread gets one first */
+    if (ptrace(PTRACE_INTERRUPT, th->tid, 0, 0) || wait_stop(t, th)) {
+      th->seized = 0;   /* gone, or stuck: the kernel releases it when we exit */
+      return;
+    }
+  }
+  ptrace(PTRACE_DETACH, th->tid, 0, (void *)(long)(th->group_stop ? 0 : th->pending_sig));
+  th->stopped = th->seized = 0;
+  th->pending_sig = 0;
+}
+
+void target_detach(struct target *t)
+{
+  for (size_t i = 0; i < t->nthreads; i++)
+    release(t, &t->threads[i]);
+}
+
+void target_release(struct target *t, struct thread *th)
+{
+  release(t, th);
+}
