@@ -1,7 +1,9 @@
 /* One-shot dump: per thread stop, copy registers and stack, release, then unwind. */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "vmstack/dump.h"
 #include "vmstack/err.h"
@@ -9,6 +11,28 @@
 #include "vmstack/mem.h"
 #include "vmstack/target.h"
 #include "vmstack/unwind.h"
+
+/* Test seam, off unless set: VMSTACK_TEST_HOLD_MS keeps each thread stopped that long
+ * (a signal cuts it short) and VMSTACK_TEST_CRASH=1 crashes vmstack while it holds one, so
+ * that tests can check the target never stays stopped whatever happens to us. */
+static void test_hold(void)
+{
+  static int init;
+  static long hold_ms;
+  static int crash;
+  if (!init) {
+    const char *h = getenv("VMSTACK_TEST_HOLD_MS"), *c = getenv("VMSTACK_TEST_CRASH");
+    hold_ms = h ? atol(h) : 0;
+    crash = c && *c == '1';
+    init = 1;
+  }
+  if (crash)
+    raise(SIGSEGV);
+  if (hold_ms > 0 && !target_interrupted()) {
+    struct timespec ts = { hold_ms / 1000, (hold_ms % 1000) * 1000000 };
+    nanosleep(&ts, NULL);
+  }
+}
 
 /* Stop, capture and release one thread: the pause is a stop/resume round trip plus one
  * read of the live part of its stack. */
@@ -23,6 +47,7 @@ static int capture_thread(struct target *t, struct thread *th, const struct dump
   if (r == -VMS_E_NOSTACK && !target_reload_maps(t))
     /* a thread created after we read the maps: its stack is a new mapping */
     r = unwind_capture(t->mem, t->maps, &th->regs, o->stack_bytes, cap);
+  test_hold();
   target_release(t, th);
   return r;
 }
@@ -45,7 +70,7 @@ static int walk_thread(struct target *t, struct unwinder *u, const struct dump_o
     of->pc = fr[i].pc;
     of->flags = fr[i].flags;
     of->kind = FRAME_NATIVE;
-    symbolize(t->maps, fr[i].pc, fr[i].flags & FRAME_F_EXACT, &of->si);
+    symbolize(t->maps, fr[i].pc, fr[i].flags & FRAME_F_EXACT, o->lines, &of->si);
   }
   ts->n = n;
   free(fr);
@@ -92,6 +117,8 @@ int dump_collect(struct target *t, const struct dump_opts *o, struct dump_result
       break;
   }
   target_detach(t);
+  if (!r && !target_alive(t))
+    r = -VMS_E_GONE;
   unwind_capture_free(&cap);
   unwinder_free(u);
   return r;

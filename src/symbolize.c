@@ -7,7 +7,7 @@
 #include "vmstack/maps.h"
 #include "vmstack/symbolize.h"
 
-void symbolize(struct maps *mp, uint64_t pc, int exact, struct sym_info *ret)
+void symbolize(struct maps *mp, uint64_t pc, int exact, int lines, struct sym_info *ret)
 {
   memset(ret, 0, sizeof *ret);
   uint64_t look = exact || !pc ? pc : pc - 1;
@@ -37,7 +37,7 @@ void symbolize(struct maps *mp, uint64_t pc, int exact, struct sym_info *ret)
   }
   const char *file;
   int line;
-  if (!elf_file_line(mod->elf, look - mod->bias, &file, &line)) {
+  if (lines && !elf_file_line(mod->elf, look - mod->bias, &file, &line)) {
     ret->file = file;
     ret->line = line;
   }

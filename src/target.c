@@ -183,7 +183,7 @@ static void emergency_detach(void)
   for (size_t i = 0; i < t->nthreads; i++) {
     struct thread *th = &t->threads[i];
     if (th->seized && th->stopped && !th->group_stop)
-      ptrace(PTRACE_DETACH, th->tid, 0, (void *)(long)th->pending_sig);
+      ptrace(PTRACE_DETACH, th->tid, 0, 0);
   }
 }
 
@@ -233,6 +233,22 @@ int target_interrupted(void)
   return interrupted;
 }
 
+/* A zombie leader with live threads (main called pthread_exit) is a running process. */
+static int only_leader_left(pid_t pid)
+{
+  char p[64];
+  snprintf(p, sizeof p, "/proc/%d/task", (int)pid);
+  DIR *d = opendir(p);
+  int n = 0;
+  if (!d)
+    return 1;
+  struct dirent *de;
+  while ((de = readdir(d)) && n < 2)
+    n += de->d_name[0] != '.';
+  closedir(d);
+  return n < 2;
+}
+
 /* -- Opening -------------------------------------------------------------- */
 
 int target_open(pid_t pid, struct target **ret_t)
@@ -272,7 +288,7 @@ int target_open(pid_t pid, struct target **ret_t)
   if (flags & PF_KTHREAD)
     goto fail;
   r = -VMS_E_ZOMBIE;
-  if (state == 'Z' || state == 'X')
+  if ((state == 'Z' || state == 'X') && only_leader_left(pid))
     goto fail;
   const char *tr = status_field(buf, "TracerPid");
   pid_t tracer = tr ? (pid_t)atoi(tr) : 0;
@@ -300,6 +316,16 @@ int target_open(pid_t pid, struct target **ret_t)
 fail:
   target_close(t);
   return r;
+}
+
+int target_alive(const struct target *t)
+{
+  char state;
+  char p[64], buf[1024];
+  snprintf(p, sizeof p, "/proc/%d/stat", (int)t->pid);
+  if (read_small(p, buf, sizeof buf) < 0 || parse_stat(buf, &state, NULL, 0, NULL))
+    return 0;
+  return (state != 'Z' && state != 'X') || !only_leader_left(t->pid);
 }
 
 int target_reload_maps(struct target *t)
@@ -449,11 +475,8 @@ int target_resume(struct target *t, struct thread *th)
   if (!th->stopped)
     return 0;
   th->stopped = 0;
-  int sig = th->pending_sig;
-  th->pending_sig = 0;
   /* A group-stopped thread (SIGSTOP, ^Z) must stay stopped: LISTEN keeps job control. */
-  long req = th->group_stop ? PTRACE_LISTEN : PTRACE_CONT;
-  if (ptrace(req, th->tid, 0, (void *)(long)(th->group_stop ? 0 : sig)))
+  if (ptrace(th->group_stop ? PTRACE_LISTEN : PTRACE_CONT, th->tid, 0, 0))
     return th->err = -errno;
   return 0;
 }
@@ -469,9 +492,8 @@ static void release(struct target *t, struct thread *th)
       return;
     }
   }
-  ptrace(PTRACE_DETACH, th->tid, 0, (void *)(long)(th->group_stop ? 0 : th->pending_sig));
+  ptrace(PTRACE_DETACH, th->tid, 0, 0);
   th->stopped = th->seized = 0;
-  th->pending_sig = 0;
 }
 
 void target_detach(struct target *t)

@@ -32,6 +32,7 @@ struct thread_stack {
 struct dump_opts {
   size_t max_depth;
   size_t stack_bytes;
+  int lines;               /* file:line of native frames from DWARF */
 };
 
 struct dump_result {

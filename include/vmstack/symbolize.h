@@ -16,10 +16,11 @@ struct sym_info {
   int line;
 };
 
-/* exact: pc is the faulting/current instruction, not a return address (which is looked
+/* lines: also look up file:line in DWARF (costly for large compressed debug files).
+ * exact: pc is the faulting/current instruction, not a return address (which is looked
  * up at pc-1 so that a call at the end of a function resolves to that function). Strings
  * point into the maps' modules and stay valid while the maps live. */
-void symbolize(struct maps *mp, uint64_t pc, int exact, struct sym_info *ret);
+void symbolize(struct maps *mp, uint64_t pc, int exact, int lines, struct sym_info *ret);
 
 /* Folded-style name: "func", or "[module+0xoff]" / "[0xaddr]" when unnamed. */
 int symbolize_name(const struct sym_info *si, uint64_t pc, char *buf, size_t cap);

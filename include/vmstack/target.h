@@ -17,7 +17,6 @@ struct thread {
   int seized;
   int stopped;             /* in a ptrace-stop we caused */
   int group_stop;          /* the stop is a group-stop: resume with LISTEN, not CONT */
-  int pending_sig;         /* signal to re-inject on resume */
   int err;                 /* last error for this thread (0, -errno, -VMS_E_*) */
   struct user_regs_struct regs;
 };
@@ -41,13 +40,18 @@ int target_open(pid_t pid, struct target **ret_t);
 /* Re-read /proc/PID/task: threads that appeared are added, gone ones are marked. */
 int target_refresh_threads(struct target *t);
 int target_reload_maps(struct target *t);
+/* The process still runs (not exited, not a zombie). */
+int target_alive(const struct target *t);
 void target_close(struct target *t);   /* detaches first */
 
 /* PTRACE_SEIZE every thread (threads that appear meanwhile too). Does not stop them. */
 int target_attach(struct target *t);
-/* Stop one seized thread (PTRACE_INTERRUPT, wait) and read its registers. */
+/* Stop one thread (seizing it first if needed: PTRACE_INTERRUPT, wait) and read its
+ * registers. The wait is bounded by stop_timeout_ms with ITIMER_REAL and SIGALRM, so
+ * target_guard_install() must have run (it installs the SIGALRM handler). */
 int target_stop(struct target *t, struct thread *th);
-/* Let it go again (CONT, re-injecting a signal it received; LISTEN for a group-stop). */
+/* Let it go again (CONT; LISTEN for a group-stop, which keeps it stopped). Signals that
+ * arrive while we wait for a stop are passed on at once, never held back. */
 int target_resume(struct target *t, struct thread *th);
 /* Detach one thread (resuming it if stopped): stop, read, let go in one-shot dumps. */
 void target_release(struct target *t, struct thread *th);

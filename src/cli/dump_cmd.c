@@ -19,6 +19,7 @@ static int parse(int argc, char **argv, struct opts *o)
     { "pid", required_argument, NULL, 'p' },
     { "json", no_argument, NULL, 'j' },
     { "native", no_argument, NULL, 'n' },
+    { "source", no_argument, NULL, 's' },
     { "locals", no_argument, NULL, 'l' },
     { "nonblocking", no_argument, NULL, OPT_NONBLOCKING },
     { "max-depth", required_argument, NULL, OPT_MAX_DEPTH },
@@ -31,7 +32,7 @@ static int parse(int argc, char **argv, struct opts *o)
   optind = 1;
   opterr = 0;
   int c;
-  while ((c = getopt_long(argc, argv, ":p:jnlh", lo, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":p:jnslh", lo, NULL)) != -1) {
     switch (c) {
     case 'p':
       if (cli_parse_pid(optarg, &o->pid)) {
@@ -41,6 +42,7 @@ static int parse(int argc, char **argv, struct opts *o)
       break;
     case 'j': o->json = 1; break;
     case 'n': o->native = 1; break;
+    case 's': o->lines = 1; break;
     case 'l': o->locals = 1; break;
     case OPT_NONBLOCKING: o->nonblocking = 1; break;
     case OPT_MAX_DEPTH:
@@ -56,7 +58,7 @@ static int parse(int argc, char **argv, struct opts *o)
       }
       break;
     case 'h':
-      printf("Usage: %s%s -p PID [-j|--json] [-n|--native] [--max-depth N] "
+      printf("Usage: %s%s -p PID [-j|--json] [-n|--native] [-s|--source] [--max-depth N] "
              "[--stack-bytes N]\n(see vmstack --help for exit codes)\n",
              o->prog, o->runtime ? "" : " dump");
       return -1;
@@ -109,7 +111,7 @@ int cmd_dump(int argc, char **argv, struct opts *o)
   r = target_open(o->pid, &t);
   if (r)
     return cli_target_error(o->pid, r);
-  struct dump_opts dopts = { (size_t)o->max_depth, (size_t)o->stack_bytes };
+  struct dump_opts dopts = { (size_t)o->max_depth, (size_t)o->stack_bytes, o->lines };
   struct dump_result res;
   r = dump_collect(t, &dopts, &res);
   int code = EXIT_OK;

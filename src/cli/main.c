@@ -22,6 +22,8 @@ static const char usage[] =
   "  -p, --pid PID         target process (a thread id selects its process)\n"
   "  -j, --json            JSON instead of text\n"
   "  -n, --native          native frames only (no VM frames)\n"
+  "  -s, --source          file:line of native frames from DWARF (the binary's own or\n"
+  "                        a separate debug file); slower on large debug files\n"
   "      --max-depth N     frames per thread at most (default 256)\n"
   "      --stack-bytes N   stack bytes copied per thread while it is stopped\n"
   "                        (default 65536; deeper frames are read after it resumes)\n"
