@@ -1,0 +1,29 @@
+# Convenience entry points; the build itself is meson + ninja (see README.md).
+BUILD ?= build
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEPS := gcc pkg-config meson ninja-build libunwind-dev libelf-dev libdw-dev \
+        libcapstone-dev zlib1g-dev python3 binutils util-linux gdb
+
+.PHONY: deps build demo check bench clean
+
+deps:
+	@if ! dpkg -s $(DEPS) >/dev/null 2>&1; then \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(DEPS); fi
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+demo: build
+	fixtures/demo.sh $(BUILD)
+
+check: build
+	meson test -C $(BUILD) --print-errorlogs
+
+bench: build
+	bench/run
+
+clean:
+	rm -rf $(BUILD)
