@@ -1,5 +1,6 @@
 /* ELF access through libelf/libdw: symbols, build-id, debug files, unwind tables, lines. */
 #include <elf.h>
+#include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,8 +27,14 @@ struct seg {
   uint32_t flags;
 };
 
+struct path_str {
+  struct path_str *next;
+  char s[];
+};
+
 struct image {
   int fd;
+  void *owned;          /* bytes the Elf was made from (elf_memory), freed with it */
   Elf *elf;
   const uint8_t *raw;   /* whole file, mapped by libelf */
   size_t rawsize;
@@ -46,6 +53,7 @@ struct elf_file {
   int syms_loaded;
   Dwarf *dw;
   int dw_tried;
+  struct path_str *paths;  /* source paths made absolute, kept for the file's lifetime */
   int eh_err;            /* cached .eh_frame_hdr lookup */
   uint64_t eh_hdr, eh_table, eh_count;
 };
@@ -80,6 +88,8 @@ static void image_close(struct image *im)
 {
   if (im->elf)
     elf_end(im->elf);
+  free(im->owned);
+  im->owned = NULL;
   if (im->fd >= 0)
     close(im->fd);
   im->elf = NULL;
@@ -130,6 +140,8 @@ static void read_build_id(struct elf_file *ef, Elf *elf, uint8_t *out, size_t *r
 
 /* -- Opening -------------------------------------------------------------- */
 
+static int file_init(struct elf_file *ef, struct elf_file **ret_ef);
+
 int elf_file_open(int fd, struct elf_file **ret_ef)
 {
   struct elf_file *ef = calloc(1, sizeof *ef);
@@ -143,6 +155,31 @@ int elf_file_open(int fd, struct elf_file **ret_ef)
     free(ef);
     return r;
   }
+  return file_init(ef, ret_ef);
+}
+
+int elf_file_open_mem(void *buf, size_t len, struct elf_file **ret_ef)
+{
+  struct elf_file *ef = calloc(1, sizeof *ef);
+  if (!ef) {
+    free(buf);
+    return -ENOMEM;
+  }
+  ef->dbg.fd = ef->main.fd = -1;
+  ef->main.owned = buf;
+  elf_version(EV_CURRENT);
+  ef->main.elf = elf_memory(buf, len);
+  if (!ef->main.elf || elf_kind(ef->main.elf) != ELF_K_ELF) {
+    elf_file_close(ef);
+    return -VMS_E_BADELF;
+  }
+  ef->main.raw = buf;
+  ef->main.rawsize = len;
+  return file_init(ef, ret_ef);
+}
+
+static int file_init(struct elf_file *ef, struct elf_file **ret_ef)
+{
   GElf_Ehdr eh;
   size_t phnum;
   if (!gelf_getehdr(ef->main.elf, &eh) || elf_getphdrnum(ef->main.elf, &phnum)) {
@@ -175,6 +212,10 @@ void elf_file_close(struct elf_file *ef)
     dwarf_end(ef->dw);
   image_close(&ef->dbg);
   image_close(&ef->main);
+  for (struct path_str *p = ef->paths, *n; p; p = n) {
+    n = p->next;
+    free(p);
+  }
   free(ef->dbgpath);
   free(ef->segs);
   free(ef->syms);
@@ -491,6 +532,43 @@ int elf_file_lookup(struct elf_file *ef, const char *name, uint64_t *ret_vaddr,
 
 /* -- DWARF ---------------------------------------------------------------- */
 
+/* dir/rel with "." and ".." folded, stored once per file. */
+static const char *intern_path(struct elf_file *ef, const char *dir, const char *rel)
+{
+  char buf[PATH_MAX];
+  if ((size_t)snprintf(buf, sizeof buf, "%s/%s", dir, rel) >= sizeof buf)
+    return NULL;
+  /* fold in place: components are copied unless "." or "..", which pops one */
+  char out[PATH_MAX];
+  size_t o = 0;
+  for (char *save, *c = strtok_r(buf, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+    if (!strcmp(c, "."))
+      continue;
+    if (!strcmp(c, "..")) {
+      while (o > 0 && out[--o] != '/')
+        ;
+      continue;
+    }
+    size_t l = strlen(c);
+    out[o++] = '/';
+    memcpy(out + o, c, l);
+    o += l;
+  }
+  out[o] = 0;
+  if (!o)
+    return NULL;
+  for (struct path_str *p = ef->paths; p; p = p->next)
+    if (!strcmp(p->s, out))
+      return p->s;
+  struct path_str *p = malloc(sizeof *p + o + 1);
+  if (!p)
+    return NULL;
+  memcpy(p->s, out, o + 1);
+  p->next = ef->paths;
+  ef->paths = p;
+  return p->s;
+}
+
 int elf_file_line(struct elf_file *ef, uint64_t vaddr, const char **ret_file, int *ret_line)
 {
   if (!ef->dw_tried) {
@@ -512,6 +590,13 @@ int elf_file_line(struct elf_file *ef, uint64_t vaddr, const char **ret_file, in
   if (!f || dwarf_lineno(l, &line) || line <= 0)
     return -ENOENT;
   *ret_file = f;
+  if (f[0] != '/') {
+    Dwarf_Attribute a;
+    const char *dir = dwarf_formstring(dwarf_attr(&cu, DW_AT_comp_dir, &a));
+    const char *abs = dir && dir[0] == '/' ? intern_path(ef, dir, f) : NULL;
+    if (abs)
+      *ret_file = abs;
+  }
   *ret_line = line;
   return 0;
 }

@@ -130,7 +130,17 @@ int maps_parse(const char *text, pid_t pid, struct maps **ret_maps)
                          .inode = ino };
       memcpy(m->perms, perms, 5);
       m->path = *path ? path : NULL;
-      if (*path == '/' && ino) {
+      if (!strcmp(path, "[vdso]")) {
+        struct module *mod = module_for(mp, path, 0, 0, 0);
+        if (!mod) {
+          maps_free(mp);
+          return -ENOMEM;
+        }
+        m->mod = mod;
+        mod->start = mod->map_start = s;
+        mod->end = e;
+        mod->map_off = 0;
+      } else if (*path == '/' && ino) {
         size_t l = strlen(path);
         int deleted = l > 10 && !strcmp(path + l - 10, " (deleted)");
         if (deleted)
@@ -195,6 +205,35 @@ static int same_file(int fd, const struct module *mod)
   return !fstat(fd, &st) && st.st_ino == mod->inode && st.st_dev == mod->dev;
 }
 
+/* The vDSO has no file: copy its image out of the target (it is small, one or two pages). */
+static int vdso_open(struct maps *mp, struct module *mod)
+{
+  size_t len = (size_t)(mod->end - mod->start);
+  if (!mp->pid || len > (1u << 20))
+    return -ENOENT;
+  char p[64];
+  snprintf(p, sizeof p, "/proc/%d/mem", (int)mp->pid);
+  int fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  void *buf = malloc(len);
+  ssize_t n = buf ? pread(fd, buf, len, (off_t)mod->start) : -1;
+  close(fd);
+  if (n != (ssize_t)len) {
+    free(buf);
+    return -EFAULT;
+  }
+  int r = elf_file_open_mem(buf, len, &mod->elf);
+  if (r)
+    return r;
+  if (elf_file_bias(mod->elf, mod->map_start, 0, &mod->bias)) {
+    elf_file_close(mod->elf);
+    mod->elf = NULL;
+    return -VMS_E_BADELF;
+  }
+  return 0;
+}
+
 int maps_module_open(struct maps *mp, struct module *mod)
 {
   if (mod->elf_tried)
@@ -202,6 +241,8 @@ int maps_module_open(struct maps *mp, struct module *mod)
   mod->elf_tried = 1;
   char p[4200];
   int fd = -1;
+  if (!strcmp(mod->path, "[vdso]"))
+    return vdso_open(mp, mod);
   if (mp->pid && !mod->deleted) {
     snprintf(p, sizeof p, "%s%s", mp->root, mod->path);
     fd = open(p, O_RDONLY | O_CLOEXEC);

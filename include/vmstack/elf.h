@@ -9,6 +9,8 @@ struct elf_file;
 
 /* Takes ownership of fd (closed on failure too). */
 int elf_file_open(int fd, struct elf_file **ret_ef);
+/* From bytes in memory (e.g. the target's [vdso]); takes ownership of buf (malloc'd). */
+int elf_file_open_mem(void *buf, size_t len, struct elf_file **ret_ef);
 void elf_file_close(struct elf_file *ef);
 
 /* Look for a separate debug file by build-id, then by .gnu_debuglink, first below root

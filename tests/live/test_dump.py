@@ -36,6 +36,7 @@ EXPECTED = {
                ("reader_main", r"^  block_a\(\);")],
     "pauser": [("pause_a", r"pause here"), ("pauser_main", r"^  pause_a\(\);")],
 }
+# the clocker thread's leaf varies (vDSO or its own loop); case_vdso checks it
 
 
 def check_threads(doc, module, lines=True, names=True):
@@ -75,7 +76,7 @@ def stacks(binary, **kw):
         rc, doc, err = dump_json(p.pid)
         assert rc == 0, err
         assert doc["pid"] == p.pid and doc["ns_pid"] == p.pid
-        assert len(doc["threads"]) == 4, [t["name"] for t in doc["threads"]]
+        assert len(doc["threads"]) == 5, [t["name"] for t in doc["threads"]]
         check_threads(doc, kw.pop("module", binary), **kw)
         spinner = thread_by_name(doc, "spinner")["tid"]
         assert_running(p.pid, spinner)
@@ -214,6 +215,28 @@ def case_deleted_binary():
             stop(p)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def case_vdso():
+    """A thread inside the vDSO (clock_gettime) unwinds through the vDSO's own CFI."""
+    p = start([fixture("threads-pie"), "{fd}"])
+    try:
+        for _ in range(100):
+            rc, doc, err = dump_json(p.pid)
+            t = thread_by_name(doc, "clocker")
+            if t["frames"][0]["module"] == "[vdso]":
+                break
+        else:
+            raise AssertionError("clocker never caught in the vDSO: %s" % t["frames"])
+        names = [f["name"] for f in t["frames"]]
+        assert t["frames"][0]["function"] and "clock_gettime" in t["frames"][0]["function"], names
+        assert t["walk_error"] is None, t["walk_error"]
+        assert_frames(t, ["clock_a", "clocker_main"], module="threads-pie")
+        own = [f for f in t["frames"] if f["module"] == "threads-pie"]
+        assert own[0]["line"] == src_line("clock here"), own[0]
+        assert not any(f["no_cfi"] for f in t["frames"]), names
+    finally:
+        stop(p)
 
 
 def case_text():
