@@ -37,16 +37,18 @@ static void test_hold(void)
 /* Stop, capture and release one thread: the pause is a stop/resume round trip plus one
  * read of the live part of its stack. */
 static int capture_thread(struct target *t, struct thread *th, const struct dump_opts *o,
-                          struct stack_capture *cap)
+                          struct unwinder *u, struct stack_capture *cap)
 {
   int r = target_stop(t, th);
   if (r)
     return r;
   mem_invalidate(t->mem);
   r = unwind_capture(t->mem, t->maps, &th->regs, o->stack_bytes, cap);
-  if (r == -VMS_E_NOSTACK && !target_reload_maps(t))
+  if (r == -VMS_E_NOSTACK && !target_reload_maps(t)) {
     /* a thread created after we read the maps: its stack is a new mapping */
+    unwinder_flush(u);
     r = unwind_capture(t->mem, t->maps, &th->regs, o->stack_bytes, cap);
+  }
   test_hold();
   target_release(t, th);
   return r;
@@ -106,7 +108,7 @@ int dump_collect(struct target *t, const struct dump_opts *o, struct dump_result
       ts->err = -ESRCH;
       continue;
     }
-    ts->err = capture_thread(t, th, o, &cap);
+    ts->err = capture_thread(t, th, o, u, &cap);
     if (ts->err == -VMS_E_GONE) {
       r = ts->err;
       break;

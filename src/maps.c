@@ -55,6 +55,8 @@ void maps_free(struct maps *mp)
   if (!mp)
     return;
   for (size_t i = 0; i < mp->nmods; i++) {
+    if (!mp->mods[i])
+      continue;
     elf_file_close(mp->mods[i]->elf);
     free(mp->mods[i]->path);
     free(mp->mods[i]);
@@ -62,7 +64,38 @@ void maps_free(struct maps *mp)
   free(mp->mods);
   free(mp->v);
   free(mp->text);
+  maps_free(mp->retired);
   free(mp);
+}
+
+int maps_reload(struct maps *old, struct maps **ret_maps)
+{
+  struct maps *mp;
+  int r = maps_load(old->pid, &mp);
+  if (r)
+    return r;
+  for (size_t i = 0; i < mp->nmods; i++) {
+    struct module *nm = mp->mods[i];
+    for (size_t j = 0; j < old->nmods; j++) {
+      struct module *om = old->mods[j];
+      if (!om || om->inode != nm->inode || om->dev != nm->dev || om->map_start != nm->map_start ||
+          om->map_off != nm->map_off || strcmp(om->path, nm->path))
+        continue;
+      for (size_t k = 0; k < mp->n; k++)
+        if (mp->v[k].mod == nm)
+          mp->v[k].mod = om;
+      om->start = nm->start;
+      om->end = nm->end;
+      free(nm->path);
+      free(nm);
+      mp->mods[i] = om;
+      old->mods[j] = NULL;
+      break;
+    }
+  }
+  mp->retired = old;
+  *ret_maps = mp;
+  return 0;
 }
 
 static struct module *module_for(struct maps *mp, const char *path, uint64_t dev,

@@ -331,10 +331,9 @@ int target_alive(const struct target *t)
 int target_reload_maps(struct target *t)
 {
   struct maps *nm;
-  int r = maps_load(t->pid, &nm);
+  int r = maps_reload(t->maps, &nm);
   if (r)
     return r == -ESRCH ? -VMS_E_GONE : r;
-  maps_free(t->maps);
   t->maps = nm;
   return 0;
 }
@@ -363,6 +362,13 @@ static int seize(struct target *t, struct thread *th)
     int e = errno;
     if (e == ESRCH)
       return th->err = th->tid == t->pid ? -VMS_E_GONE : -ESRCH;
+    if (e == EPERM && th->tid != t->pid) {
+      /* the kernel refuses to attach to a thread that is exiting (exit_state set) */
+      char st;
+      int r = target_thread_stat(t->pid, th->tid, &st, NULL, 0);
+      if (r == -ESRCH || (!r && (st == 'Z' || st == 'X')))
+        return th->err = -ESRCH;
+    }
     if (e == EPERM) {
       char p[64], buf[4096];
       snprintf(p, sizeof p, "/proc/%d/status", (int)t->pid);

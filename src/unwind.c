@@ -65,6 +65,22 @@ int unwind_capture(struct mem *m, const struct maps *mp, const struct user_regs_
     cap->cap = len;
   }
   int r = mem_read(m, lo, cap->bytes, len);
+  if (r == -EFAULT) {
+    /* our maps may be stale (a thread stack unmapped or shrunk since): keep the readable
+     * prefix, page by page */
+    struct mem_iov v[64];
+    size_t n = 0;
+    for (uint64_t a = lo; a < hi && n < 64; n++) {
+      uint64_t e = (a | 0xfff) + 1 < hi ? (a | 0xfff) + 1 : hi;
+      v[n] = (struct mem_iov){ a, cap->bytes + (a - lo), (size_t)(e - a), 0 };
+      a = e;
+    }
+    mem_readv(m, v, n);
+    len = 0;
+    for (size_t i = 0; i < n && !v[i].err; i++)
+      len += v[i].len;
+    r = len > REDZONE ? 0 : -EFAULT;
+  }
   if (r)
     return r;
   cap->base = lo;
@@ -334,7 +350,8 @@ int unwind_stack(struct unwinder *u, struct maps *mp, struct mem *m,
       err = s == -UNW_ENOINFO ? -VMS_E_NOUNWIND : -VMS_E_UNWIND;
       break;
     }
-    if (ctx.noinfo_ip == cur.ip)
+    /* libunwind looks a return address up at ip-1 */
+    if (ctx.noinfo_ip && (ctx.noinfo_ip == cur.ip || ctx.noinfo_ip + 1 == cur.ip))
       next_flags |= FRAME_F_NOCFI;
     unw_word_t nsp;
     unw_get_reg(&c, UNW_REG_SP, &nsp);

@@ -35,11 +35,16 @@ struct maps {
   struct module **mods;
   size_t nmods;
   char *text;              /* the raw maps text, for snapshots */
+  struct maps *retired;    /* the maps this one replaced: kept so that names stay valid */
 };
 
 /* Parse /proc/PID/maps (or the given text, pid 0 for offline use). */
 int maps_load(pid_t pid, struct maps **ret_maps);
 int maps_parse(const char *text, pid_t pid, struct maps **ret_maps);
+/* Read the maps again. Modules still mapped at the same place keep their objects (and
+ * opened files); the old maps stay reachable from the new ones until maps_free(), so
+ * strings handed out from them stay valid. */
+int maps_reload(struct maps *old, struct maps **ret_maps);
 void maps_free(struct maps *mp);
 
 const struct map *maps_find(const struct maps *mp, uint64_t addr);

@@ -239,6 +239,48 @@ def case_vdso():
         stop(p)
 
 
+def case_nocfi():
+    """Inner frames built without unwind tables: the frame-pointer chain carries the walk
+    (and says so), back into frames with CFI, to the natural end of the stack."""
+    p = start([fixture("nocfi"), "{fd}"])
+    try:
+        rc, doc, err = dump_json(p.pid)
+        assert rc == 0, err
+        t = doc["threads"][0]
+        assert t["walk_error"] is None, t["walk_error"]
+        assert_frames(t, ["nocfi_b", "nocfi_a", "with_cfi", "main"], module="nocfi")
+        flags = [(f["name"], f["no_cfi"]) for f in t["frames"][:4]]
+        assert flags == [("nocfi_b", False), ("nocfi_a", True), ("with_cfi", True),
+                         ("main", False)], flags
+        assert t["frames"][0]["line"] == 12 and t["frames"][0]["file"].endswith("nocfi_part.c")
+        assert_running(p.pid)
+    finally:
+        stop(p)
+
+
+def case_thread_churn():
+    """Threads start and exit while the dump runs: those that vanish are shown as exited,
+    never as errors, and the process runs on, untraced."""
+    p = start([fixture("churn"), "{fd}"])
+    try:
+        seen_exited = 0
+        for _ in range(30):
+            rc, doc, err = dump_json(p.pid)
+            assert rc == 0, (rc, err)
+            assert doc["threads"][0]["tid"] == p.pid
+            for t in doc["threads"][1:]:
+                if t["state"] == "exited":
+                    seen_exited += 1
+                    continue
+                assert t["error"] is None, t
+                if t["frames"] and t["walk_error"] is None:
+                    assert t["frames"][-1]["module"] == "libc.so.6", t["frames"]
+        assert_running(p.pid)
+        print("threads seen exiting mid-dump: %d" % seen_exited)
+    finally:
+        stop(p)
+
+
 def case_text():
     """The text form carries the same stacks in the documented shape."""
     p = start([fixture("threads-pie"), "{fd}"])
