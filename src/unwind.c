@@ -353,8 +353,18 @@ int unwind_stack(struct unwinder *u, struct maps *mp, struct mem *m,
     /* libunwind looks a return address up at ip-1 */
     if (ctx.noinfo_ip && (ctx.noinfo_ip == cur.ip || ctx.noinfo_ip + 1 == cur.ip))
       next_flags |= FRAME_F_NOCFI;
-    unw_word_t nsp;
+    unw_word_t nsp, nip;
     unw_get_reg(&c, UNW_REG_SP, &nsp);
+    unw_get_reg(&c, UNW_REG_IP, &nip);
+    if (nip) {
+      /* a return address must point into code: anything else is stale stack data (a
+       * thread caught before its first frame, a torn or corrupt stack) */
+      const struct map *xm = maps_find(mp, nip - 1);
+      if (!xm || !strchr(xm->perms, 'x')) {
+        err = -VMS_E_BADRET;
+        break;
+      }
+    }
     /* the stack grows down: a caller's frame never lies below its callee's (except a
      * signal handler's frame, which may sit on an alternate stack) */
     if (nsp < cur.sp && !(f->flags & FRAME_F_SIGNAL)) {
@@ -362,8 +372,6 @@ int unwind_stack(struct unwinder *u, struct maps *mp, struct mem *m,
       break;
     }
     if (nsp == cur.sp) {
-      unw_word_t nip;
-      unw_get_reg(&c, UNW_REG_IP, &nip);
       if (nip == cur.ip) {
         err = -VMS_E_CYCLE;
         break;

@@ -15,6 +15,7 @@
   X(BADELF,      "not a usable ELF file") \
   X(NOUNWIND,    "no unwind information for the address") \
   X(UNWIND,      "unwinding failed") \
+  X(BADRET,      "return address outside executable code") \
   X(TRUNCATED,   "stack truncated at the depth limit") \
   X(BADSNAP,     "not a vmstack snapshot or corrupt") \
   X(NORUNTIME,   "no known runtime found") \

@@ -266,15 +266,22 @@ def case_thread_churn():
         seen_exited = 0
         for _ in range(30):
             rc, doc, err = dump_json(p.pid)
-            assert rc == 0, (rc, err)
             assert doc["threads"][0]["tid"] == p.pid
             for t in doc["threads"][1:]:
                 if t["state"] == "exited":
                     seen_exited += 1
                     continue
                 assert t["error"] is None, t
-                if t["frames"] and t["walk_error"] is None:
-                    assert t["frames"][-1]["module"] == "libc.so.6", t["frames"]
+                names = [f["name"] for f in t["frames"]]
+                if t["walk_error"] is None:
+                    assert t["frames"][-1]["module"] == "libc.so.6", names
+                else:
+                    # a thread caught in its first instructions (clone3 in the child, before
+                    # its first frame) has stale data where a return address would be: the
+                    # walk must stop there, not wander through it
+                    assert t["walk_error"] == "return address outside executable code", t
+                    assert len(names) <= 3 and names[0] in ("clone3", "start_thread"), names
+            assert rc == (1 if any(t["walk_error"] for t in doc["threads"]) else 0), (rc, err)
         assert_running(p.pid)
         print("threads seen exiting mid-dump: %d" % seen_exited)
     finally:
