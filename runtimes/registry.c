@@ -3,6 +3,9 @@
 
 #include "vmstack/runtime.h"
 
+extern const struct vm_runtime vm_runtime_luajit;
+
 const struct vm_runtime *const vm_runtimes[] = {
+  &vm_runtime_luajit,
   NULL,
 };

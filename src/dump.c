@@ -1,4 +1,6 @@
-/* One-shot dump: per thread stop, copy registers and stack, release, then unwind. */
+/* One-shot dump: per thread stop, copy registers and stack, release, then unwind.
+ * When a VM runtime is in the process, the native walk and the VM walk run while the
+ * thread is stopped (VM state changes as soon as it runs); symbolising always comes after. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -9,6 +11,7 @@
 #include "vmstack/err.h"
 #include "vmstack/maps.h"
 #include "vmstack/mem.h"
+#include "vmstack/runtime.h"
 #include "vmstack/target.h"
 #include "vmstack/unwind.h"
 
@@ -34,10 +37,31 @@ static void test_hold(void)
   }
 }
 
-/* Stop, capture and release one thread: the pause is a stop/resume round trip plus one
- * read of the live part of its stack. */
-static int capture_thread(struct target *t, struct thread *th, const struct dump_opts *o,
-                          struct unwinder *u, struct stack_capture *cap)
+struct walk {
+  struct frame *fr;
+  size_t n;
+  int err;
+  struct vm_frames vf;
+};
+
+static void native_walk(struct target *t, struct unwinder *u, const struct dump_opts *o,
+                        const struct stack_capture *cap, struct walk *w)
+{
+  w->err = unwind_stack(u, t->maps, t->mem, cap, w->fr, o->max_depth, &w->n);
+  static int reloaded;
+  if (w->err == -VMS_E_BADRET && !reloaded && !target_reload_maps(t)) {
+    /* code mapped since we read the maps (dlopen) looks like no code at all: read the
+     * maps again, once per dump, and walk again */
+    reloaded = 1;
+    unwinder_flush(u);
+    w->err = unwind_stack(u, t->maps, t->mem, cap, w->fr, o->max_depth, &w->n);
+  }
+}
+
+/* Stop one thread, take what must be read while it stands still, release it. */
+static int sample_thread(struct target *t, struct thread *th, const struct dump_opts *o,
+                         struct unwinder *u, struct dump_result *res, struct stack_capture *cap,
+                         struct walk *w)
 {
   int r = target_stop(t, th);
   if (r)
@@ -49,44 +73,131 @@ static int capture_thread(struct target *t, struct thread *th, const struct dump
     unwinder_flush(u);
     r = unwind_capture(t->mem, t->maps, &th->regs, o->stack_bytes, cap);
   }
+  if (!r && res->nvms) {
+    native_walk(t, u, o, cap, w);
+    for (size_t i = 0; i < res->nvms; i++)
+      res->vms[i].rt->walk(res->vms[i].vm, t, th, cap, w->fr, w->n, &w->vf);
+  }
   test_hold();
   target_release(t, th);
+  if (!r && !res->nvms)
+    native_walk(t, u, o, cap, w);
   return r;
 }
 
-static int walk_thread(struct target *t, struct unwinder *u, const struct dump_opts *o,
-                       const struct stack_capture *cap, struct thread_stack *ts)
+static struct out_frame *emit(struct thread_stack *ts, size_t *cap)
 {
-  struct frame *fr = calloc(o->max_depth, sizeof *fr);
-  if (!fr)
-    return -ENOMEM;
-  size_t n = 0;
-  ts->walk_err = unwind_stack(u, t->maps, t->mem, cap, fr, o->max_depth, &n);
-  ts->frames = calloc(n ? n : 1, sizeof *ts->frames);
-  if (!ts->frames) {
-    free(fr);
-    return -ENOMEM;
+  if (ts->n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 64;
+    struct out_frame *nf = realloc(ts->frames, nc * sizeof *nf);
+    if (!nf)
+      return NULL;
+    ts->frames = nf;
+    *cap = nc;
   }
-  for (size_t i = 0; i < n; i++) {
-    struct out_frame *of = &ts->frames[i];
-    of->pc = fr[i].pc;
-    of->flags = fr[i].flags;
+  struct out_frame *of = &ts->frames[ts->n++];
+  memset(of, 0, sizeof *of);
+  return of;
+}
+
+/* Native frames with each VM frame replaced by its VM segment (or one of the views). */
+static int merge(struct target *t, const struct dump_opts *o, const struct walk *w,
+                 struct thread_stack *ts)
+{
+  size_t cap = 0;
+  size_t k = 0;   /* next VM frame; they come grouped by anchor, innermost first */
+  ts->has_vm = w->vf.n > 0;
+  ts->vm_err = w->vf.err;
+  for (size_t i = 0; i < w->n; i++) {
+    int replaced = 0;
+    for (size_t j = 0; j < w->vf.n; j++) {
+      const struct vm_frame *v = &w->vf.v[j];
+      if (v->anchor != i)
+        continue;
+      replaced = 1;
+      if (o->view == VIEW_NATIVE)
+        break;
+      /* in the mixed view a segment's leaf C function is the native frame above already */
+      if (v->kind == VMF_CFUNC && o->view == VIEW_MIXED && i > 0 && j == k)
+        continue;
+      struct out_frame *of = emit(ts, &cap);
+      if (!of)
+        return -ENOMEM;
+      of->kind = v->kind == VMF_TRACE ? FRAME_JIT : FRAME_VM;
+      of->runtime = w->vf.runtime;
+      of->vm = *v;
+      if (v->kind == VMF_CFUNC) {
+        of->pc = v->cfunc;
+        symbolize(t->maps, v->cfunc, 1, 0, &of->si);
+      }
+    }
+    while (k < w->vf.n && w->vf.v[k].anchor <= i)
+      k++;
+    if (replaced && o->view != VIEW_NATIVE)
+      continue;
+    if (o->view == VIEW_VM && ts->has_vm) {
+      /* VM view: only the native frames above the innermost VM segment (the leaf C) */
+      if (i > w->vf.v[0].anchor)
+        continue;
+    }
+    struct out_frame *of = emit(ts, &cap);
+    if (!of)
+      return -ENOMEM;
+    of->pc = w->fr[i].pc;
+    of->flags = w->fr[i].flags;
     of->kind = FRAME_NATIVE;
-    symbolize(t->maps, fr[i].pc, fr[i].flags & FRAME_F_EXACT, o->lines, &of->si);
+    symbolize(t->maps, w->fr[i].pc, w->fr[i].flags & FRAME_F_EXACT, o->lines, &of->si);
   }
-  ts->n = n;
-  free(fr);
+  ts->walk_err = w->err;
   return 0;
+}
+
+int dump_probe(struct target *t, const struct dump_opts *o, struct dump_result *res)
+{
+  int ret = 0;
+  for (size_t i = 0; vm_runtimes[i] && res->nvms < sizeof res->vms / sizeof *res->vms; i++) {
+    const struct vm_runtime *rt = vm_runtimes[i];
+    if (o->only_runtime && strcmp(o->only_runtime, rt->name))
+      continue;
+    void *vm = NULL;
+    int r = rt->probe(t, &vm);
+    if (!r) {
+      res->vms[res->nvms++] = (struct dump_vm){ rt, vm };
+    } else {
+      if (r != -ENOENT && !ret) {
+        snprintf(res->runtime_err, sizeof res->runtime_err, "%s",
+                 vm ? rt->describe(vm) : vms_strerror(r));
+        ret = r;
+      }
+      if (vm)
+        rt->free(vm);
+    }
+  }
+  return ret;
 }
 
 int dump_collect(struct target *t, const struct dump_opts *o, struct dump_result *res)
 {
   struct unwinder *u = NULL;
   struct stack_capture cap = { 0 };
+  struct walk w = { 0 };
   memset(res, 0, sizeof *res);
   int r = unwinder_new(&u);
   if (r)
     return r;
+  w.fr = calloc(o->max_depth, sizeof *w.fr);
+  if (!w.fr) {
+    unwinder_free(u);
+    return -ENOMEM;
+  }
+  int perr = dump_probe(t, o, res);
+  if (o->only_runtime && (perr || !res->nvms)) {
+    r = perr ? perr : -VMS_E_NORUNTIME;
+    goto out;
+  }
+  for (size_t i = 0; i < res->nvms; i++)
+    if (res->vms[i].rt->install)
+      res->vms[i].rt->install(res->vms[i].vm, u);
   /* threads may appear while we work: read the task list again until it is stable */
   for (size_t done = 0; done < t->nthreads || target_refresh_threads(t) > 0;) {
     if (done == t->nthreads)
@@ -108,12 +219,16 @@ int dump_collect(struct target *t, const struct dump_opts *o, struct dump_result
       ts->err = -ESRCH;
       continue;
     }
-    ts->err = capture_thread(t, th, o, u, &cap);
+    w.n = 0;
+    w.err = 0;
+    w.vf.n = 0;
+    w.vf.err = 0;
+    ts->err = sample_thread(t, th, o, u, res, &cap, &w);
     if (ts->err == -VMS_E_GONE) {
       r = ts->err;
       break;
     }
-    if (!ts->err && (r = walk_thread(t, u, o, &cap, ts)))
+    if (!ts->err && (r = merge(t, o, &w, ts)))
       break;
     if (target_interrupted())
       break;
@@ -121,6 +236,9 @@ int dump_collect(struct target *t, const struct dump_opts *o, struct dump_result
   target_detach(t);
   if (!r && !target_alive(t))
     r = -VMS_E_GONE;
+out:
+  vm_frames_free(&w.vf);
+  free(w.fr);
   unwind_capture_free(&cap);
   unwinder_free(u);
   return r;
@@ -131,15 +249,18 @@ void dump_result_free(struct dump_result *res)
   for (size_t i = 0; i < res->n; i++)
     free(res->threads[i].frames);
   free(res->threads);
-  res->threads = NULL;
-  res->n = 0;
+  for (size_t i = 0; i < res->nvms; i++)
+    res->vms[i].rt->free(res->vms[i].vm);
+  memset(res, 0, sizeof *res);
 }
 
 int dump_partial(const struct dump_result *res)
 {
+  if (res->runtime_err[0])
+    return 1;
   for (size_t i = 0; i < res->n; i++) {
     const struct thread_stack *ts = &res->threads[i];
-    if ((ts->err && ts->err != -ESRCH) || ts->walk_err)
+    if ((ts->err && ts->err != -ESRCH) || ts->walk_err || ts->vm_err)
       return 1;
   }
   return 0;

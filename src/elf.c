@@ -54,6 +54,8 @@ struct elf_file {
   Dwarf *dw;
   int dw_tried;
   struct path_str *paths;  /* source paths made absolute, kept for the file's lifetime */
+  Dwarf_CFI *cfi;
+  int cfi_tried;
   int eh_err;            /* cached .eh_frame_hdr lookup */
   uint64_t eh_hdr, eh_table, eh_count;
 };
@@ -339,6 +341,46 @@ int elf_file_read(const struct elf_file *ef, uint64_t vaddr, void *buf, size_t l
   return -EFAULT;
 }
 
+int elf_file_fde_start(const struct elf_file *ef, size_t i, uint64_t *ret_vaddr)
+{
+  if (ef->eh_err || i >= ef->eh_count)
+    return -ENOENT;
+  uint64_t va, size;
+  const uint8_t *b;
+  if (elf_file_section(ef, ".eh_frame_hdr", &va, &size, &b) || !b)
+    return -ENOENT;
+  int32_t rel;
+  memcpy(&rel, b + (ef->eh_table - va) + i * 8, 4);
+  *ret_vaddr = va + (uint64_t)(int64_t)rel;
+  return 0;
+}
+
+int elf_file_fde(struct elf_file *ef, uint64_t vaddr, uint64_t *ret_start, uint64_t *ret_end,
+                 int *ret_cfa_reg, int64_t *ret_cfa_off)
+{
+  if (!ef->cfi_tried) {
+    ef->cfi_tried = 1;
+    ef->cfi = dwarf_getcfi_elf(ef->main.elf);
+  }
+  Dwarf_Frame *fr;
+  if (!ef->cfi || dwarf_cfi_addrframe(ef->cfi, vaddr, &fr))
+    return -ENOENT;
+  Dwarf_Addr s, e;
+  Dwarf_Op *ops;
+  size_t nops;
+  int r = -EINVAL;
+  if (dwarf_frame_info(fr, &s, &e, NULL) >= 0 && !dwarf_frame_cfa(fr, &ops, &nops) && nops == 1 &&
+      (ops[0].atom == DW_OP_bregx || (ops[0].atom >= DW_OP_breg0 && ops[0].atom <= DW_OP_breg31))) {
+    *ret_start = s;
+    *ret_end = e;
+    *ret_cfa_reg = ops[0].atom == DW_OP_bregx ? (int)ops[0].number : ops[0].atom - DW_OP_breg0;
+    *ret_cfa_off = ops[0].atom == DW_OP_bregx ? (int64_t)ops[0].number2 : (int64_t)ops[0].number;
+    r = 0;
+  }
+  free(fr);
+  return r;
+}
+
 const uint8_t *elf_file_build_id(const struct elf_file *ef, size_t *ret_len)
 {
   *ret_len = ef->build_id_len;
@@ -582,8 +624,19 @@ int elf_file_line(struct elf_file *ef, uint64_t vaddr, const char **ret_file, in
   if (!ef->dw)
     return -ENOENT;
   Dwarf_Die cu;
-  if (!dwarf_addrdie(ef->dw, vaddr, &cu))
-    return -ENOENT;
+  if (!dwarf_addrdie(ef->dw, vaddr, &cu)) {
+    /* .debug_aranges, when present, may list only some CUs (objects from another compiler):
+     * look through the CUs' own ranges */
+    Dwarf_Off off = 0, next;
+    size_t hsize;
+    int found = 0;
+    while (!found && !dwarf_nextcu(ef->dw, off, &next, &hsize, NULL, NULL, NULL)) {
+      found = dwarf_offdie(ef->dw, off + hsize, &cu) && dwarf_haspc(&cu, vaddr) > 0;
+      off = next;
+    }
+    if (!found)
+      return -ENOENT;
+  }
   Dwarf_Line *l = dwarf_getsrc_die(&cu, vaddr);
   int line;
   const char *f = l ? dwarf_linesrc(l, NULL, NULL) : NULL;

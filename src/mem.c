@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -414,31 +415,47 @@ int mem_snapshot_write(const struct mem *m, const char *path)
   return 0;
 }
 
-/* Sort regions and merge overlapping or touching ones (later reads win). */
+/* Merge overlapping or touching regions into sorted extents; regions are painted in their
+ * recorded (file) order so that later reads win. */
 static int reg_normalise(struct mem *m)
 {
-  if (!m->nreg)
+  size_t n = m->nreg, w = 0;
+  if (!n)
     return 0;
-  qsort(m->reg, m->nreg, sizeof *m->reg, reg_cmp);
-  size_t w = 0;
-  for (size_t i = 1; i < m->nreg; i++) {
-    struct region *a = &m->reg[w], *b = &m->reg[i];
-    if (b->addr <= a->addr + a->len) {
-      uint64_t end = a->addr + a->len > b->addr + b->len ? a->addr + a->len : b->addr + b->len;
-      size_t nl = (size_t)(end - a->addr);
-      uint8_t *nb = realloc(a->bytes, nl);
-      if (!nb)
-        return -ENOMEM;
-      memcpy(nb + (b->addr - a->addr), b->bytes, b->len);
-      a->bytes = nb;
-      a->len = nl;
-      free(b->bytes);
+  struct region *ord = malloc(n * sizeof *ord), *out = calloc(n, sizeof *out);
+  if (!ord || !out) {
+    free(ord);
+    free(out);
+    return -ENOMEM;
+  }
+  memcpy(ord, m->reg, n * sizeof *ord);
+  qsort(ord, n, sizeof *ord, reg_cmp);
+  for (size_t i = 0; i < n; i++) {
+    if (w && ord[i].addr <= out[w - 1].addr + out[w - 1].len) {
+      uint64_t end = ord[i].addr + ord[i].len;
+      if (end > out[w - 1].addr + out[w - 1].len)
+        out[w - 1].len = (size_t)(end - out[w - 1].addr);
     } else {
-      m->reg[++w] = *b;
+      out[w++] = (struct region){ ord[i].addr, ord[i].len, NULL };
     }
   }
-  m->nreg = w + 1;
-  return 0;
+  free(ord);
+  int r = 0;
+  for (size_t i = 0; i < w; i++)
+    if (!(out[i].bytes = malloc(out[i].len)))
+      r = -ENOMEM;
+  struct region *old = m->reg;
+  m->reg = out;
+  m->nreg = w;
+  m->capreg = n;
+  for (size_t i = 0; i < n; i++) {
+    const struct region *e = r ? NULL : reg_find(m, old[i].addr);
+    if (e)
+      memcpy(e->bytes + (old[i].addr - e->addr), old[i].bytes, old[i].len);
+    free(old[i].bytes);
+  }
+  free(old);
+  return r;
 }
 
 int mem_open_snapshot(const char *path, struct mem **ret_m)
@@ -454,11 +471,14 @@ int mem_open_snapshot(const char *path, struct mem **ret_m)
     goto out;
   m->memfd = -1;
   r = -VMS_E_BADSNAP;
-  if (fread(magic, 8, 1, f) != 1 || memcmp(magic, SNAP_MAGIC, 8) || fread(&count, 4, 1, f) != 1)
+  struct stat st;
+  if (fstat(fileno(f), &st) || fread(magic, 8, 1, f) != 1 || memcmp(magic, SNAP_MAGIC, 8) ||
+      fread(&count, 4, 1, f) != 1)
     goto out;
   for (uint32_t i = 0; i < count; i++) {
     struct sec_hdr h;
-    if (fread(&h, sizeof h, 1, f) != 1 || h.namelen > 4096 || h.len > (1ull << 32))
+    if (fread(&h, sizeof h, 1, f) != 1 || h.namelen > 4096 || h.len > (1ull << 32) ||
+        h.addr + h.len < h.addr || h.namelen + h.len > (uint64_t)st.st_size - (uint64_t)ftell(f))
       goto out;
     char name[4097];
     if (h.namelen && fread(name, 1, h.namelen, f) != h.namelen)

@@ -308,15 +308,18 @@ int unwind_stack(struct unwinder *u, struct maps *mp, struct mem *m,
     regs_from_cursor(&c, &cur);
     if (!cur.ip)
       break;
+    /* a frame seen before: the walk loops (signal frames and runtime steps may move sp
+     * down, so comparing neighbours is not enough) */
+    for (size_t i = 0; i < n; i++)
+      if (frames[i].pc == cur.ip && frames[i].sp == cur.sp) {
+        err = -VMS_E_CYCLE;
+        goto out;
+      }
     struct frame *f = &frames[n++];
     f->pc = cur.ip;
     f->sp = cur.sp;
     f->flags = next_flags;
     next_flags = 0;
-    if (unw_is_signal_frame(&c) > 0) {
-      f->flags |= FRAME_F_SIGNAL;
-      next_flags = FRAME_F_EXACT;
-    }
     /* a runtime may know this frame better than CFI (VM frames, JIT code) */
     int handled = 0;
     for (size_t i = 0; i < u->nhooks && !handled; i++) {
@@ -344,14 +347,25 @@ int unwind_stack(struct unwinder *u, struct maps *mp, struct mem *m,
       continue;
     ctx.noinfo_ip = 0;
     int s = unw_step(&c);
-    if (s == 0)
+    int nocfi = ctx.noinfo_ip && (ctx.noinfo_ip == cur.ip || ctx.noinfo_ip + 1 == cur.ip);
+    if (s == 0) {
+      /* the end, unless libunwind gave up on a frame it had no CFI for (JIT code, a
+       * stripped .eh_frame): that is not the bottom of the stack */
+      if (nocfi)
+        err = -VMS_E_NOUNWIND;
       break;
+    }
     if (s < 0) {
       err = s == -UNW_ENOINFO ? -VMS_E_NOUNWIND : -VMS_E_UNWIND;
       break;
     }
+    /* libunwind tells whether the frame it just stepped over was a signal frame */
+    if (unw_is_signal_frame(&c) > 0) {
+      f->flags |= FRAME_F_SIGNAL;
+      next_flags |= FRAME_F_EXACT;
+    }
     /* libunwind looks a return address up at ip-1 */
-    if (ctx.noinfo_ip && (ctx.noinfo_ip == cur.ip || ctx.noinfo_ip + 1 == cur.ip))
+    if (nocfi)
       next_flags |= FRAME_F_NOCFI;
     unw_word_t nsp, nip;
     unw_get_reg(&c, UNW_REG_SP, &nsp);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "vmstack/runtime.h"
 #include "vmstack/symbolize.h"
 #include "vmstack/unwind.h"
 
@@ -16,7 +17,9 @@ struct out_frame {
   uint64_t pc;
   uint32_t flags;          /* FRAME_F_* */
   enum frame_kind kind;
-  struct sym_info si;
+  struct sym_info si;      /* native frames, and a VM frame's C function */
+  const char *runtime;     /* VM frames: "luajit" */
+  struct vm_frame vm;      /* VM frames */
 };
 
 struct thread_stack {
@@ -27,23 +30,40 @@ struct thread_stack {
   int walk_err;            /* why the walk ended early (0 = natural end) */
   struct out_frame *frames;
   size_t n;
+  int vm_err;              /* why a VM walk stopped early (0 = complete or no VM) */
+  int has_vm;              /* VM frames were found on this thread */
 };
+
+enum dump_view { VIEW_MIXED, VIEW_VM, VIEW_NATIVE };
 
 struct dump_opts {
   size_t max_depth;
   size_t stack_bytes;
   int lines;               /* file:line of native frames from DWARF */
+  enum dump_view view;
+  const char *only_runtime;  /* probe just this runtime (lua-stack, perl-stack) */
+};
+
+struct dump_vm {
+  const struct vm_runtime *rt;
+  void *vm;
 };
 
 struct dump_result {
   struct thread_stack *threads;
   size_t n;
+  struct dump_vm vms[8];   /* runtimes found in the process */
+  size_t nvms;
+  char runtime_err[320];   /* a runtime that is present but could not be used */
 };
 
 /* Collect every thread's stack. Returns 0 (also when single threads failed: see their
  * err), or a fatal error for the whole process (gone, permission). */
 int dump_collect(struct target *t, const struct dump_opts *o, struct dump_result *res);
 void dump_result_free(struct dump_result *res);
+/* Find the runtimes in the process (called by dump_collect; exposed for tests). Returns
+ * -VMS_E_UNSUPPORTED with res->runtime_err set when one is present but unusable. */
+int dump_probe(struct target *t, const struct dump_opts *o, struct dump_result *res);
 /* 0 when every thread was read to its natural end, 1 when something is partial. */
 int dump_partial(const struct dump_result *res);
 

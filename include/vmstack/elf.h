@@ -38,6 +38,13 @@ int elf_file_read(const struct elf_file *ef, uint64_t vaddr, void *buf, size_t l
 /* .eh_frame_hdr: its address, the binary search table's address and entry count. */
 int elf_file_eh_frame_hdr(const struct elf_file *ef, uint64_t *ret_hdr, uint64_t *ret_table,
                           uint64_t *ret_count);
+/* Start addresses of every FDE, from .eh_frame_hdr's table (sorted). i from 0; returns
+ * -ENOENT past the end. */
+int elf_file_fde_start(const struct elf_file *ef, size_t i, uint64_t *ret_vaddr);
+/* The FDE covering vaddr: its range and its CFA rule (DWARF register number + offset) at
+ * vaddr. -ENOENT when none, -EINVAL when the CFA is not register+offset. */
+int elf_file_fde(struct elf_file *ef, uint64_t vaddr, uint64_t *ret_start, uint64_t *ret_end,
+                 int *ret_cfa_reg, int64_t *ret_cfa_off);
 const uint8_t *elf_file_build_id(const struct elf_file *ef, size_t *ret_len);
 /* Section by name: its address, size and a pointer to its bytes in the file (or NULL for
  * NOBITS). */

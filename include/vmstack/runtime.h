@@ -17,6 +17,7 @@
 #define VMSTACK_RUNTIME_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct target;
 struct thread;
@@ -24,6 +25,36 @@ struct unwinder;
 struct stack_capture;
 struct frame;
 struct vm_frames;
+
+enum vm_frame_kind {
+  VMF_LUA,        /* interpreted (or compiled) function of the VM's language */
+  VMF_CFUNC,      /* a C function called from the VM (cfunc holds its address) */
+  VMF_BUILTIN,    /* a VM builtin (LuaJIT fast function) */
+  VMF_TRACE,      /* JIT-compiled code with no finer attribution */
+  VMF_PARTIAL,    /* something the walk could not decode, labelled */
+};
+
+/* One VM frame, anchored to the native frame (index) it replaces in the mixed stack. */
+struct vm_frame {
+  size_t anchor;
+  enum vm_frame_kind kind;
+  char func[128];          /* "gcd", "method 'push'", "function <@a.lua:12>" */
+  char file[256];          /* chunk / file name as the VM shows it ("@a.lua", "=stdin") */
+  int line;                /* 0 when unknown */
+  uint64_t cfunc;          /* VMF_CFUNC: address of the C function */
+  int trace;               /* JIT trace number, 0 when interpreted */
+};
+
+struct vm_frames {
+  const char *runtime;     /* "luajit" */
+  struct vm_frame *v;
+  size_t n, cap;
+  int err;                 /* why the walk stopped early (0 = complete) */
+};
+
+/* Append a frame (zeroed) and return it, or NULL when out of memory. */
+struct vm_frame *vm_frames_push(struct vm_frames *vf, size_t anchor, enum vm_frame_kind kind);
+void vm_frames_free(struct vm_frames *vf);
 
 struct vm_runtime {
   const char *name;

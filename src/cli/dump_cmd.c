@@ -11,7 +11,7 @@
 #include "vmstack/target.h"
 #include "vmstack/unwind.h"
 
-enum { OPT_MAX_DEPTH = 256, OPT_STACK_BYTES, OPT_NONBLOCKING };
+enum { OPT_MAX_DEPTH = 256, OPT_STACK_BYTES, OPT_NONBLOCKING, OPT_VM_ONLY };
 
 static int parse(int argc, char **argv, struct opts *o)
 {
@@ -24,6 +24,9 @@ static int parse(int argc, char **argv, struct opts *o)
     { "nonblocking", no_argument, NULL, OPT_NONBLOCKING },
     { "max-depth", required_argument, NULL, OPT_MAX_DEPTH },
     { "stack-bytes", required_argument, NULL, OPT_STACK_BYTES },
+    { "lua-only", no_argument, NULL, OPT_VM_ONLY },
+    { "perl-only", no_argument, NULL, OPT_VM_ONLY },
+    { "vm-only", no_argument, NULL, OPT_VM_ONLY },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
@@ -45,6 +48,7 @@ static int parse(int argc, char **argv, struct opts *o)
     case 's': o->lines = 1; break;
     case 'l': o->locals = 1; break;
     case OPT_NONBLOCKING: o->nonblocking = 1; break;
+    case OPT_VM_ONLY: o->vm_only = 1; break;
     case OPT_MAX_DEPTH:
       if (cli_parse_long(optarg, 1, 65536, &o->max_depth)) {
         cli_error("invalid --max-depth '%s': expected 1..65536", optarg);
@@ -58,9 +62,11 @@ static int parse(int argc, char **argv, struct opts *o)
       }
       break;
     case 'h':
-      printf("Usage: %s%s -p PID [-j|--json] [-n|--native] [-s|--source] [--max-depth N] "
-             "[--stack-bytes N]\n(see vmstack --help for exit codes)\n",
-             o->prog, o->runtime ? "" : " dump");
+      printf("Usage: %s%s -p PID [-j|--json] [-n|--native] [%s] [-s|--source] "
+             "[--max-depth N] [--stack-bytes N]\n(see vmstack --help for exit codes)\n",
+             o->prog, o->runtime ? "" : " dump",
+             !o->runtime ? "--vm-only" : !strcmp(o->runtime, "luajit") ? "--lua-only"
+                                                                      : "--perl-only");
       return -1;
     case ':':
       cli_error("option '%s' needs a value", argv[optind - 1]);
@@ -82,6 +88,11 @@ static int parse(int argc, char **argv, struct opts *o)
     cli_error("--locals needs a VM runtime with local-variable support; none is built in");
     return EXIT_USAGE;
   }
+  if (o->vm_only && o->native) {
+    cli_error("--native and --%s-only exclude each other", o->runtime && !strcmp(o->runtime,
+              "perl") ? "perl" : o->runtime ? "lua" : "vm");
+    return EXIT_USAGE;
+  }
   if (o->nonblocking) {
     cli_error("--nonblocking needs a VM runtime (native stacks need the thread stopped)");
     return EXIT_USAGE;
@@ -95,6 +106,11 @@ static int runtime_built_in(const char *name)
     if (!strcmp(vm_runtimes[i]->name, name))
       return 1;
   return 0;
+}
+
+static const char *runtime_noun(const char *rt)
+{
+  return !strcmp(rt, "luajit") ? "Lua VM" : !strcmp(rt, "perl") ? "Perl interpreter" : rt;
 }
 
 int cmd_dump(int argc, char **argv, struct opts *o)
@@ -111,13 +127,27 @@ int cmd_dump(int argc, char **argv, struct opts *o)
   r = target_open(o->pid, &t);
   if (r)
     return cli_target_error(o->pid, r);
-  struct dump_opts dopts = { (size_t)o->max_depth, (size_t)o->stack_bytes, o->lines };
+  struct dump_opts dopts = {
+    .max_depth = (size_t)o->max_depth,
+    .stack_bytes = (size_t)o->stack_bytes,
+    .lines = o->lines,
+    .view = o->native ? VIEW_NATIVE : o->vm_only ? VIEW_VM : VIEW_MIXED,
+    .only_runtime = o->runtime,
+  };
   struct dump_result res;
   r = dump_collect(t, &dopts, &res);
   int code = EXIT_OK;
-  if (r) {
+  if (r == -VMS_E_NORUNTIME) {
+    cli_error("no %s found in process %d", runtime_noun(o->runtime), (int)o->pid);
+    code = EXIT_FATAL;
+  } else if (r == -VMS_E_UNSUPPORTED) {
+    cli_error("unsupported: %s", res.runtime_err);
+    code = EXIT_FATAL;
+  } else if (r) {
     code = cli_target_error(o->pid, r);
   } else {
+    if (res.runtime_err[0])
+      cli_error("warning: %s; native frames only", res.runtime_err);
     if (o->json)
       dump_write_json(stdout, t, &res);
     else

@@ -17,9 +17,52 @@ static const char *kind_name(enum frame_kind k)
   }
 }
 
+static const char *vm_kind_name(enum vm_frame_kind k)
+{
+  switch (k) {
+  case VMF_LUA: return "lua";
+  case VMF_CFUNC: return "cfunc";
+  case VMF_BUILTIN: return "builtin";
+  case VMF_TRACE: return "trace";
+  default: return "partial";
+  }
+}
+
+static void vm_json(FILE *f, size_t i, const struct out_frame *of)
+{
+  const struct vm_frame *v = &of->vm;
+  char name[512];
+  fprintf(f, "{\"index\":%zu,\"kind\":\"%s\",\"runtime\":", i, kind_name(of->kind));
+  json_str(f, of->runtime);
+  fprintf(f, ",\"vm_kind\":\"%s\",\"name\":", vm_kind_name(v->kind));
+  if (v->kind == VMF_CFUNC) {
+    symbolize_name(&of->si, of->pc, name, sizeof name);
+    json_str(f, name);
+    fputs(",\"function\":", f);
+    json_str(f, of->si.func);
+    fprintf(f, ",\"pc\":\"0x%" PRIx64 "\",\"module\":", of->pc);
+    json_str(f, of->si.module);
+  } else {
+    json_str(f, v->func);
+    fputs(",\"function\":", f);
+    json_str(f, v->func);
+  }
+  fputs(",\"file\":", f);
+  json_str(f, v->file[0] ? v->file : NULL);
+  if (v->line > 0)
+    fprintf(f, ",\"line\":%d", v->line);
+  else
+    fputs(",\"line\":null", f);
+  fprintf(f, ",\"trace\":%d}", v->trace);
+}
+
 static void frame_json(FILE *f, size_t i, const struct out_frame *of)
 {
   char name[512];
+  if (of->kind != FRAME_NATIVE) {
+    vm_json(f, i, of);
+    return;
+  }
   symbolize_name(&of->si, of->pc, name, sizeof name);
   fprintf(f, "{\"index\":%zu,\"kind\":\"%s\",\"pc\":\"0x%" PRIx64 "\",\"name\":", i,
           kind_name(of->kind), of->pc);
@@ -60,6 +103,8 @@ void dump_write_json(FILE *f, const struct target *t, const struct dump_result *
             ts->walk_err == -VMS_E_TRUNCATED ? "true" : "false");
     json_str(f, ts->walk_err && ts->walk_err != -VMS_E_TRUNCATED ? vms_strerror(ts->walk_err)
                                                                   : NULL);
+    fputs(",\"vm_error\":", f);
+    json_str(f, ts->vm_err ? vms_strerror(ts->vm_err) : NULL);
     fputs(",\"frames\":[", f);
     for (size_t j = 0; j < ts->n; j++) {
       if (j)

@@ -7,9 +7,35 @@
 #include "vmstack/err.h"
 #include "vmstack/target.h"
 
+static void vm_line(FILE *f, size_t i, const struct out_frame *of)
+{
+  const struct vm_frame *v = &of->vm;
+  char name[512];
+  fprintf(f, "  #%-2zu ", i);
+  if (v->kind == VMF_CFUNC) {
+    symbolize_name(&of->si, of->pc, name, sizeof name);
+    fprintf(f, "%s", name);
+    if (of->si.module && of->si.func)
+      fprintf(f, " (%s)", of->si.module);
+  } else {
+    fputs(v->func, f);
+    if (v->file[0] && v->line > 0)
+      fprintf(f, " (%s:%d)", v->file, v->line);
+    else if (v->file[0])
+      fprintf(f, " (%s)", v->file);
+  }
+  if (v->trace)
+    fprintf(f, " [trace %d]", v->trace);
+  fprintf(f, " [%s]\n", of->runtime ? of->runtime : "vm");
+}
+
 static void frame_line(FILE *f, size_t i, const struct out_frame *of)
 {
   char name[512];
+  if (of->kind != FRAME_NATIVE) {
+    vm_line(f, i, of);
+    return;
+  }
   symbolize_name(&of->si, of->pc, name, sizeof name);
   fprintf(f, "  #%-2zu %s", i, name);
   if (of->si.func)
@@ -42,6 +68,8 @@ void dump_write_text(FILE *f, const struct target *t, const struct dump_result *
       fprintf(f, "  (not read: %s)\n", vms_strerror(ts->err));
     for (size_t j = 0; j < ts->n; j++)
       frame_line(f, j, &ts->frames[j]);
+    if (ts->vm_err)
+      fprintf(f, "  (VM walk stopped: %s)\n", vms_strerror(ts->vm_err));
     if (ts->walk_err == -VMS_E_TRUNCATED)
       fprintf(f, "  (truncated at %zu frames; raise --max-depth)\n", ts->n);
     else if (ts->walk_err)

@@ -1,0 +1,53 @@
+/* LuaJIT runtime: the VM handle shared by probe, unwind step and frame walk. */
+#ifndef VMSTACK_LJ_VM_H
+#define VMSTACK_LJ_VM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lj_layout.h"
+
+struct target;
+struct module;
+struct unwind_ctx;
+struct unwind_regs;
+
+#define LJ_MAX_CFRAMES 64
+
+/* A VM native frame met by the unwinder (the interpreter's C frame). */
+struct lj_cframe {
+  uint64_t ip, sp;        /* the native frame as the walk reported it */
+  uint64_t cframe;        /* its rsp: SAVE_L, SAVE_PC, ... sit above it */
+  uint64_t L;
+  uint64_t save_pc;
+  uint64_t bx;            /* rbx in that frame: the VM's PC register */
+  int trace;              /* > 0: the frame is JIT-compiled code of this trace */
+  uint64_t jit_base;      /* on a trace: G->jit_base, the BASE of the trace's frame */
+  uint64_t startpc;       /* on a trace: where the trace starts (a bytecode address) */
+};
+
+struct lj_vm {
+  const struct lj_layout *lo;
+  struct target *t;
+  struct module *mod;      /* the module with the VM (luajit binary or libluajit) */
+  uint64_t vm_start, vm_end;   /* the interpreter's code (its one big FDE) */
+  uint64_t G;              /* global_State of the last L seen (cached, re-validated) */
+  char desc[256];
+  /* filled by the unwind step during one thread's walk */
+  struct lj_cframe cf[LJ_MAX_CFRAMES];
+  size_t ncf;
+};
+
+struct thread;
+struct stack_capture;
+struct frame;
+struct vm_frames;
+
+/* The walk: Lua frames of every VM frame the step met, anchored to native frames. */
+int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_capture *cap,
+            const struct frame *native, size_t nnative, struct vm_frames *out);
+
+/* The unwind step: claims frames inside the interpreter's code. */
+int lj_step(void *arg, struct unwind_ctx *ctx, struct unwind_regs *regs);
+
+#endif

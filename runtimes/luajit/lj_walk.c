@@ -1,0 +1,572 @@
+/* LuaJIT frame walk: Lua frames of each VM segment, as lj_debug_frame and friends see them.
+ *
+ * Frame slots (lj_frame.h), FR2 (GC64) layout, TValue = 8 bytes:
+ *
+ *   base-2  func (GCRef, tagged: mask with gcvmask)
+ *   base-1  link: a PC (low 2 bits 0: called from Lua, returns there)
+ *                 or delta|type (C 1, CONT 2, VARG 3, CP 5, PCALL 6, PCALLH 7)
+ *   base+0  first argument / local ...
+ *
+ * Without FR2 one slot holds both: func in the low word, link in the high word.
+ * The frame "f" is the link slot (base-1); the caller's frame is below it:
+ *   frame_prevl(f) = f - (1 + FR2 + A of the CALL before the return PC)   (Lua link)
+ *   frame_prevd(f) = f - (delta & ~7) bytes                                 (other links)
+ * A segment of one VM native frame ends at a C or CP link (the next segment belongs to the
+ * next VM native frame of the same lua_State), or at the stack's bottom.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lj_vm.h"
+#include "vmstack/err.h"
+#include "vmstack/mem.h"
+#include "vmstack/runtime.h"
+#include "vmstack/target.h"
+#include "vmstack/unwind.h"
+
+#define STACK_READ_MAX (1u << 20)   /* bytes of one Lua stack read at most */
+#define FRAMES_MAX 4096             /* Lua frames per thread at most */
+#define STR_MAX 200                 /* chars of a chunk or identifier name kept */
+
+/* -- Reading helpers ------------------------------------------------------ */
+
+/* snprintf for names that are cut on purpose when too long. */
+__attribute__((format(printf, 3, 4))) static void fmt(char *buf, size_t cap, const char *f, ...)
+{
+  va_list ap;
+  va_start(ap, f);
+  vsnprintf(buf, cap, f, ap);
+  va_end(ap);
+}
+
+static uint64_t rd(const uint8_t *b, size_t off, size_t w)
+{
+  uint64_t v = 0;
+  memcpy(&v, b + off, w);
+  return v;
+}
+
+struct lstack {
+  uint64_t L, base, top, stack, lo, len;
+  uint8_t *bytes;      /* [lo, lo+len) of the Lua stack */
+};
+
+static int slot(const struct lstack *s, uint64_t addr, uint64_t *ret)
+{
+  if (addr < s->lo || addr + 8 > s->lo + s->len || (addr & 7))
+    return -VMS_E_BADDATA;
+  memcpy(ret, s->bytes + (addr - s->lo), 8);
+  return 0;
+}
+
+/* A GCstr's text, cut at cap-1 characters. */
+static int read_str(struct lj_vm *vm, uint64_t s, char *buf, size_t cap)
+{
+  const struct lj_layout *lo = vm->lo;
+  uint8_t tmp[512];
+  size_t want = lo->str.size + cap;
+  if (!s || want > sizeof tmp)
+    return -VMS_E_BADDATA;
+  /* the header first: the string may end right before unmapped memory */
+  if (mem_read(vm->t->mem, s, tmp, lo->str.size) || tmp[lo->L.gct] != lo->gct.str)
+    return -VMS_E_BADDATA;
+  uint32_t len = (uint32_t)rd(tmp, lo->str.len, 4);
+  size_t n = len < cap - 1 ? len : cap - 1;
+  if (n && mem_read(vm->t->mem, s + lo->str.size, buf, n))
+    return -VMS_E_BADDATA;
+  buf[n] = 0;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)buf[i] < 0x20)
+      buf[i] = ' ';
+  return 0;
+}
+
+struct proto {
+  uint64_t addr, bc, k, chunkname, lineinfo, uvinfo, varinfo;
+  uint32_t sizebc, numline;
+  int32_t firstline;
+  uint8_t sizeuv;
+};
+
+static int read_proto(struct lj_vm *vm, uint64_t pt, struct proto *p)
+{
+  const struct lj_layout *lo = vm->lo;
+  uint8_t b[256];
+  size_t w = lo->gcref_size, mw = lo->mref_size;
+  if (lo->pt.size > sizeof b || mem_read(vm->t->mem, pt, b, lo->pt.size))
+    return -VMS_E_BADDATA;
+  if (b[lo->L.gct] != lo->gct.proto)
+    return -VMS_E_BADDATA;
+  p->addr = pt;
+  p->bc = pt + lo->pt.size;
+  p->sizebc = (uint32_t)rd(b, lo->pt.sizebc, 4);
+  p->k = rd(b, lo->pt.k, mw);
+  p->chunkname = rd(b, lo->pt.chunkname, w);
+  p->firstline = (int32_t)rd(b, lo->pt.firstline, 4);
+  p->numline = (uint32_t)rd(b, lo->pt.numline, 4);
+  p->lineinfo = rd(b, lo->pt.lineinfo, mw);
+  p->uvinfo = rd(b, lo->pt.uvinfo, mw);
+  p->varinfo = rd(b, lo->pt.varinfo, mw);
+  p->sizeuv = b[lo->pt.sizeuv];
+  return p->sizebc ? 0 : -VMS_E_BADDATA;
+}
+
+/* Bytecode position of the instruction before pc (pc points after it); -1 if outside. */
+static int64_t proto_pos(const struct proto *p, uint64_t pc)
+{
+  if (pc < p->bc + 4 || pc > p->bc + (uint64_t)p->sizebc * 4 || (pc - p->bc) & 3)
+    return -1;
+  return (int64_t)((pc - p->bc) / 4) - 1;
+}
+
+/* lj_debug_line: line of bytecode position pos. */
+static int proto_line(struct lj_vm *vm, const struct proto *p, int64_t pos)
+{
+  if (!p->lineinfo || pos < 0 || pos > (int64_t)p->sizebc)
+    return 0;
+  if (pos == (int64_t)p->sizebc)
+    return p->firstline + (int)p->numline;
+  if (pos == 0)
+    return p->firstline;
+  pos--;
+  size_t w = p->numline < 256 ? 1 : p->numline < 65536 ? 2 : 4;
+  uint64_t d = 0;
+  if (mem_read(vm->t->mem, p->lineinfo + (uint64_t)pos * w, &d, w))
+    return 0;
+  return p->firstline + (int)d;
+}
+
+static void chunk_name(struct lj_vm *vm, const struct proto *p, char *buf, size_t cap)
+{
+  char s[STR_MAX];
+  if (read_str(vm, p->chunkname, s, sizeof s)) {
+    fmt(buf, cap, "?");
+    return;
+  }
+  if (s[0] == '@' || s[0] == '=')
+    fmt(buf, cap, "%s", s);
+  else {
+    char *nl = strchr(s, '\n');
+    if (nl)
+      *nl = 0;
+    fmt(buf, cap, "[string \"%.60s%s\"]", s, strlen(s) > 60 || nl ? "..." : "");
+  }
+}
+
+/* -- Function names from the caller's bytecode (lj_debug_funcname) --------- */
+
+static int read_ins(struct lj_vm *vm, const struct proto *p, int64_t pos, uint32_t *ret)
+{
+  if (pos < 0 || pos >= (int64_t)p->sizebc)
+    return -1;
+  return mem_read(vm->t->mem, p->bc + (uint64_t)pos * 4, ret, 4);
+}
+
+static const char *const varname_special[] = {
+  NULL, "(for index)", "(for limit)", "(for step)", "(for generator)", "(for state)",
+  "(for control)",
+};
+
+static uint64_t uleb(const uint8_t **pp, const uint8_t *end)
+{
+  uint64_t v = 0;
+  int sh = 0;
+  while (*pp < end && sh < 35) {
+    uint8_t b = *(*pp)++;
+    v |= (uint64_t)(b & 0x7f) << sh;
+    if (!(b & 0x80))
+      break;
+    sh += 7;
+  }
+  return v;
+}
+
+/* Name of the local in `slot` at bytecode position pos, from varinfo. */
+static int local_name(struct lj_vm *vm, const struct proto *p, int64_t pos, uint32_t slot,
+                      char *buf, size_t cap)
+{
+  uint8_t vi[2048];
+  if (!p->varinfo)
+    return -1;
+  size_t n = sizeof vi;
+  while (n >= 64 && mem_read(vm->t->mem, p->varinfo, vi, n))
+    n /= 2;
+  if (n < 64)
+    return -1;
+  const uint8_t *q = vi, *end = vi + n;
+  uint64_t last = 0;
+  while (q < end && *q) {
+    const uint8_t *name = q;
+    if (*q < 7)
+      q++;
+    else {
+      q = memchr(q, 0, (size_t)(end - q));
+      if (!q)
+        return -1;
+      q++;
+    }
+    uint64_t start = last += uleb(&q, end);
+    uint64_t stop = start + uleb(&q, end);
+    if (start > (uint64_t)pos)
+      break;
+    if ((uint64_t)pos < stop && slot-- == 0) {
+      fmt(buf, cap, "%s", *name < 7 ? varname_special[*name] : (const char *)name);
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static int kstr(struct lj_vm *vm, const struct proto *p, uint32_t idx, char *buf, size_t cap)
+{
+  uint64_t ref = 0;
+  size_t w = vm->lo->gcref_size;
+  if (mem_read(vm->t->mem, p->k - (uint64_t)(idx + 1) * w, &ref, w))
+    return -1;
+  return read_str(vm, ref & vm->lo->gcvmask, buf, cap);
+}
+
+static int upvalue_name(struct lj_vm *vm, const struct proto *p, uint32_t idx, char *buf,
+                        size_t cap)
+{
+  char u[1024];
+  if (!p->uvinfo || idx >= p->sizeuv)
+    return -1;
+  size_t n = sizeof u;
+  while (n >= 64 && mem_read(vm->t->mem, p->uvinfo, u, n))
+    n /= 2;
+  if (n < 64)
+    return -1;
+  const char *q = u, *end = u + n;
+  for (uint32_t i = 0; i < idx; i++) {
+    q = memchr(q, 0, (size_t)(end - q));
+    if (!q || ++q >= end)
+      return -1;
+  }
+  if (!memchr(q, 0, (size_t)(end - q)))
+    return -1;
+  fmt(buf, cap, "%s", q);
+  return 0;
+}
+
+/* lj_debug_slotname: what the caller put in `slot` before position pos. */
+static int slot_name(struct lj_vm *vm, const struct proto *p, int64_t pos, uint32_t slot,
+                     char *buf, size_t cap)
+{
+  const struct lj_layout *lo = vm->lo;
+  for (int hops = 0; hops < 16; hops++) {
+    if (!local_name(vm, p, pos, slot, buf, cap))
+      return 0;
+    int64_t i = pos;
+    for (;;) {
+      if (--i < 0)
+        return -1;
+      uint32_t ins;
+      if (read_ins(vm, p, i, &ins))
+        return -1;
+      uint8_t op = ins & 0xff, a = (ins >> 8) & 0xff;
+      if (op >= lo->bc.max)
+        return -1;
+      unsigned ma = lo->bcmode[op] & 7;
+      if (ma == lo->bcm.base) {
+        if (slot >= a && (op != lo->bc.knil || slot <= (ins >> 16)))
+          return -1;
+      } else if (ma == lo->bcm.dst && a == slot) {
+        if (op == lo->bc.mov) {
+          slot = ins >> 16;
+          pos = i;
+          break;   /* follow the source slot */
+        }
+        if (op == lo->bc.gget)
+          return kstr(vm, p, ins >> 16, buf, cap);
+        if (op == lo->bc.tgets) {
+          char f[STR_MAX];
+          if (kstr(vm, p, (ins >> 16) & 0xff, f, sizeof f))
+            return -1;
+          uint32_t prev;
+          /* a method call: obj:name() copies the object right after the callee slot */
+          if (!read_ins(vm, p, i - 1, &prev) && (prev & 0xff) == lo->bc.mov &&
+              ((prev >> 8) & 0xff) == a + 1u + lo->fr2 && (prev >> 16) == (ins >> 24))
+            fmt(buf, cap, "method '%s'", f);
+          else
+            fmt(buf, cap, "%s", f);
+          return 0;
+        }
+        if (op == lo->bc.uget)
+          return upvalue_name(vm, p, ins >> 16, buf, cap);
+        return -1;
+      }
+    }
+  }
+  return -1;
+}
+
+/* Name of the function called by the instruction before caller_pc in proto p. */
+static int func_name(struct lj_vm *vm, const struct proto *p, uint64_t caller_pc, char *buf,
+                     size_t cap)
+{
+  const struct lj_layout *lo = vm->lo;
+  int64_t pos = proto_pos(p, caller_pc);
+  uint32_t ins;
+  if (pos < 0 || read_ins(vm, p, pos, &ins))
+    return -1;
+  uint8_t op = ins & 0xff, a = (ins >> 8) & 0xff;
+  if (op == lo->bc.call || op == lo->bc.callm || op == lo->bc.callt || op == lo->bc.callmt ||
+      op == lo->bc.itern)
+    return slot_name(vm, p, pos, a, buf, cap);
+  if (op == lo->bc.iterc)
+    return slot_name(vm, p, pos, a - 3u, buf, cap);
+  unsigned mm = lo->bcmode[op < lo->bc.max ? op : 0] >> 11;
+  if (op < lo->bc.max && mm < lo->mm_max && lo->mm_names[mm]) {
+    fmt(buf, cap, "__%s", lo->mm_names[mm]);
+    return 0;
+  }
+  return -1;
+}
+
+/* -- The walk ------------------------------------------------------------- */
+
+static int read_lstack(struct lj_vm *vm, uint64_t L, struct lstack *s)
+{
+  const struct lj_layout *lo = vm->lo;
+  uint8_t b[256];
+  size_t mw = lo->mref_size;
+  if (lo->L.size > sizeof b || mem_read(vm->t->mem, L, b, lo->L.size))
+    return -VMS_E_BADDATA;
+  s->L = L;
+  s->base = rd(b, lo->L.base, mw);
+  s->top = rd(b, lo->L.top, mw);
+  s->stack = rd(b, lo->L.stack, mw);
+  uint64_t stacksize = rd(b, lo->L.stacksize, 4) * 8ull;
+  if (!s->stack || s->base < s->stack || s->base > s->stack + stacksize || !stacksize)
+    return -VMS_E_BADDATA;
+  s->lo = s->stack;
+  s->len = stacksize > STACK_READ_MAX ? STACK_READ_MAX : stacksize;
+  if (s->len > STACK_READ_MAX)
+    s->lo = s->stack + stacksize - s->len;
+  s->bytes = malloc(s->len);
+  if (!s->bytes)
+    return -ENOMEM;
+  if (mem_read(vm->t->mem, s->lo, s->bytes, s->len)) {
+    free(s->bytes);
+    s->bytes = NULL;
+    return -VMS_E_BADDATA;
+  }
+  return 0;
+}
+
+/* Function object and link of frame f. */
+static int frame_at(const struct lj_vm *vm, const struct lstack *s, uint64_t f, uint64_t *ret_fn,
+                    int64_t *ret_link)
+{
+  const struct lj_layout *lo = vm->lo;
+  uint64_t v;
+  if (lo->fr2) {
+    if (slot(s, f - 8, &v))
+      return -VMS_E_BADDATA;
+    *ret_fn = v & lo->gcvmask;
+    if (slot(s, f, &v))
+      return -VMS_E_BADDATA;
+    *ret_link = (int64_t)v;
+  } else {
+    if (slot(s, f, &v))
+      return -VMS_E_BADDATA;
+    *ret_fn = (uint32_t)v;
+    *ret_link = (int32_t)(v >> 32);
+  }
+  return 0;
+}
+
+/* The PC saved in a CONT frame (frame_contpc). */
+static int cont_pc(const struct lj_vm *vm, const struct lstack *s, uint64_t f, uint64_t *ret)
+{
+  uint64_t v = 0;
+  int r = slot(s, f - (vm->lo->fr2 ? 16 : 8), &v);
+  *ret = vm->lo->fr2 ? v : v >> 32;
+  return r;
+}
+
+struct cursor {
+  uint64_t L;
+  uint64_t f;          /* next frame to report */
+  int done;
+};
+
+/* Emit the frames of one segment, from frame f with the leaf PC pc, until a C/CP link. */
+static int walk_segment(struct lj_vm *vm, const struct lstack *s, struct cursor *cur, uint64_t pc,
+                        size_t anchor, struct vm_frames *out)
+{
+  const struct lj_layout *lo = vm->lo;
+  uint64_t bot = s->stack + 8ull * lo->fr2;
+  uint64_t f = cur->f, next_link_pc = pc;
+  int have_pc = pc != 0;
+  for (size_t guard = 0; f > bot; guard++) {
+    if (guard > FRAMES_MAX || out->n > FRAMES_MAX)
+      return -VMS_E_TRUNCATED;
+    uint64_t fn;
+    int64_t link;
+    if (frame_at(vm, s, f, &fn, &link))
+      return -VMS_E_BADDATA;
+    uint64_t nf = f;
+    unsigned type = (unsigned)(link & lo->frame.typep);
+    if ((link & lo->frame.type) != lo->frame.lua && type == lo->frame.varg) {
+      /* vararg frame: the real link is in the frame below */
+      nf = f - (uint64_t)(link & ~(int64_t)7);
+      if (nf >= f || frame_at(vm, s, nf, &fn, &link))
+        return -VMS_E_BADDATA;
+      type = (unsigned)(link & lo->frame.typep);
+    }
+    int islua = (link & lo->frame.type) == lo->frame.lua;
+    uint64_t prev;
+    if (islua) {
+      uint32_t ins;
+      if (mem_read(vm->t->mem, (uint64_t)link - 4, &ins, 4))
+        return -VMS_E_BADDATA;
+      prev = nf - 8ull * (1 + lo->fr2 + ((ins >> 8) & 0xff));
+    } else {
+      prev = nf - (uint64_t)(link & ~(int64_t)7);
+    }
+    if (prev >= f && f > bot)
+      return -VMS_E_CYCLE;
+    if (fn != s->L) {
+      /* the function object of this frame */
+      uint8_t fb[64];
+      if (lo->fn.csize > sizeof fb || mem_read(vm->t->mem, fn, fb, lo->fn.csize))
+        return -VMS_E_BADDATA;
+      if (fb[lo->L.gct] != lo->gct.func)
+        return -VMS_E_BADDATA;
+      uint8_t ffid = fb[lo->fn.ffid];
+      struct vm_frame *vf = vm_frames_push(out, anchor, ffid == lo->ff_lua ? VMF_LUA
+                                           : ffid == lo->ff_c ? VMF_CFUNC : VMF_BUILTIN);
+      if (!vf)
+        return -ENOMEM;
+      if (ffid == lo->ff_lua) {
+        struct proto p;
+        uint64_t fpc = rd(fb, lo->fn.pc, lo->mref_size);
+        if (read_proto(vm, fpc - lo->pt.size, &p))
+          return -VMS_E_BADDATA;
+        chunk_name(vm, &p, vf->file, sizeof vf->file);
+        if (have_pc)
+          vf->line = proto_line(vm, &p, proto_pos(&p, next_link_pc));
+        if (p.firstline == 0 && p.numline)
+          fmt(vf->func, sizeof vf->func, "main chunk");
+        else
+          fmt(vf->func, sizeof vf->func, "function <%s:%d>", vf->file, p.firstline);
+      } else if (ffid == lo->ff_c) {
+        vf->cfunc = rd(fb, lo->fn.c_f, 8);
+        fmt(vf->func, sizeof vf->func, "C function 0x%" PRIx64, vf->cfunc);
+      } else {
+        fmt(vf->func, sizeof vf->func, "builtin#%u", ffid);
+      }
+      /* a better name from the caller's call instruction */
+      uint64_t cpc = 0;
+      if (islua)
+        cpc = (uint64_t)link;
+      else if (type == lo->frame.cont)
+        cont_pc(vm, s, nf, &cpc);
+      uint64_t cfn;
+      int64_t clink;
+      if (cpc && prev > bot && !frame_at(vm, s, prev, &cfn, &clink)) {
+        uint8_t cb[64];
+        struct proto cp;
+        char nm[STR_MAX];
+        if (!mem_read(vm->t->mem, cfn, cb, lo->fn.lsize) && cb[lo->fn.ffid] == lo->ff_lua &&
+            !read_proto(vm, rd(cb, lo->fn.pc, lo->mref_size) - lo->pt.size, &cp) &&
+            !func_name(vm, &cp, cpc, nm, sizeof nm))
+          fmt(vf->func, sizeof vf->func, "%s", nm);
+      }
+    }
+    /* the PC of the frame below: this frame's return address, when it was called from Lua */
+    have_pc = 1;
+    if (islua)
+      next_link_pc = (uint64_t)link;
+    else if (type == lo->frame.cont && !cont_pc(vm, s, nf, &next_link_pc))
+      ;
+    else
+      have_pc = 0;
+    f = prev;
+    if (!islua && (type == lo->frame.c || type == lo->frame.cp)) {
+      cur->f = f;
+      return 0;
+    }
+  }
+  cur->f = f;
+  cur->done = 1;
+  return 0;
+}
+
+static int lj_walk_L(struct lj_vm *vm, const struct lj_cframe *cf, size_t ncf, size_t i0,
+                     const struct stack_capture *cap, const struct frame *native, size_t nnative,
+                     struct vm_frames *out)
+{
+  const struct lj_layout *lo = vm->lo;
+  struct lstack s = { 0 };
+  int r = read_lstack(vm, cf[i0].L, &s);
+  if (r)
+    return r;
+  struct cursor cur = { .L = cf[i0].L };
+  for (size_t i = i0; i < ncf && !r && !cur.done; i++) {
+    if (cf[i].L != cf[i0].L)
+      continue;
+    size_t anchor = 0;
+    while (anchor < nnative && !(native[anchor].sp == cf[i].sp && native[anchor].pc == cf[i].ip))
+      anchor++;
+    if (anchor == nnative)
+      continue;
+    uint64_t pc;
+    if (i == i0 && cf[i].trace > 0) {
+      /* on a trace: the frames from jit_base down are exact; the trace's own position is
+       * only known as its start */
+      cur.f = cf[i].jit_base - 8;
+      pc = cf[i].startpc + 4;
+    } else if (i == i0) {
+      if (anchor == 0) {
+        /* stopped in the interpreter: BASE in rdx, PC (next instruction) in rbx */
+        cur.f = cap->regs.rdx - 8;
+        pc = cap->regs.rbx;
+      } else {
+        /* in C called from the VM: L->base is current; rbx still holds the VM's PC */
+        cur.f = s.base - 8;
+        pc = cf[i].bx;
+      }
+    } else {
+      pc = cf[i].save_pc == cf[i].L ? 0 : cf[i].save_pc;
+    }
+    if (cur.f < s.stack || cur.f >= s.stack + s.len + (s.lo - s.stack)) {
+      r = -VMS_E_BADDATA;
+      break;
+    }
+    size_t first = out->n;
+    r = walk_segment(vm, &s, &cur, pc, anchor, out);
+    if (cf[i].trace > 0 && out->n > first)
+      out->v[first].trace = cf[i].trace;
+  }
+  (void)lo;
+  free(s.bytes);
+  return r;
+}
+
+int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_capture *cap,
+            const struct frame *native, size_t nnative, struct vm_frames *out)
+{
+  struct lj_vm *vm = vmv;
+  (void)t;
+  (void)th;
+  out->runtime = "luajit";
+  int r = 0;
+  /* one pass per lua_State, innermost first (a coroutine's frames come before its resumer's) */
+  for (size_t i = 0; i < vm->ncf && !r; i++) {
+    int seen = 0;
+    for (size_t j = 0; j < i; j++)
+      seen |= vm->cf[j].L == vm->cf[i].L;
+    if (!seen)
+      r = lj_walk_L(vm, vm->cf, vm->ncf, i, cap, native, nnative, out);
+  }
+  vm->ncf = 0;
+  out->err = r;
+  return r;
+}
