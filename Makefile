@@ -2,7 +2,7 @@
 BUILD ?= build
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEPS := gcc pkg-config meson ninja-build libunwind-dev libelf-dev libdw-dev \
-        libcapstone-dev zlib1g-dev python3 binutils util-linux gdb
+        libcapstone-dev zlib1g-dev python3 binutils util-linux gdb luajit dpkg-dev make
 
 .PHONY: deps build demo check bench clean
 

@@ -227,7 +227,8 @@ static int kstr(struct lj_vm *vm, const struct proto *p, uint32_t idx, char *buf
   size_t w = vm->lo->gcref_size;
   if (mem_read(vm->t->mem, p->k - (uint64_t)(idx + 1) * w, &ref, w))
     return -1;
-  return read_str(vm, ref & vm->lo->gcvmask, buf, cap);
+  /* GC64 tags references in their top bits; 32-bit references are plain */
+  return read_str(vm, vm->lo->gcvmask ? ref & vm->lo->gcvmask : (uint32_t)ref, buf, cap);
 }
 
 static int upvalue_name(struct lj_vm *vm, const struct proto *p, uint32_t idx, char *buf,

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Live tests of LuaJIT stacks (fixtures/lua/stacks.lua) under a real luajit: the Lua frames
+vmstack reads from outside must equal LuaJIT's own debug.traceback() of the same stack,
+with the leaf at the exact spinning line, interpreted (-joff) and JIT-compiled.
+Usage: test_luajit.py CASE  (CASE = SCENARIO_MODE, e.g. nested_joff, or a special case)"""
+import os
+import re
+import shutil
+import subprocess
+import time
+
+from vmtest import Skip, assert_running, dump_json, main, run, stop
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.normpath(os.path.join(HERE, "..", "..", "fixtures", "lua", "stacks.lua"))
+LUAJIT = os.environ.get("LUAJIT", shutil.which("luajit") or "luajit")
+
+
+def src_line(marker):
+    """Line of the statement marked with the comment '-- MARKER'."""
+    with open(SCRIPT) as f:
+        for i, line in enumerate(f, 1):
+            if line.rstrip().endswith("-- " + marker):
+                return i
+    raise AssertionError(marker)
+
+
+def settle(pid, want_syscall):
+    """ready() is written just before the fixture enters its final state: wait until the
+    kernel shows it there (in user space for a spin, in read(2) when blocked)."""
+    deadline = time.monotonic() + 10
+    settled = 0
+    while settled < 2:
+        with open("/proc/%d/syscall" % pid) as f:
+            s = f.read().split()
+        if (want_syscall is None and s and s[0] == "running") or \
+           (want_syscall is not None and s and s[0] == str(want_syscall)):
+            settled += 1    # twice, 5 ms apart: not just between two syscalls of ready()
+        else:
+            settled = 0
+        assert time.monotonic() < deadline, "fixture never settled: %s" % s
+        time.sleep(0.005)
+
+
+def start_lua(scenario, jit, stdin=None):
+    """Run the fixture; return (process, traceback lines) once it is ready."""
+    if not shutil.which(LUAJIT) and not os.path.exists(LUAJIT):
+        raise Skip("no luajit")
+    r, w = os.pipe()
+    args = [LUAJIT] + ([] if jit else ["-joff"]) + [SCRIPT, str(w), scenario]
+    p = subprocess.Popen(args, pass_fds=(w,), stdout=subprocess.DEVNULL,
+                         stdin=stdin if stdin is not None else subprocess.DEVNULL)
+    os.close(w)
+    buf = b""
+    deadline = time.monotonic() + 20
+    with os.fdopen(r, "rb") as rf:
+        while not buf.endswith(b"ready\n"):
+            chunk = rf.readline()
+            if not chunk or time.monotonic() > deadline:
+                p.kill()
+                raise AssertionError("fixture not ready: %r" % buf)
+            buf += chunk
+    lines = buf.decode().splitlines()
+    tb = [l.strip() for l in lines[2:-1]]    # "stack", "stack traceback:", ..., "ready"
+    settle(p.pid, 0 if scenario == "blocked" else None)
+    return p, tb
+
+
+def expected_from_traceback(tb):
+    """LuaJIT's traceback lines as (name, file, line) triples; None for unknown parts."""
+    out = []
+    for l in tb:
+        if l == "..." or l.startswith("[C]: at "):
+            break   # elided levels, or an unnamed C function: compare up to here
+        m = re.fullmatch(r"\[C\]: in function '([^']+)'", l)
+        if m:
+            out.append((m.group(1), None, None))
+            continue
+        m = re.fullmatch(r"(.+):(\d+): in (?:function '([^']+)'|(function <.+>)|(main chunk))", l)
+        assert m, "unparsed traceback line %r" % l
+        path, line, name, anon, mainc = m.groups()
+
+        out.append((name or anon or "main chunk", path, int(line)))
+    return out
+
+
+def vm_frames(thread):
+    return [f for f in thread["frames"] if f["kind"] in ("vm", "jit")]
+
+
+def plain(s):
+    """LuaJIT's traceback drops the '@' or '=' that starts a chunk name; vmstack keeps it."""
+    return re.sub(r"(^|<)[@=]", r"\1", s) if s else s
+
+
+def check_against_traceback(frames, tb, leaf_line, leaf_name):
+    exp = expected_from_traceback(tb)
+    got = [(plain(f["name"]), plain(f["file"]), f["line"]) for f in frames]
+    # the leaf: same function as the traceback's first entry, at the spinning line
+    assert got[0][0] == leaf_name and got[0][2] == leaf_line, (got[0], leaf_line)
+    assert exp[0][0] == leaf_name, exp[0]
+    for i, (e, g) in enumerate(zip(exp[1:], got[1:]), 1):
+        assert e == g, "frame %d: traceback says %s, vmstack %s\nall: %s\ntraceback: %s" % (
+            i, e, g, got, exp)
+    assert len(got) >= len(exp), (got, exp)
+
+
+def scenario_case(scenario, jit):
+    p, tb = start_lua(scenario, jit)
+    try:
+        rc, doc, err = dump_json(p.pid)
+        assert rc == 0, err
+        t = doc["threads"][0]
+        assert t["vm_error"] is None and t["walk_error"] is None, (t["vm_error"], t["walk_error"])
+        frames = vm_frames(t)
+        check_against_traceback(frames, tb, src_line("spin here"), "spin")
+        if jit:
+            assert frames[0]["trace"] > 0, "leaf not reported as a JIT trace: %s" % frames[0]
+        else:
+            assert all(f["trace"] == 0 for f in frames), frames
+        # the outermost Lua frame is the main chunk, and native frames follow it
+        names = [f["name"] for f in frames]
+        assert names[-1] == "main chunk", names
+        last_vm = max(i for i, f in enumerate(t["frames"]) if f["kind"] != "native")
+        native_below = [f["name"] for f in t["frames"][last_vm + 1:]]
+        assert "lua_pcall" in native_below and "main" in native_below, native_below
+        if scenario == "recurse":
+            assert names.count("recurse") == 50, names
+        if scenario == "loadstring":
+            assert ("inner", "=chunky", 2) in [(f["name"], f["file"], f["line"]) for f in frames]
+        assert_running(p.pid)
+        return doc
+    finally:
+        stop(p)
+
+
+CASES = {}
+for sc in ("nested", "recurse", "sort", "vararg", "loadstring"):
+    for mode, jit in (("joff", False), ("jit", True)):
+        CASES["%s_%s" % (sc, mode)] = (lambda s, j: lambda: scenario_case(s, j))(sc, jit)
+
+
+def case_blocked():
+    """Blocked in C (io.read on a pipe) below Lua frames: libc's read at the leaf, then
+    the io.read builtin and the Lua callers, exact."""
+    r, w = os.pipe()
+    try:
+        p, tb = start_lua("blocked", False, stdin=r)
+        try:
+            rc, doc, err = dump_json(p.pid)
+            assert rc == 0, err
+            t = doc["threads"][0]
+            assert t["frames"][0]["module"] == "libc.so.6", t["frames"][0]
+            frames = vm_frames(t)
+            assert frames[0]["name"] == "read" and frames[0]["vm_kind"] == "builtin", frames[0]
+            check_against_traceback(frames[1:], tb, src_line("block here"), "block")
+            assert_running(p.pid)
+        finally:
+            stop(p)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def case_views():
+    """lua-stack: mixed by default, --lua-only keeps Lua frames, -n only native ones."""
+    p, tb = start_lua("nested", False)
+    try:
+        rc, out, err = run(["dump", "-p", str(p.pid)])
+        assert rc == 0, err
+        lines = out.splitlines()
+        assert re.fullmatch(r"  #0  spin \(@%s:%d\) \[luajit\]" % (re.escape(SCRIPT),
+                            src_line("spin here")), lines[2]), lines[2]
+        assert re.match(r"  #1  leaf \(@.*stacks\.lua:\d+\) \[luajit\]", lines[3]), lines[3]
+        rc2, out2, _ = run(["dump", "-p", str(p.pid)], executable=None)
+        lua_stack = os.path.join(os.path.dirname(os.environ["VMSTACK"]), "lua-stack")
+        cp = subprocess.run([lua_stack, "-p", str(p.pid)], capture_output=True, text=True)
+        assert cp.returncode == 0 and cp.stdout == out, (cp.stderr, cp.stdout, out)
+        cp = subprocess.run([lua_stack, "--lua-only", "-p", str(p.pid)], capture_output=True,
+                            text=True)
+        assert cp.returncode == 0, cp.stderr
+        body = [l for l in cp.stdout.splitlines()[2:]]
+        assert all(l.endswith("[luajit]") for l in body), body
+        rc, out, err = run(["dump", "-n", "-p", str(p.pid)])
+        assert rc == 0 and "[luajit]" not in out and "lua_pcall" in out, out
+        assert_running(p.pid)
+    finally:
+        stop(p)
+
+
+def case_no_lua_vm():
+    """lua-stack on a process without LuaJIT: one line, exit 2."""
+    p = subprocess.Popen(["sleep", "60"])
+    try:
+        lua_stack = os.path.join(os.path.dirname(os.environ["VMSTACK"]), "lua-stack")
+        cp = subprocess.run([lua_stack, "-p", str(p.pid)], capture_output=True, text=True)
+        assert cp.returncode == 2, cp
+        assert cp.stderr == "lua-stack: no Lua VM found in process %d\n" % p.pid, cp.stderr
+        assert cp.stdout == ""
+    finally:
+        stop(p)
+
+
+CASES.update({k[5:]: v for k, v in globals().items() if k.startswith("case_")})
+
+if __name__ == "__main__":
+    raise SystemExit(main(CASES))
