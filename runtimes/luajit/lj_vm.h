@@ -32,6 +32,9 @@ struct lj_vm {
   struct module *mod;      /* the module with the VM (luajit binary or libluajit) */
   uint64_t vm_start, vm_end;   /* the interpreter's code (its one big FDE) */
   uint64_t G;              /* global_State of the last L seen (cached, re-validated) */
+  uint64_t G_checked;      /* a G whose dispatch table matched the layout */
+  int layout_bad;          /* a G was found whose dispatch table is not where the layout
+                              says: the layout does not fit this build */
   char desc[256];
   /* filled by the unwind step during one thread's walk */
   struct lj_cframe cf[LJ_MAX_CFRAMES];
@@ -46,6 +49,13 @@ struct vm_frames;
 /* The walk: Lua frames of every VM frame the step met, anchored to native frames. */
 int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_capture *cap,
             const struct frame *native, size_t nnative, struct vm_frames *out);
+
+/* Is G a global_State of this build? Its GG_State's dispatch table must sit at
+ * G + GG_G2DISP and point into the interpreter. Cached. */
+int lj_check_G(struct lj_vm *vm, uint64_t G);
+/* Find G without any Lua frame to start from: scan writable memory for the dispatch table
+ * (a run of pointers into the interpreter). 0 when none. */
+uint64_t lj_scan_G(struct lj_vm *vm);
 
 /* The unwind step: claims frames inside the interpreter's code. */
 int lj_step(void *arg, struct unwind_ctx *ctx, struct unwind_regs *regs);

@@ -169,6 +169,62 @@ static void lj_free(void *vmv)
   free(vmv);
 }
 
+/* -- Finding and checking global_State ------------------------------------ */
+
+int lj_check_G(struct lj_vm *vm, uint64_t G)
+{
+  const struct lj_layout *lo = vm->lo;
+  uint64_t disp[128];
+  size_t n = lo->bc.max < 128 ? lo->bc.max : 128;
+  if (G == vm->G_checked)
+    return 1;
+  if (mem_read(vm->t->mem, G + lo->gg.g2disp, disp, n * 8))
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (disp[i] < vm->vm_start || disp[i] >= vm->vm_end)
+      return 0;
+  vm->G_checked = G;
+  return 1;
+}
+
+uint64_t lj_scan_G(struct lj_vm *vm)
+{
+  const struct lj_layout *lo = vm->lo;
+  struct maps *mp = vm->t->maps;
+  size_t need = lo->bc.max;
+  uint64_t *buf = malloc(1u << 20);
+  if (!buf)
+    return 0;
+  for (size_t i = 0; i < mp->n; i++) {
+    const struct map *m = &mp->v[i];
+    if (m->perms[0] != 'r' || m->perms[1] != 'w' || (m->path && strcmp(m->path, "[heap]")))
+      continue;
+    /* without GC64 every GC object lives in the low 4 GiB */
+    if (!lo->gc64 && m->start >= (1ull << 32))
+      continue;
+    for (uint64_t a = m->start; a < m->end; a += (1u << 20) - need * 8) {
+      size_t len = m->end - a < (1u << 20) ? (size_t)(m->end - a) : (1u << 20);
+      if (mem_read(vm->t->mem, a, buf, len))
+        break;
+      size_t run = 0;
+      for (size_t k = 0; k < len / 8; k++) {
+        run = buf[k] >= vm->vm_start && buf[k] < vm->vm_end ? run + 1 : 0;
+        if (run == need) {
+          uint64_t G = a + (k + 1 - need) * 8 - lo->gg.g2disp;
+          if (lj_check_G(vm, G)) {
+            free(buf);
+            return G;
+          }
+        }
+      }
+      if (len < (1u << 20))
+        break;
+    }
+  }
+  free(buf);
+  return 0;
+}
+
 /* -- Unwind step for VM frames -------------------------------------------- */
 
 static int read_ptr(const struct lj_vm *vm, struct unwind_ctx *ctx, uint64_t addr, uint64_t *ret)
@@ -193,6 +249,12 @@ static int valid_L(struct lj_vm *vm, struct unwind_ctx *ctx, uint64_t L)
   if (read_ptr(vm, ctx, G + lo->g.mainthref, &mainL) || !mainL ||
       unwind_read(ctx, mainL + lo->L.gct, &gct, 1) || gct != lo->gct.thread)
     return 0;
+  if (!lj_check_G(vm, G)) {
+    /* a real lua_State whose global_State does not look as the layout says: wrong table
+     * for this build; better no Lua frames than wrong ones */
+    vm->layout_bad = 1;
+    return 0;
+  }
   vm->G = G;
   return 1;
 }
@@ -226,23 +288,30 @@ static int trace_step(struct lj_vm *vm, struct unwind_ctx *ctx, struct unwind_re
   int32_t state;
   uint32_t sizetrace, szmcode;
   uint16_t spadjust;
-  if (!lo->gc64 || r->ip < 4096)
+  if (r->ip < 4096 || vm->layout_bad)
     return 0;
-  if (!G && r->r14 > lo->gg.g2disp)
-    G = r->r14 - lo->gg.g2disp;
+  const struct map *xm = maps_find(vm->t->maps, r->ip);
+  if (!xm || xm->mod || !strchr(xm->perms, 'x'))
+    return 0;   /* traces live in anonymous executable memory */
+  if (!G && lo->gc64 && r->r14 > lo->gg.g2disp && lj_check_G(vm, r->r14 - lo->gg.g2disp))
+    G = r->r14 - lo->gg.g2disp;   /* DISPATCH stays in r14 on GC64 traces */
+  if (!G)
+    G = vm->G = lj_scan_G(vm);
   if (!G || unwind_read(ctx, G + lo->g.vmstate, &state, 4) || state <= 0)
     return 0;
   J = G - lo->gg.g + lo->gg.J;
+  /* J.trace is a native pointer to GCRefs; startpc and jit_base are MRefs; mcode native */
   if (unwind_read(ctx, J + lo->J.trace, &traces, 8) ||
       unwind_read(ctx, J + lo->J.sizetrace, &sizetrace, 4) || (uint32_t)state >= sizetrace ||
-      unwind_read(ctx, traces + 8ull * (uint32_t)state, &T, 8) || !T)
+      read_ptr(vm, ctx, traces + (uint64_t)lo->gcref_size * (uint32_t)state, &T) || !T)
     return 0;
-  T &= lo->gcvmask;
+  if (lo->gcvmask)
+    T &= lo->gcvmask;
   if (unwind_read(ctx, T + lo->tr.mcode, &mcode, 8) ||
       unwind_read(ctx, T + lo->tr.szmcode, &szmcode, 4) ||
       unwind_read(ctx, T + lo->tr.spadjust, &spadjust, 2) ||
-      unwind_read(ctx, T + lo->tr.startpc, &startpc, 8) ||
-      unwind_read(ctx, G + lo->g.jit_base, &jit_base, 8))
+      read_ptr(vm, ctx, T + lo->tr.startpc, &startpc) ||
+      read_ptr(vm, ctx, G + lo->g.jit_base, &jit_base))
     return 0;
   if (r->ip < mcode || r->ip >= mcode + szmcode)
     return 0;

@@ -13,7 +13,37 @@ from vmtest import Skip, assert_running, dump_json, main, run, stop
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.normpath(os.path.join(HERE, "..", "..", "fixtures", "lua", "stacks.lua"))
-LUAJIT = os.environ.get("LUAJIT", shutil.which("luajit") or "luajit")
+LUAJIT = None
+
+
+def luajit():
+    """The interpreter of the flavour under test: Debian's luajit (GC64), Debian's luajit2
+    (OpenResty's branch, stripped, unpacked by prepare.sh), or a non-GC64 build of Debian's
+    luajit source (built by prepare.sh)."""
+    global LUAJIT
+    if LUAJIT:
+        return LUAJIT
+    flavour = os.environ.get("LUAJIT_FLAVOUR", "debian")
+    if os.environ.get("LUAJIT"):
+        LUAJIT = os.environ["LUAJIT"]
+    elif flavour == "debian":
+        LUAJIT = shutil.which("luajit")
+        if not LUAJIT:
+            raise Skip("luajit is not installed (apt-get install luajit)")
+    else:
+        src = os.environ["LUAJIT_SRC"]
+        cp = subprocess.run(["sh", os.environ["LUAJIT_PREPARE"], src], capture_output=True,
+                            text=True)
+        if cp.returncode == 77:
+            raise Skip("LuaJIT builds unavailable: " + cp.stderr.strip())
+        assert cp.returncode == 0, cp.stderr[-2000:]
+        if flavour == "luajit2":
+            LUAJIT = os.path.join(src, "pkg-luajit2", "luajit")
+        else:
+            builds = [d for d in os.listdir(src) if d.endswith("-luajit-nogc64")]
+            assert builds, os.listdir(src)
+            LUAJIT = os.path.join(src, builds[0], "src", "luajit")
+    return LUAJIT
 
 
 def src_line(marker):
@@ -44,10 +74,8 @@ def settle(pid, want_syscall):
 
 def start_lua(scenario, jit, stdin=None):
     """Run the fixture; return (process, traceback lines) once it is ready."""
-    if not shutil.which(LUAJIT) and not os.path.exists(LUAJIT):
-        raise Skip("no luajit")
     r, w = os.pipe()
-    args = [LUAJIT] + ([] if jit else ["-joff"]) + [SCRIPT, str(w), scenario]
+    args = [luajit()] + ([] if jit else ["-joff"]) + [SCRIPT, str(w), scenario]
     p = subprocess.Popen(args, pass_fds=(w,), stdout=subprocess.DEVNULL,
                          stdin=stdin if stdin is not None else subprocess.DEVNULL)
     os.close(w)
