@@ -26,6 +26,11 @@ struct lj_cframe {
   uint64_t startpc;       /* on a trace: where the trace starts (a bytecode address) */
 };
 
+struct lj_name {
+  uint64_t fn;            /* GCfunc address */
+  char name[64];          /* "table.sort", "print", "cjson.encode" */
+};
+
 struct lj_vm {
   const struct lj_layout *lo;
   struct target *t;
@@ -36,6 +41,10 @@ struct lj_vm {
   int layout_bad;          /* a G was found whose dispatch table is not where the layout
                               says: the layout does not fit this build */
   char desc[256];
+  /* names of builtins and C functions, from package.loaded (built once) */
+  struct lj_name *names;
+  size_t nnames, capnames;
+  int names_built;
   /* filled by the unwind step during one thread's walk */
   struct lj_cframe cf[LJ_MAX_CFRAMES];
   size_t ncf;
@@ -56,6 +65,9 @@ int lj_check_G(struct lj_vm *vm, uint64_t G);
 /* Find G without any Lua frame to start from: scan writable memory for the dispatch table
  * (a run of pointers into the interpreter). 0 when none. */
 uint64_t lj_scan_G(struct lj_vm *vm);
+
+/* "module.key" of a function object reachable from package.loaded, or NULL. */
+const char *lj_func_name(struct lj_vm *vm, uint64_t fn);
 
 /* The unwind step: claims frames inside the interpreter's code. */
 int lj_step(void *arg, struct unwind_ctx *ctx, struct unwind_regs *regs);

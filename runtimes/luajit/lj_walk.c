@@ -461,7 +461,11 @@ static int walk_segment(struct lj_vm *vm, const struct lstack *s, struct cursor 
         vf->cfunc = rd(fb, lo->fn.c_f, 8);
         fmt(vf->func, sizeof vf->func, "C function 0x%" PRIx64, vf->cfunc);
       } else {
-        fmt(vf->func, sizeof vf->func, "builtin#%u", ffid);
+        const char *bn = lj_func_name(vm, fn);
+        if (bn)
+          fmt(vf->func, sizeof vf->func, "%s", bn);
+        else
+          fmt(vf->func, sizeof vf->func, "builtin#%u", ffid);
       }
       /* a better name from the caller's call instruction */
       uint64_t cpc = 0;

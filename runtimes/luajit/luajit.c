@@ -166,7 +166,10 @@ static const char *lj_describe(const void *vmv)
 
 static void lj_free(void *vmv)
 {
-  free(vmv);
+  struct lj_vm *vm = vmv;
+  if (vm)
+    free(vm->names);
+  free(vm);
 }
 
 /* -- Finding and checking global_State ------------------------------------ */

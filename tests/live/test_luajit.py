@@ -98,7 +98,7 @@ def expected_from_traceback(tb):
     """LuaJIT's traceback lines as (name, file, line) triples; None for unknown parts."""
     out = []
     for l in tb:
-        if l == "..." or l.startswith("[C]: at "):
+        if l == "..." or l.startswith("[C]: at ") or l.startswith("[builtin#"):
             break   # elided levels, or an unnamed C function: compare up to here
         m = re.fullmatch(r"\[C\]: in function '([^']+)'", l)
         if m:
@@ -188,6 +188,21 @@ def case_blocked():
     finally:
         os.close(r)
         os.close(w)
+
+
+def case_builtin_names():
+    """A builtin called by another builtin has no caller bytecode to name it (LuaJIT's own
+    traceback says "[builtin#N]"): its name comes from package.loaded."""
+    p, tb = start_lua("pcallsort", False)
+    try:
+        rc, doc, err = dump_json(p.pid)
+        assert rc == 0, err
+        frames = vm_frames(doc["threads"][0])
+        check_against_traceback(frames, tb, src_line("spin here"), "spin")
+        got = [(f["name"], f["vm_kind"]) for f in frames[2:4]]
+        assert got == [("table.sort", "builtin"), ("pcall", "builtin")], got
+    finally:
+        stop(p)
 
 
 def case_views():
