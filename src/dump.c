@@ -108,6 +108,8 @@ static int merge(struct target *t, const struct dump_opts *o, const struct walk 
   size_t k = 0;   /* next VM frame; they come grouped by anchor, innermost first */
   ts->has_vm = w->vf.n > 0;
   ts->vm_err = w->vf.err;
+  ts->runtime = w->vf.runtime;
+  memcpy(ts->vm_state, w->vf.state, sizeof ts->vm_state);
   for (size_t i = 0; i < w->n; i++) {
     int replaced = 0;
     for (size_t j = 0; j < w->vf.n; j++) {
@@ -223,6 +225,7 @@ int dump_collect(struct target *t, const struct dump_opts *o, struct dump_result
     w.err = 0;
     w.vf.n = 0;
     w.vf.err = 0;
+    w.vf.state[0] = 0;
     ts->err = sample_thread(t, th, o, u, res, &cap, &w);
     if (ts->err == -VMS_E_GONE) {
       r = ts->err;

@@ -32,6 +32,8 @@ struct thread_stack {
   size_t n;
   int vm_err;              /* why a VM walk stopped early (0 = complete or no VM) */
   int has_vm;              /* VM frames were found on this thread */
+  const char *runtime;     /* the runtime of those frames */
+  char vm_state[40];       /* what that VM was doing when stopped */
 };
 
 enum dump_view { VIEW_MIXED, VIEW_VM, VIEW_NATIVE };

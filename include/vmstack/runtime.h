@@ -50,6 +50,7 @@ struct vm_frames {
   struct vm_frame *v;
   size_t n, cap;
   int err;                 /* why the walk stopped early (0 = complete) */
+  char state[40];          /* what the VM was doing: "interpreted", "trace 3", "GC" ... */
 };
 
 /* Append a frame (zeroed) and return it, or NULL when out of memory. */

@@ -571,6 +571,16 @@ int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_c
     if (!seen)
       r = lj_walk_L(vm, vm->cf, vm->ncf, i, cap, native, nnative, out);
   }
+  /* what the VM was doing, from g->vmstate (~LJ_VMST_* or a trace number) */
+  int32_t st;
+  if (out->n && vm->G && !mem_read(vm->t->mem, vm->G + vm->lo->g.vmstate, &st, 4)) {
+    static const char *const names[] = { "interpreted", "in C", "in GC", "exiting a trace",
+                                         "JIT recording", "JIT optimising", "JIT assembling" };
+    if (st > 0)
+      fmt(out->state, sizeof out->state, "JIT trace %d", st);
+    else if ((uint32_t)~st < sizeof names / sizeof *names)
+      fmt(out->state, sizeof out->state, "%s", names[~st]);
+  }
   vm->ncf = 0;
   out->err = r;
   return r;

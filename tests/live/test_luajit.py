@@ -142,10 +142,13 @@ def scenario_case(scenario, jit):
         assert t["vm_error"] is None and t["walk_error"] is None, (t["vm_error"], t["walk_error"])
         frames = vm_frames(t)
         check_against_traceback(frames, tb, src_line("spin here"), "spin")
+        assert t["runtime"] == "luajit", t["runtime"]
         if jit:
             assert frames[0]["trace"] > 0, "leaf not reported as a JIT trace: %s" % frames[0]
+            assert t["vm_state"] == "JIT trace %d" % frames[0]["trace"], t["vm_state"]
         else:
             assert all(f["trace"] == 0 for f in frames), frames
+            assert t["vm_state"] == "interpreted", t["vm_state"]
         # the outermost Lua frame is the main chunk, and native frames follow it
         names = [f["name"] for f in frames]
         assert names[-1] == "main chunk", names
@@ -212,6 +215,8 @@ def case_views():
         rc, out, err = run(["dump", "-p", str(p.pid)])
         assert rc == 0, err
         lines = out.splitlines()
+        assert re.fullmatch(r'Thread %d "luajit" \(running, luajit: interpreted\)' % p.pid,
+                            lines[1]), lines[1]
         assert re.fullmatch(r"  #0  spin \(@%s:%d\) \[luajit\]" % (re.escape(SCRIPT),
                             src_line("spin here")), lines[2]), lines[2]
         assert re.match(r"  #1  leaf \(@.*stacks\.lua:\d+\) \[luajit\]", lines[3]), lines[3]
