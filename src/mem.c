@@ -194,6 +194,32 @@ static void record(struct mem *m, const struct mem_iov *v)
   m->recbytes += v->len;
 }
 
+/* Test seam, off unless VMSTACK_TEST_CORRUPT="SEED:PERMILLE" is set: that share of the
+ * reads from a live target get one byte of our copy changed, so that tests can check every
+ * decoder against torn and garbage data. The target itself is never touched. */
+static void test_corrupt(struct mem_iov *v, size_t n)
+{
+  static int init;
+  static uint64_t state;
+  static unsigned permille;
+  if (!init) {
+    const char *e = getenv("VMSTACK_TEST_CORRUPT");
+    unsigned long long seed = 0;
+    if (e && sscanf(e, "%llu:%u", &seed, &permille) == 2)
+      state = seed * 2654435761u + 1;
+    else
+      permille = 0;
+    init = 1;
+  }
+  for (size_t i = 0; permille && i < n; i++) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    if (v[i].err || !v[i].len || (state >> 33) % 1000 >= permille)
+      continue;
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    ((uint8_t *)v[i].buf)[(state >> 33) % v[i].len] ^= (uint8_t)(1u + (state >> 56) % 255);
+  }
+}
+
 static void raw_readv(struct mem *m, struct mem_iov *v, size_t n)
 {
   if (!m->pid) {
@@ -208,6 +234,7 @@ static void raw_readv(struct mem *m, struct mem_iov *v, size_t n)
     for (size_t i = 0; i < n; i += BATCH)
       live_batch(m, v + i, n - i < BATCH ? n - i : BATCH);
   }
+  test_corrupt(v, n);
   if (m->recording)
     for (size_t i = 0; i < n; i++)
       record(m, &v[i]);

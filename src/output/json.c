@@ -1,7 +1,38 @@
-/* JSON string escaping. */
+/* JSON string escaping; bytes that are not valid UTF-8 (names read from a target can be
+ * anything) become U+FFFD, so the output always parses. */
+#include <stddef.h>
 #include <stdio.h>
 
 #include "vmstack/json.h"
+
+/* Length of the valid UTF-8 sequence at p, or 0. */
+static size_t utf8_len(const unsigned char *p)
+{
+  size_t n;
+  unsigned min;
+  unsigned c = p[0];
+  if (c < 0xc2 || c > 0xf4)
+    return 0;
+  if (c < 0xe0) {
+    n = 2;
+    min = 0x80;
+  } else if (c < 0xf0) {
+    n = 3;
+    min = 0x800;
+  } else {
+    n = 4;
+    min = 0x10000;
+  }
+  unsigned cp = c & (0x3f >> (n - 1));
+  for (size_t i = 1; i < n; i++) {
+    if ((p[i] & 0xc0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (p[i] & 0x3f);
+  }
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+    return 0;
+  return n;
+}
 
 void json_str(FILE *f, const char *s)
 {
@@ -18,10 +49,19 @@ void json_str(FILE *f, const char *s)
     case '\t': fputs("\\t", f); break;
     case '\r': fputs("\\r", f); break;
     default:
-      if (*p < 0x20)
+      if (*p < 0x20) {
         fprintf(f, "\\u%04x", *p);
-      else
+      } else if (*p < 0x80) {
         putc(*p, f);
+      } else {
+        size_t n = utf8_len(p);
+        if (n) {
+          fwrite(p, 1, n, f);
+          p += n - 1;
+        } else {
+          fputs("\\ufffd", f);
+        }
+      }
     }
   }
   putc('"', f);

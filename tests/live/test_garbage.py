@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Torn and garbage target data: vmstack's own copies of target memory are corrupted at
+random (VMSTACK_TEST_CORRUPT test seam; the target is never touched) while it walks native
+and Lua stacks. Every run must end on its own, quickly, with exit 0 or 1 and valid JSON,
+and leave the target running. Usage: test_garbage.py CASE"""
+import json
+import os
+import subprocess
+import time
+
+import test_luajit
+from vmtest import assert_running, fixture, main, start, stop
+
+RUNS = int(os.environ.get("VMSTACK_GARBAGE_RUNS", "150"))
+
+
+def hammer(pid, permille):
+    worst = 0.0
+    for seed in range(1, RUNS + 1):
+        env = dict(os.environ, VMSTACK_TEST_CORRUPT="%d:%d" % (seed, permille))
+        t0 = time.monotonic()
+        cp = subprocess.run([os.environ["VMSTACK"], "dump", "-j", "-p", str(pid)], env=env,
+                            capture_output=True, text=True, timeout=30)
+        worst = max(worst, time.monotonic() - t0)
+        assert cp.returncode in (0, 1), "seed %d: exit %d: %s" % (seed, cp.returncode,
+                                                                  cp.stderr[-500:])
+        doc = json.loads(cp.stdout)
+        assert doc["pid"] == pid, "seed %d" % seed
+        for t in doc["threads"]:
+            assert len(t["frames"]) <= 256 + 4096, "seed %d: %d frames" % (seed, len(t["frames"]))
+    assert_running(pid)
+    print("%d corrupted runs, slowest %.3f s" % (RUNS, worst))
+
+
+def case_native():
+    p = start([fixture("threads-pie"), "{fd}"])
+    try:
+        hammer(p.pid, 200)
+    finally:
+        stop(p)
+
+
+def lua_case(scenario, jit):
+    def run():
+        p, _ = test_luajit.start_lua(scenario, jit)
+        try:
+            hammer(p.pid, 200)
+        finally:
+            stop(p)
+    return run
+
+
+CASES = {"native": case_native, "lua_sort_joff": lua_case("sort", False),
+         "lua_recurse_jit": lua_case("recurse", True), "lua_blocked": None}
+
+
+def case_lua_blocked():
+    r, w = os.pipe()
+    try:
+        p, _ = test_luajit.start_lua("blocked", False, stdin=r)
+        try:
+            hammer(p.pid, 200)
+        finally:
+            stop(p)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+CASES["lua_blocked"] = case_lua_blocked
+
+if __name__ == "__main__":
+    raise SystemExit(main(CASES))
