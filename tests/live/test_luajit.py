@@ -72,10 +72,10 @@ def settle(pid, want_syscall):
         time.sleep(0.005)
 
 
-def start_lua(scenario, jit, stdin=None):
+def start_lua(scenario, jit, stdin=None, extra=()):
     """Run the fixture; return (process, traceback lines) once it is ready."""
     r, w = os.pipe()
-    args = [luajit()] + ([] if jit else ["-joff"]) + [SCRIPT, str(w), scenario]
+    args = [luajit()] + ([] if jit else ["-joff"]) + [SCRIPT, str(w), scenario] + list(extra)
     p = subprocess.Popen(args, pass_fds=(w,), stdout=subprocess.DEVNULL,
                          stdin=stdin if stdin is not None else subprocess.DEVNULL)
     os.close(w)
@@ -206,6 +206,40 @@ def case_builtin_names():
         assert got == [("table.sort", "builtin"), ("pcall", "builtin")], got
     finally:
         stop(p)
+
+
+def case_stripped():
+    """Bytecode saved without debug info (luajit -b -s): frames with no lines and no names,
+    but the walk goes through them, exact around them."""
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="vmstack-bc-")
+    try:
+        out = os.path.join(tmp, "mod.luac")
+        src = os.path.join(os.path.dirname(SCRIPT), "stripped_mod.lua")
+        # the saving interpreter must use the same frame format (GC64 or not) as the target
+        lj = luajit()
+        env = dict(os.environ)
+        if lj.endswith("src/luajit"):
+            env["LUA_PATH"] = os.path.join(os.path.dirname(lj), "?.lua") + ";;"
+        elif not lj.endswith("/luajit") or "pkg-luajit2" in lj:
+            lj = shutil.which("luajit")
+        subprocess.run([lj, "-b", "-s", src, out], check=True, env=env)
+        p, tb = start_lua("stripped", False, extra=[out])
+        try:
+            rc, doc, err = dump_json(p.pid)
+            assert rc == 0, err
+            frames = vm_frames(doc["threads"][0])
+            assert frames[0]["line"] == src_line("spin here"), frames[0]
+            mod = [f for f in frames if f["file"] == "@" + out]
+            assert len(mod) == 3 and all(f["line"] is None for f in mod), frames
+            assert frames[1:4] == mod, frames
+            assert frames[-1]["name"] == "main chunk", frames[-1]
+            assert frames[4]["line"] == int(tb[4].split(":")[1]), (frames[4], tb[4])
+            assert_running(p.pid)
+        finally:
+            stop(p)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def case_views():
