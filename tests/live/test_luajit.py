@@ -166,7 +166,7 @@ def scenario_case(scenario, jit):
 
 
 CASES = {}
-for sc in ("nested", "recurse", "sort", "vararg", "loadstring"):
+for sc in ("nested", "recurse", "sort", "vararg", "loadstring", "xpcall"):
     for mode, jit in (("joff", False), ("jit", True)):
         CASES["%s_%s" % (sc, mode)] = (lambda s, j: lambda: scenario_case(s, j))(sc, jit)
 

@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""Live test of the headline use case: an nginx worker (Debian's nginx + libnginx-mod-http-lua
+on OpenResty's LuaJIT, unpacked by fixtures/nginx/prepare.sh) spinning in a Lua content
+handler on 127.0.0.1; lua-stack must show handler.lua's frames at exact lines, the
+content_by_lua chunk, then the lua module's and nginx's C frames.
+Usage: test_nginx.py CASE  (block: content_by_lua_block, plus the master; file:
+content_by_lua_file)"""
+import grp
+import json
+import os
+import pwd
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+from vmtest import Skip, assert_running, main
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIX = os.path.normpath(os.path.join(HERE, "..", "..", "fixtures", "nginx"))
+VMSTACK = os.environ.get("VMSTACK", "vmstack")
+LUA_STACK = os.path.join(os.path.dirname(VMSTACK), "lua-stack")
+LUA_MODULE = "ngx_http_lua_module.so"
+# nginx's exported functions on the worker's path from main to the content phase (static
+# ones in between have no name in the stripped binary)
+NGINX_CHAIN = ["ngx_http_core_content_phase", "ngx_http_core_run_phases",
+               "ngx_process_events_and_timers", "ngx_spawn_process",
+               "ngx_master_process_cycle", "main", "_start"]
+
+
+def prepare():
+    """Paths from prepare.sh: nginx, modules, lualib, libpath."""
+    src = os.environ.get("NGINX_SRC") or os.path.join(
+        os.path.dirname(os.path.abspath(VMSTACK)), "nginx-src")
+    cp = subprocess.run(["sh", os.path.join(FIX, "prepare.sh"), src], capture_output=True,
+                        text=True, timeout=300)
+    if cp.returncode == 77:
+        raise Skip("nginx + lua module unavailable: " + cp.stderr.strip())
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    return dict(l.split(" ", 1) for l in cp.stdout.splitlines())
+
+
+def marker_line(path, marker):
+    """Line of the statement marked with the comment '-- MARKER'."""
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            if line.rstrip().endswith("-- " + marker):
+                return i
+    raise AssertionError("%s: no marker %r" % (path, marker))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(c) for c in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+class Nginx:
+    """nginx from a temporary prefix: master (our child) and one worker, on 127.0.0.1."""
+
+    def __init__(self, paths):
+        self.paths = paths
+        self.prefix = tempfile.mkdtemp(prefix="vmstack-nginx-")
+        self.conf = os.path.join(self.prefix, "nginx.conf")
+        self.ready = os.path.join(self.prefix, "ready")
+        os.mkfifo(self.ready)
+        self.master = None
+        self.worker = None
+        self.sock = None
+
+    def start(self):
+        for attempt in range(3):    # the free port may be taken before nginx binds it
+            self.port = free_port()
+            subst = {"PREFIX": self.prefix, "MODULES": self.paths["modules"],
+                     "LUALIB": self.paths["lualib"], "FIXTURES": FIX, "PORT": str(self.port),
+                     "READY": self.ready, "USER": pwd.getpwuid(os.getuid()).pw_name,
+                     "GROUP": grp.getgrgid(os.getgid()).gr_name}
+            with open(os.path.join(FIX, "nginx.conf.in")) as f:
+                text = re.sub(r"@([A-Z]+)@", lambda m: subst[m.group(1)], f.read())
+            with open(self.conf, "w") as f:
+                f.write(text)
+            env = dict(os.environ, LD_LIBRARY_PATH=self.paths["libpath"])
+            with open(os.path.join(self.prefix, "stderr"), "w") as err:
+                self.master = subprocess.Popen(
+                    [self.paths["nginx"], "-p", self.prefix, "-c", self.conf,
+                     "-e", os.path.join(self.prefix, "error.log")],
+                    env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.master.poll() is None:
+                kids = children(self.master.pid)
+                if kids and os.path.exists(os.path.join(self.prefix, "nginx.pid")):
+                    self.worker = kids[0]
+                    return
+                time.sleep(0.01)
+            log = self.log()
+            self.stop()
+            if "Address already in use" not in log:
+                break
+        raise AssertionError("nginx did not start:\n" + log)
+
+    def log(self):
+        out = ""
+        for n in ("stderr", "error.log"):
+            try:
+                with open(os.path.join(self.prefix, n)) as f:
+                    out += f.read()[-3000:]
+            except FileNotFoundError:
+                pass
+        return out
+
+    def request(self, path):
+        """Send GET path (never answered: the handler spins); return the handler's
+        debug.traceback() lines once it wrote 'ready' to the fifo and settled in its loop."""
+        fd = os.open(self.ready, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            self.sock.sendall(b"GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" % path.encode())
+            buf = b""
+            deadline = time.monotonic() + 10
+            while not buf.endswith(b"ready\n"):
+                assert time.monotonic() < deadline, "handler not ready: %r\n%s" % (
+                    buf, self.log())
+                assert self.master.poll() is None, "nginx exited:\n" + self.log()
+                try:
+                    chunk = os.read(fd, 4096)
+                except BlockingIOError:
+                    chunk = b""
+                buf += chunk
+                if not chunk:
+                    time.sleep(0.01)
+        finally:
+            os.close(fd)
+        lines = buf.decode().splitlines()
+        assert lines[:2] == ["stack", "stack traceback:"], lines
+        settle(self.worker)
+        return [l.strip() for l in lines[2:-1]]
+
+    def stop(self):
+        """Fast shutdown: SIGTERM the master, SIGKILL the worker (it spins in Lua and never
+        looks at its signals); SIGKILL the master if it lingers."""
+        if self.sock:
+            self.sock.close()
+            self.sock = None
+        if not self.master:
+            return
+        kids = children(self.master.pid)
+        if self.master.poll() is None:
+            self.master.send_signal(signal.SIGTERM)
+            time.sleep(0.05)    # let it mark itself terminating: no respawn
+        for k in kids:
+            try:
+                os.kill(k, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.master.wait(5)
+        except subprocess.TimeoutExpired:
+            self.master.kill()
+            self.master.wait()
+        self.master = None
+
+    def cleanup(self):
+        self.stop()
+        for root, dirs, files in os.walk(self.prefix, topdown=False):
+            for n in files:
+                os.unlink(os.path.join(root, n))
+            for n in dirs:
+                os.rmdir(os.path.join(root, n))
+        os.rmdir(self.prefix)
+
+
+def settle(pid):
+    """'ready' is written just before the loop: wait until the kernel shows the worker in
+    user space (twice, 5 ms apart, not just between two syscalls)."""
+    deadline = time.monotonic() + 10
+    settled = 0
+    while settled < 2:
+        with open("/proc/%d/syscall" % pid) as f:
+            s = f.read().split()
+        settled = settled + 1 if s and s[0] == "running" else 0
+        assert time.monotonic() < deadline, "worker never settled: %s" % s
+        time.sleep(0.005)
+
+
+def lua_stack(pid, *args):
+    cp = subprocess.run([LUA_STACK] + list(args) + ["-p", str(pid)], capture_output=True,
+                        text=True, timeout=60)
+    return cp.returncode, cp.stdout, cp.stderr
+
+
+def parse_traceback(tb):
+    """LuaJIT's traceback lines as (name, chunk name without '@'/'=', line)."""
+    out = []
+    for l in tb:
+        m = re.fullmatch(r"(.+):(\d+): in (?:function '([^']+)'|(main chunk))", l)
+        assert m, "unparsed traceback line %r" % l
+        out.append((m.group(3) or m.group(4), m.group(1), int(m.group(2))))
+    return out
+
+
+def spin_case(location, chunk, lua_c, before=None):
+    """The worker's stack for a request to location; chunk(ngx) = (chunk name, line) of the
+    content_by_lua code that calls handler.run; lua_c: the lua module's C frames below it;
+    before(ngx) runs ahead of the request."""
+    paths = prepare()
+    ngx = Nginx(paths)
+    try:
+        ngx.start()
+        if before:
+            before(ngx)
+        t0 = time.monotonic()
+        tb = ngx.request(location)
+        t1 = time.monotonic()
+        rc, out, err = lua_stack(ngx.worker, "-j")
+        t2 = time.monotonic()
+        assert rc == 0, (rc, err)
+        doc = json.loads(out)
+        assert len(doc["threads"]) == 1, [t["tid"] for t in doc["threads"]]
+        t = doc["threads"][0]
+        assert t["tid"] == ngx.worker and t["runtime"] == "luajit", t
+        assert t["vm_error"] is None and t["walk_error"] is None, (t["vm_error"], t["walk_error"])
+        frames = t["frames"]
+        vm = [f for f in frames if f["kind"] != "native"]
+        handler = os.path.join(FIX, "handler.lua")
+        name, line = chunk(ngx)
+        want = [("spin", "@" + handler, marker_line(handler, "spin here")),
+                ("leaf", "@" + handler, marker_line(handler, "leaf calls spin")),
+                ("mid", "@" + handler, marker_line(handler, "mid calls leaf")),
+                ("run", "@" + handler, marker_line(handler, "run calls mid")),
+                ("main chunk", name, line)]
+        got = [(f["name"], f["file"], f["line"]) for f in vm]
+        assert got == want, "vmstack: %s\nwant:    %s" % (got, want)
+        assert frames[:len(vm)] == vm, "native frames among the Lua ones: %s" % frames
+        # LuaJIT's own traceback agrees (its leaf is spin at the ready() call)
+        exp = parse_traceback(tb)
+        plain = [(n, re.sub(r"^[@=]", "", f), l) for n, f, l in want]
+        assert exp[0][:2] == plain[0][:2] and exp[1:] == plain[1:], (exp, plain)
+        assert vm[0]["trace"] > 0, "leaf not a JIT trace: %s" % vm[0]
+        assert all(f["trace"] == 0 for f in vm[1:]), vm
+        # below the chunk: lua_resume tail-calls into the VM, so ngx_lua's C frames follow
+        native = frames[len(vm):]
+        names = [f["function"] for f in native]
+        mods = [f["module"] for f in native]
+        n = len(lua_c)
+        assert names[:n + 2] == lua_c + NGINX_CHAIN[:2], names
+        assert mods[:n + 2] == [LUA_MODULE] * n + ["nginx"] * 2, mods
+        named = [n for n, m in zip(names, mods) if m == "nginx" and n]
+        assert named == NGINX_CHAIN, "nginx frames %s, want %s (all: %s)" % (
+            named, NGINX_CHAIN, names)
+        assert "__libc_start_main" in names, names
+        # the text view's Lua lines
+        rc, out, err = lua_stack(ngx.worker)
+        assert rc == 0, (rc, err)
+        lines = out.splitlines()
+        assert re.fullmatch(r"  #0  spin \(@%s:%d\) \[trace \d+\] \[luajit\]" % (
+            re.escape(handler), want[0][2]), lines[2]), lines[2]
+        assert lines[6] == "  #4  main chunk (%s:%d) [luajit]" % (name, line), lines[6]
+        assert lines[7].startswith("  #5  ngx_http_lua_run_thread+0x"), lines[7]
+        assert_running(ngx.worker, expect_spinning_tid=ngx.worker)
+        print("ready after %.2fs, lua-stack %.3fs" % (t1 - t0, t2 - t1))
+    finally:
+        ngx.cleanup()
+
+
+def case_block():
+    """content_by_lua_block: the chunk is '=content_by_lua(nginx.conf:N)', N the line of
+    the directive, its line 1 the rest of the directive's line. Also the master: it holds
+    the module's Lua VM but runs no Lua: exit 0, native frames only."""
+    def chunk(ngx):
+        with open(ngx.conf) as f:
+            lines = f.read().splitlines()
+        n = next(i for i, l in enumerate(lines, 1) if l.strip().startswith("content_by_lua_block"))
+        call = next(i for i, l in enumerate(lines, 1) if l.rstrip().endswith("-- chunk calls run"))
+        return "=content_by_lua(nginx.conf:%d)" % n, call - n + 1
+
+    def master(ngx):
+        rc, out, err = lua_stack(ngx.master.pid, "-j")
+        assert rc == 0, (rc, out, err)
+        t = json.loads(out)["threads"]
+        assert len(t) == 1 and t[0]["runtime"] is None and t[0]["walk_error"] is None, t
+        names = [f["function"] for f in t[0]["frames"]]
+        assert all(f["kind"] == "native" for f in t[0]["frames"]), t[0]["frames"]
+        assert names[:3] == ["sigsuspend", "ngx_master_process_cycle", "main"], names
+        rc, out, err = lua_stack(ngx.master.pid)
+        assert rc == 0 and "[luajit]" not in out, (rc, out, err)
+        assert_running(ngx.master.pid)
+
+    # ngx_http_lua_content_handler and _handler_inline tail-call: no frames
+    spin_case("/spin", chunk, ["ngx_http_lua_run_thread", "ngx_http_lua_content_by_chunk"],
+              master)
+
+
+def case_file():
+    """content_by_lua_file: the chunk is the file's main chunk, '@' and its path."""
+    content = os.path.join(FIX, "content.lua")
+    spin_case("/spinfile", lambda ngx: ("@" + content, marker_line(content, "file calls run")),
+              ["ngx_http_lua_run_thread", "ngx_http_lua_content_by_chunk",
+               "ngx_http_lua_content_handler_file"])
+
+
+CASES = {k[5:]: v for k, v in globals().items() if k.startswith("case_")}
+
+if __name__ == "__main__":
+    raise SystemExit(main(CASES))
