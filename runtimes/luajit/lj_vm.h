@@ -38,7 +38,9 @@ struct lj_vm {
   uint64_t vm_start, vm_end;   /* the interpreter's code (its one big FDE) */
   uint64_t G;              /* global_State of the last L seen (cached, re-validated) */
   uint64_t G_checked;      /* a G whose dispatch table matched the layout */
-  int layout_bad;          /* a G was found whose dispatch table is not where the layout
+  int layout_bad;
+  uint64_t scanned[16];    /* global_States found by scanning (for traces without GC64) */
+  size_t nscanned;         /* 0: not scanned yet; (size_t)-1: scanned, none */          /* a G was found whose dispatch table is not where the layout
                               says: the layout does not fit this build */
   char desc[256];
   /* names of builtins and C functions, from package.loaded (built once) */
@@ -62,9 +64,9 @@ int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_c
 /* Is G a global_State of this build? Its GG_State's dispatch table must sit at
  * G + GG_G2DISP and point into the interpreter. Cached. */
 int lj_check_G(struct lj_vm *vm, uint64_t G);
-/* Find G without any Lua frame to start from: scan writable memory for the dispatch table
- * (a run of pointers into the interpreter). 0 when none. */
-uint64_t lj_scan_G(struct lj_vm *vm);
+/* Find the global_States without any Lua frame to start from: scan writable memory for
+ * dispatch tables (runs of pointers into the interpreter). Returns how many. */
+size_t lj_scan_G(struct lj_vm *vm, uint64_t *ret_G, size_t max);
 
 /* "module.key" of a function object reachable from package.loaded, or NULL. */
 const char *lj_func_name(struct lj_vm *vm, uint64_t fn);

@@ -190,8 +190,9 @@ int lj_check_G(struct lj_vm *vm, uint64_t G)
   return 1;
 }
 
-uint64_t lj_scan_G(struct lj_vm *vm)
+size_t lj_scan_G(struct lj_vm *vm, uint64_t *ret_G, size_t max)
 {
+  size_t found = 0;
   const struct lj_layout *lo = vm->lo;
   struct maps *mp = vm->t->maps;
   size_t need = lo->bc.max;
@@ -214,10 +215,8 @@ uint64_t lj_scan_G(struct lj_vm *vm)
         run = buf[k] >= vm->vm_start && buf[k] < vm->vm_end ? run + 1 : 0;
         if (run == need) {
           uint64_t G = a + (k + 1 - need) * 8 - lo->gg.g2disp;
-          if (lj_check_G(vm, G)) {
-            free(buf);
-            return G;
-          }
+          if (found < max && lj_check_G(vm, G))
+            ret_G[found++] = G;
         }
       }
       if (len < (1u << 20))
@@ -225,7 +224,7 @@ uint64_t lj_scan_G(struct lj_vm *vm)
     }
   }
   free(buf);
-  return 0;
+  return found;
 }
 
 /* -- Unwind step for VM frames -------------------------------------------- */
@@ -284,22 +283,43 @@ static int pop_cframe(struct unwind_ctx *ctx, uint64_t cfa, struct unwind_regs *
 /* JIT-compiled code has no CFI. While a trace runs, g->vmstate holds its number and r14
  * holds DISPATCH (GC64), so G = r14 - GG_G2DISP; the trace's stack adjustment gives the
  * VM's C frame: CFA = rsp + CFRAME_SIZE_JIT + spadjust (lj_gdbjit.c's rule). */
+static int trace_in(struct lj_vm *vm, struct unwind_ctx *ctx, struct unwind_regs *r,
+                    uint64_t G);
+
+/* Which VM runs this trace? Each thread may have its own: on GC64 r14 (DISPATCH) names it;
+ * otherwise try the one seen last, then every global_State in memory. */
 static int trace_step(struct lj_vm *vm, struct unwind_ctx *ctx, struct unwind_regs *r)
 {
   const struct lj_layout *lo = vm->lo;
-  uint64_t G = vm->G, J, traces, T, mcode, L, jit_base, startpc;
-  int32_t state;
-  uint32_t sizetrace, szmcode;
-  uint16_t spadjust;
   if (r->ip < 4096 || vm->layout_bad)
     return 0;
   const struct map *xm = maps_find(vm->t->maps, r->ip);
   if (!xm || xm->mod || !strchr(xm->perms, 'x'))
     return 0;   /* traces live in anonymous executable memory */
-  if (!G && lo->gc64 && r->r14 > lo->gg.g2disp && lj_check_G(vm, r->r14 - lo->gg.g2disp))
-    G = r->r14 - lo->gg.g2disp;   /* DISPATCH stays in r14 on GC64 traces */
-  if (!G)
-    G = vm->G = lj_scan_G(vm);
+  if (lo->gc64 && r->r14 > lo->gg.g2disp && lj_check_G(vm, r->r14 - lo->gg.g2disp))
+    return trace_in(vm, ctx, r, r->r14 - lo->gg.g2disp);
+  if (vm->G && trace_in(vm, ctx, r, vm->G))
+    return 1;
+  if (!vm->nscanned) {
+    vm->nscanned = lj_scan_G(vm, vm->scanned, sizeof vm->scanned / sizeof *vm->scanned);
+    if (!vm->nscanned)
+      vm->nscanned = (size_t)-1;
+  }
+  for (size_t i = 0; vm->nscanned != (size_t)-1 && i < vm->nscanned; i++)
+    if (trace_in(vm, ctx, r, vm->scanned[i]))
+      return 1;
+  return 0;
+}
+
+/* The trace of G running at r->ip, if any: pop the VM's C frame below it. */
+static int trace_in(struct lj_vm *vm, struct unwind_ctx *ctx, struct unwind_regs *r,
+                    uint64_t G)
+{
+  const struct lj_layout *lo = vm->lo;
+  uint64_t J, traces, T, mcode, L, jit_base, startpc;
+  int32_t state;
+  uint32_t sizetrace, szmcode;
+  uint16_t spadjust;
   if (!G || unwind_read(ctx, G + lo->g.vmstate, &state, 4) || state <= 0)
     return 0;
   J = G - lo->gg.g + lo->gg.J;
