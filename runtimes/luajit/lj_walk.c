@@ -185,17 +185,23 @@ static uint64_t uleb(const uint8_t **pp, const uint8_t *end)
   return v;
 }
 
+/* Debug info of unknown length: as much as can be read of max bytes (at least 64, halving
+ * while the end runs into unmapped memory); 0 when not even that. */
+static size_t read_upto(struct lj_vm *vm, uint64_t addr, void *buf, size_t max)
+{
+  size_t n = max;
+  while (n >= 64 && mem_read(vm->t->mem, addr, buf, n))
+    n /= 2;
+  return n >= 64 ? n : 0;
+}
+
 /* Name of the local in `slot` at bytecode position pos, from varinfo. */
 static int local_name(struct lj_vm *vm, const struct proto *p, int64_t pos, uint32_t slot,
                       char *buf, size_t cap)
 {
   uint8_t vi[2048];
-  if (!p->varinfo)
-    return -1;
-  size_t n = sizeof vi;
-  while (n >= 64 && mem_read(vm->t->mem, p->varinfo, vi, n))
-    n /= 2;
-  if (n < 64)
+  size_t n = p->varinfo ? read_upto(vm, p->varinfo, vi, sizeof vi) : 0;
+  if (!n)
     return -1;
   const uint8_t *q = vi, *end = vi + n;
   uint64_t last = 0;
@@ -235,12 +241,8 @@ static int upvalue_name(struct lj_vm *vm, const struct proto *p, uint32_t idx, c
                         size_t cap)
 {
   char u[1024];
-  if (!p->uvinfo || idx >= p->sizeuv)
-    return -1;
-  size_t n = sizeof u;
-  while (n >= 64 && mem_read(vm->t->mem, p->uvinfo, u, n))
-    n /= 2;
-  if (n < 64)
+  size_t n = p->uvinfo && idx < p->sizeuv ? read_upto(vm, p->uvinfo, u, sizeof u) : 0;
+  if (!n)
     return -1;
   const char *q = u, *end = u + n;
   for (uint32_t i = 0; i < idx; i++) {
