@@ -254,7 +254,7 @@ def spin_case(location, chunk, lua_c, before=None):
         n = len(lua_c)
         assert names[:n + 2] == lua_c + NGINX_CHAIN[:2], names
         assert mods[:n + 2] == [LUA_MODULE] * n + ["nginx"] * 2, mods
-        named = [n for n, m in zip(names, mods) if m == "nginx" and n]
+        named = [f for f, m in zip(names, mods) if m == "nginx" and f]
         assert named == NGINX_CHAIN, "nginx frames %s, want %s (all: %s)" % (
             named, NGINX_CHAIN, names)
         assert "__libc_start_main" in names, names
