@@ -3,6 +3,7 @@
  * thread is stopped (VM state changes as soon as it runs); symbolising always comes after. */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -42,6 +43,8 @@ struct walk {
   size_t n;
   int err;
   struct vm_frames vf;
+  size_t nvms;             /* runtimes in the process */
+  const char *vm_name;     /* the first of them */
 };
 
 static void native_walk(struct target *t, struct unwinder *u, const struct dump_opts *o,
@@ -110,6 +113,11 @@ static int merge(struct target *t, const struct dump_opts *o, const struct walk 
   ts->vm_err = w->vf.err;
   ts->runtime = w->vf.runtime;
   memcpy(ts->vm_state, w->vf.state, sizeof ts->vm_state);
+  if (!ts->has_vm && w->nvms) {
+    /* the process has a VM, this thread is not running it (an idle worker in epoll_wait) */
+    ts->runtime = w->vm_name;
+    snprintf(ts->vm_state, sizeof ts->vm_state, "not running code");
+  }
   for (size_t i = 0; i < w->n; i++) {
     int replaced = 0;
     for (size_t j = 0; j < w->vf.n; j++) {
@@ -200,6 +208,8 @@ int dump_collect(struct target *t, const struct dump_opts *o, struct dump_result
   for (size_t i = 0; i < res->nvms; i++)
     if (res->vms[i].rt->install)
       res->vms[i].rt->install(res->vms[i].vm, u);
+  w.nvms = res->nvms;
+  w.vm_name = res->nvms ? res->vms[0].rt->name : NULL;
   /* threads may appear while we work: read the task list again until it is stable */
   for (size_t done = 0; done < t->nthreads || target_refresh_threads(t) > 0;) {
     if (done == t->nthreads)

@@ -104,9 +104,9 @@ void dump_write_json(FILE *f, const struct target *t, const struct dump_result *
     json_str(f, ts->walk_err && ts->walk_err != -VMS_E_TRUNCATED ? vms_strerror(ts->walk_err)
                                                                   : NULL);
     fputs(",\"runtime\":", f);
-    json_str(f, ts->has_vm ? ts->runtime : NULL);
+    json_str(f, ts->runtime);
     fputs(",\"vm_state\":", f);
-    json_str(f, ts->has_vm && ts->vm_state[0] ? ts->vm_state : NULL);
+    json_str(f, ts->vm_state[0] ? ts->vm_state : NULL);
     fputs(",\"vm_error\":", f);
     json_str(f, ts->vm_err ? vms_strerror(ts->vm_err) : NULL);
     fputs(",\"frames\":[", f);

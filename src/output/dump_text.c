@@ -61,7 +61,7 @@ void dump_write_text(FILE *f, const struct target *t, const struct dump_result *
     const struct thread_stack *ts = &res->threads[i];
     fprintf(f, "Thread %d \"%s\" (%s", (int)ts->tid, ts->name,
             ts->err == -ESRCH ? "exited" : target_state_name(ts->state));
-    if (ts->has_vm && ts->runtime)
+    if (ts->runtime)
       fprintf(f, ", %s%s%s", ts->runtime, ts->vm_state[0] ? ": " : "", ts->vm_state);
     putc(')', f);
     if (ts->nstid && ts->nstid != ts->tid)

@@ -287,12 +287,16 @@ def case_block():
         rc, out, err = lua_stack(ngx.master.pid, "-j")
         assert rc == 0, (rc, out, err)
         t = json.loads(out)["threads"]
-        assert len(t) == 1 and t[0]["runtime"] is None and t[0]["walk_error"] is None, t
+        # the master holds a Lua VM (the module creates it at start) but runs no Lua
+        assert len(t) == 1 and t[0]["walk_error"] is None, t
+        assert t[0]["runtime"] == "luajit" and t[0]["vm_state"] == "not running code", t
         names = [f["function"] for f in t[0]["frames"]]
         assert all(f["kind"] == "native" for f in t[0]["frames"]), t[0]["frames"]
         assert names[:3] == ["sigsuspend", "ngx_master_process_cycle", "main"], names
         rc, out, err = lua_stack(ngx.master.pid)
         assert rc == 0 and "[luajit]" not in out, (rc, out, err)
+        assert re.fullmatch(r'Thread %d "nginx" \(sleeping, luajit: not running code\)'
+                            % ngx.master.pid, out.splitlines()[1]), out
         assert_running(ngx.master.pid)
 
     # ngx_http_lua_content_handler and _handler_inline tail-call: no frames
