@@ -246,6 +246,19 @@ int dump_collect(struct target *t, const struct dump_opts *o, struct dump_result
     if (target_interrupted())
       break;
   }
+  if (!r && o->coroutines && !target_interrupted()) {
+    /* coroutines are read with the process's first thread held still (in a one-threaded
+     * VM nothing else can resume them meanwhile) */
+    for (size_t i = 0; i < res->nvms && !res->coros_runtime; i++) {
+      const struct dump_vm *v = &res->vms[i];
+      if (!v->rt->coroutines || !t->nthreads || target_stop(t, &t->threads[0]))
+        continue;
+      mem_invalidate(t->mem);
+      v->rt->coroutines(v->vm, t, &res->coros);
+      target_release(t, &t->threads[0]);
+      res->coros_runtime = v->rt->name;
+    }
+  }
   target_detach(t);
   if (!r && !target_alive(t))
     r = -VMS_E_GONE;
@@ -264,12 +277,13 @@ void dump_result_free(struct dump_result *res)
   free(res->threads);
   for (size_t i = 0; i < res->nvms; i++)
     res->vms[i].rt->free(res->vms[i].vm);
+  vm_coroutines_free(&res->coros);
   memset(res, 0, sizeof *res);
 }
 
 int dump_partial(const struct dump_result *res)
 {
-  if (res->runtime_err[0])
+  if (res->runtime_err[0] || res->coros.err)
     return 1;
   for (size_t i = 0; i < res->n; i++) {
     const struct thread_stack *ts = &res->threads[i];

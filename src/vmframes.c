@@ -27,3 +27,26 @@ void vm_frames_free(struct vm_frames *vf)
   vf->v = NULL;
   vf->n = vf->cap = 0;
 }
+
+struct vm_coroutine *vm_coroutines_push(struct vm_coroutines *c)
+{
+  if (c->n == c->cap) {
+    size_t nc = c->cap ? c->cap * 2 : 16;
+    struct vm_coroutine *nv = realloc(c->v, nc * sizeof *nv);
+    if (!nv)
+      return NULL;
+    c->v = nv;
+    c->cap = nc;
+  }
+  struct vm_coroutine *co = &c->v[c->n++];
+  memset(co, 0, sizeof *co);
+  return co;
+}
+
+void vm_coroutines_free(struct vm_coroutines *c)
+{
+  for (size_t i = 0; i < c->n; i++)
+    vm_frames_free(&c->v[i].vf);
+  free(c->v);
+  memset(c, 0, sizeof *c);
+}

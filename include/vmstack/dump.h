@@ -44,6 +44,7 @@ struct dump_opts {
   int lines;               /* file:line of native frames from DWARF */
   enum dump_view view;
   const char *only_runtime;  /* probe just this runtime (lua-stack, perl-stack) */
+  int coroutines;          /* also the stacks of coroutines that are not running */
 };
 
 struct dump_vm {
@@ -57,6 +58,8 @@ struct dump_result {
   struct dump_vm vms[8];   /* runtimes found in the process */
   size_t nvms;
   char runtime_err[320];   /* a runtime that is present but could not be used */
+  struct vm_coroutines coros;
+  const char *coros_runtime;
 };
 
 /* Collect every thread's stack. Returns 0 (also when single threads failed: see their

@@ -10,6 +10,8 @@
  * - walk(vm, t, th, cap, native, n, out): the thread is stopped (or the caller accepts torn
  *   reads); emit the VM frames anchored to the native frames they replace. Memory read
  *   through t->mem; everything emitted is owned by out.
+ * - coroutines(vm, t, out): optional; the stacks of coroutines that are not running (a
+ *   thread of the process is held stopped by the caller meanwhile).
  * - describe(vm): one line naming the runtime, version and build (for headers, errors).
  * - free(vm): accepts NULL.
  */
@@ -53,6 +55,22 @@ struct vm_frames {
   char state[40];          /* what the VM was doing: "interpreted", "trace 3", "GC" ... */
 };
 
+/* A coroutine (green thread) that is not running, with its own stack. */
+struct vm_coroutine {
+  uint64_t id;             /* the VM's handle (LuaJIT: the lua_State address) */
+  char state[24];          /* "suspended" */
+  struct vm_frames vf;
+};
+
+struct vm_coroutines {
+  struct vm_coroutine *v;
+  size_t n, cap;
+  int err;                 /* why the enumeration stopped early */
+};
+
+struct vm_coroutine *vm_coroutines_push(struct vm_coroutines *c);
+void vm_coroutines_free(struct vm_coroutines *c);
+
 /* Append a frame (zeroed) and return it, or NULL when out of memory. */
 struct vm_frame *vm_frames_push(struct vm_frames *vf, size_t anchor, enum vm_frame_kind kind);
 void vm_frames_free(struct vm_frames *vf);
@@ -63,6 +81,7 @@ struct vm_runtime {
   int (*install)(void *vm, struct unwinder *u);
   int (*walk)(void *vm, struct target *t, struct thread *th, const struct stack_capture *cap,
               const struct frame *native, size_t nnative, struct vm_frames *out);
+  int (*coroutines)(void *vm, struct target *t, struct vm_coroutines *out);
   const char *(*describe)(const void *vm);
   void (*free)(void *vm);
 };

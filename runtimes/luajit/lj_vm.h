@@ -71,6 +71,10 @@ size_t lj_scan_G(struct lj_vm *vm, uint64_t *ret_G, size_t max);
 /* "module.key" of a function object reachable from package.loaded, or NULL. */
 const char *lj_func_name(struct lj_vm *vm, uint64_t fn);
 
+struct vm_coroutines;
+/* Stacks of the coroutines that yielded, from gc.root's list of objects. */
+int lj_coroutines(void *vmv, struct target *t, struct vm_coroutines *out);
+
 /* The unwind step: claims frames inside the interpreter's code. */
 int lj_step(void *arg, struct unwind_ctx *ctx, struct unwind_regs *regs);
 

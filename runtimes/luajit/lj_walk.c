@@ -557,6 +557,74 @@ static int lj_walk_L(struct lj_vm *vm, const struct lj_cframe *cf, size_t ncf, s
   return r;
 }
 
+/* -- Suspended coroutines ------------------------------------------------ */
+
+#define GCOBJ_MAX 20000000   /* objects of gc.root's list visited at most */
+#define LUA_YIELD 1
+
+static int walk_suspended(struct lj_vm *vm, uint64_t L, struct vm_frames *out)
+{
+  struct lstack s = { 0 };
+  int r = read_lstack(vm, L, &s);
+  if (r)
+    return r;
+  /* a yielded coroutine keeps L->base at the frame that yielded (coroutine.yield or the C
+   * function that called lua_yield); the PC of that frame is not needed */
+  struct cursor cur = { .L = L, .f = s.base - 8 };
+  for (int seg = 0; !r && !cur.done && seg < 64; seg++) {
+    uint64_t before = cur.f;
+    r = walk_segment(vm, &s, &cur, 0, 0, out);
+    if (cur.f >= before)
+      break;
+  }
+  free(s.bytes);
+  return r;
+}
+
+int lj_coroutines(void *vmv, struct target *t, struct vm_coroutines *out)
+{
+  struct lj_vm *vm = vmv;
+  const struct lj_layout *lo = vm->lo;
+  (void)t;
+  uint64_t Gs[16];
+  size_t nG = 0;
+  if (vm->G)
+    Gs[nG++] = vm->G;
+  else
+    nG = lj_scan_G(vm, Gs, sizeof Gs / sizeof *Gs);
+  for (size_t g = 0; g < nG; g++) {
+    uint64_t obj = 0;
+    if (mem_read(vm->t->mem, Gs[g] + lo->g.gc_root, &obj, lo->gcref_size))
+      return out->err = -VMS_E_BADDATA;
+    uint64_t mainL = 0;
+    mem_read(vm->t->mem, Gs[g] + lo->g.mainthref, &mainL, lo->gcref_size);
+    for (size_t n = 0; obj; n++) {
+      uint8_t h[16];
+      if (n > GCOBJ_MAX)
+        return out->err = -VMS_E_TRUNCATED;
+      if (mem_read(vm->t->mem, obj, h, sizeof h))
+        return out->err = -VMS_E_BADDATA;
+      uint64_t next = rd(h, 0, lo->gcref_size);
+      if (h[lo->L.gct] == lo->gct.thread && obj != mainL) {
+        uint8_t status;
+        if (!mem_read(vm->t->mem, obj + lo->L.status, &status, 1) && status == LUA_YIELD) {
+          struct vm_coroutine *co = vm_coroutines_push(out);
+          if (!co)
+            return out->err = -ENOMEM;
+          co->id = obj;
+          fmt(co->state, sizeof co->state, "suspended");
+          co->vf.runtime = "luajit";
+          co->vf.err = walk_suspended(vm, obj, &co->vf);
+        }
+      }
+      if (next == obj)
+        return out->err = -VMS_E_CYCLE;
+      obj = next;
+    }
+  }
+  return 0;
+}
+
 int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_capture *cap,
             const struct frame *native, size_t nnative, struct vm_frames *out)
 {

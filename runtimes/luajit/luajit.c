@@ -379,6 +379,7 @@ const struct vm_runtime vm_runtime_luajit = {
   .probe = lj_probe,
   .install = lj_install,
   .walk = lj_walk,
+  .coroutines = lj_coroutines,
   .describe = lj_describe,
   .free = lj_free,
 };

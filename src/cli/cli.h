@@ -16,7 +16,7 @@ struct opts {
   const char *prog;         /* vmstack, lua-stack, perl-stack */
   const char *runtime;      /* runtime the alias is restricted to, or NULL */
   pid_t pid;
-  int json, native, locals, nonblocking, lines, vm_only;
+  int json, native, locals, nonblocking, lines, vm_only, coroutines;
   long max_depth;
   long stack_bytes;
 };

@@ -11,7 +11,7 @@
 #include "vmstack/target.h"
 #include "vmstack/unwind.h"
 
-enum { OPT_MAX_DEPTH = 256, OPT_STACK_BYTES, OPT_NONBLOCKING, OPT_VM_ONLY };
+enum { OPT_MAX_DEPTH = 256, OPT_STACK_BYTES, OPT_NONBLOCKING, OPT_VM_ONLY, OPT_COROUTINES };
 
 static int parse(int argc, char **argv, struct opts *o)
 {
@@ -27,6 +27,7 @@ static int parse(int argc, char **argv, struct opts *o)
     { "lua-only", no_argument, NULL, OPT_VM_ONLY },
     { "perl-only", no_argument, NULL, OPT_VM_ONLY },
     { "vm-only", no_argument, NULL, OPT_VM_ONLY },
+    { "coroutines", no_argument, NULL, OPT_COROUTINES },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
@@ -49,6 +50,7 @@ static int parse(int argc, char **argv, struct opts *o)
     case 'l': o->locals = 1; break;
     case OPT_NONBLOCKING: o->nonblocking = 1; break;
     case OPT_VM_ONLY: o->vm_only = 1; break;
+    case OPT_COROUTINES: o->coroutines = 1; break;
     case OPT_MAX_DEPTH:
       if (cli_parse_long(optarg, 1, 65536, &o->max_depth)) {
         cli_error("invalid --max-depth '%s': expected 1..65536", optarg);
@@ -133,6 +135,7 @@ int cmd_dump(int argc, char **argv, struct opts *o)
     .lines = o->lines,
     .view = o->native ? VIEW_NATIVE : o->vm_only ? VIEW_VM : VIEW_MIXED,
     .only_runtime = o->runtime,
+    .coroutines = o->coroutines,
   };
   struct dump_result res;
   r = dump_collect(t, &dopts, &res);

@@ -22,6 +22,8 @@ static const char usage[] =
   "  -p, --pid PID         target process (a thread id selects its process)\n"
   "  -j, --json            JSON instead of text\n"
   "  -n, --native          native frames only (no VM frames)\n"
+  "      --vm-only         VM frames only (lua-stack: --lua-only)\n"
+  "      --coroutines      also the stacks of suspended coroutines\n"
   "  -s, --source          file:line of native frames from DWARF (the binary's own or\n"
   "                        a separate debug file); slower on large debug files\n"
   "      --max-depth N     frames per thread at most (default 256)\n"

@@ -117,5 +117,23 @@ void dump_write_json(FILE *f, const struct target *t, const struct dump_result *
     }
     fputs("]}", f);
   }
+  fputs("\n],\"coroutines\":[", f);
+  for (size_t i = 0; i < res->coros.n; i++) {
+    const struct vm_coroutine *co = &res->coros.v[i];
+    fprintf(f, "%s\n{\"id\":\"0x%" PRIx64 "\",\"state\":", i ? "," : "", co->id);
+    json_str(f, co->state);
+    fputs(",\"runtime\":", f);
+    json_str(f, res->coros_runtime);
+    fputs(",\"vm_error\":", f);
+    json_str(f, co->vf.err ? vms_strerror(co->vf.err) : NULL);
+    fputs(",\"frames\":[", f);
+    for (size_t j = 0; j < co->vf.n; j++) {
+      struct out_frame of = { .kind = FRAME_VM, .runtime = co->vf.runtime, .vm = co->vf.v[j] };
+      if (j)
+        putc(',', f);
+      vm_json(f, j, &of);
+    }
+    fputs("]}", f);
+  }
   fputs("\n]}\n", f);
 }

@@ -80,4 +80,16 @@ void dump_write_text(FILE *f, const struct target *t, const struct dump_result *
     if (i + 1 < res->n)
       putc('\n', f);
   }
+  for (size_t i = 0; i < res->coros.n; i++) {
+    const struct vm_coroutine *co = &res->coros.v[i];
+    fprintf(f, "\nCoroutine 0x%" PRIx64 " (%s, %s)\n", co->id, co->state, res->coros_runtime);
+    for (size_t j = 0; j < co->vf.n; j++) {
+      struct out_frame of = { .kind = FRAME_VM, .runtime = co->vf.runtime, .vm = co->vf.v[j] };
+      vm_line(f, j, &of);
+    }
+    if (co->vf.err)
+      fprintf(f, "  (VM walk stopped: %s)\n", vms_strerror(co->vf.err));
+  }
+  if (res->coros.err)
+    fprintf(f, "\n(coroutine list incomplete: %s)\n", vms_strerror(res->coros.err));
 }

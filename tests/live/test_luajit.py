@@ -90,6 +90,12 @@ def start_lua(scenario, jit, stdin=None, extra=()):
             buf += chunk
     lines = buf.decode().splitlines()
     tb = [l.strip() for l in lines[2:-1]]    # "stack", "stack traceback:", ..., "ready"
+    # tracebacks of suspended coroutines follow as "coroutine N", "stack traceback:", ...
+    p.coroutine_tbs = []
+    while any(l.startswith("coroutine ") for l in tb):
+        i = max(i for i, l in enumerate(tb) if l.startswith("coroutine "))
+        p.coroutine_tbs.insert(0, tb[i + 2:])
+        tb = tb[:i]
     settle(p.pid, 0 if scenario == "blocked" else None)
     return p, tb
 
@@ -240,6 +246,29 @@ def case_stripped():
             stop(p)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def case_coroutines():
+    """--coroutines: every suspended coroutine's stack, exact against LuaJIT's
+    debug.traceback(co) of each."""
+    p, tb = start_lua("coroutines", False)
+    try:
+        rc, doc, err = dump_json(p.pid, "--coroutines")
+        assert rc == 0, err
+        cos = doc["coroutines"]
+        assert len(cos) == 3 == len(p.coroutine_tbs), (cos, p.coroutine_tbs)
+        for co, ctb in zip(cos, p.coroutine_tbs):
+            assert co["state"] == "suspended" and co["runtime"] == "luajit", co
+            exp = expected_from_traceback(ctb)
+            got = [(plain(f["name"]), plain(f["file"]), f["line"]) for f in co["frames"]]
+            assert got == exp, (got, exp)
+        # the running thread is unaffected, and without the option there is no list
+        check_against_traceback(vm_frames(doc["threads"][0]), tb, src_line("spin here"), "spin")
+        rc, doc, err = dump_json(p.pid)
+        assert rc == 0 and doc["coroutines"] == [], doc["coroutines"]
+        assert_running(p.pid)
+    finally:
+        stop(p)
 
 
 def case_views():
