@@ -12,7 +12,7 @@ import tempfile
 import time
 
 from vmtest import (Skip, assert_frames, assert_running, dump_json, fixture, main, run,
-                    start, stop, thread_by_name, thread_states, tid_by_name)
+                    settle, start, stop, thread_by_name, thread_states, tid_by_name)
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fixtures", "c",
                    "threads.c")
@@ -244,6 +244,7 @@ def case_nocfi():
     (and says so), back into frames with CFI, to the natural end of the stack."""
     p = start([fixture("nocfi"), "{fd}"])
     try:
+        settle(p.pid, None)   # "ready" is written just before the spin
         rc, doc, err = dump_json(p.pid)
         assert rc == 0, err
         t = doc["threads"][0]

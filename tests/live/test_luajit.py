@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import time
 
-from vmtest import Skip, assert_running, dump_json, main, run, stop
+from vmtest import Skip, assert_running, dump_json, main, run, settle, stop
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.normpath(os.path.join(HERE, "..", "..", "fixtures", "lua", "stacks.lua"))
@@ -53,23 +53,6 @@ def src_line(marker):
             if line.rstrip().endswith("-- " + marker):
                 return i
     raise AssertionError(marker)
-
-
-def settle(pid, want_syscall):
-    """ready() is written just before the fixture enters its final state: wait until the
-    kernel shows it there (in user space for a spin, in read(2) when blocked)."""
-    deadline = time.monotonic() + 10
-    settled = 0
-    while settled < 2:
-        with open("/proc/%d/syscall" % pid) as f:
-            s = f.read().split()
-        if (want_syscall is None and s and s[0] == "running") or \
-           (want_syscall is not None and s and s[0] == str(want_syscall)):
-            settled += 1    # twice, 5 ms apart: not just between two syscalls of ready()
-        else:
-            settled = 0
-        assert time.monotonic() < deadline, "fixture never settled: %s" % s
-        time.sleep(0.005)
 
 
 def start_lua(scenario, jit, stdin=None, extra=()):

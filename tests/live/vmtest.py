@@ -50,6 +50,23 @@ def start(argv, ready_timeout=20, **kw):
     return p
 
 
+def settle(pid, want_syscall):
+    """ready() is written just before the fixture enters its final state: wait until the
+    kernel shows it there (in user space for a spin, in read(2) when blocked)."""
+    deadline = time.monotonic() + 10
+    settled = 0
+    while settled < 2:
+        with open("/proc/%d/syscall" % pid) as f:
+            s = f.read().split()
+        if (want_syscall is None and s and s[0] == "running") or \
+           (want_syscall is not None and s and s[0] == str(want_syscall)):
+            settled += 1    # twice, 5 ms apart: not just between two syscalls of ready()
+        else:
+            settled = 0
+        assert time.monotonic() < deadline, "fixture never settled: %s" % s
+        time.sleep(0.005)
+
+
 def stop(p):
     if p.poll() is None:
         p.kill()
