@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 
-from vmtest import Skip, assert_running, main
+from vmtest import Skip, assert_running, main, settle
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIX = os.path.normpath(os.path.join(HERE, "..", "..", "fixtures", "nginx"))
@@ -142,7 +142,7 @@ class Nginx:
             os.close(fd)
         lines = buf.decode().splitlines()
         assert lines[:2] == ["stack", "stack traceback:"], lines
-        settle(self.worker)
+        settle(self.worker, None)   # "ready" is written just before the loop
         return [l.strip() for l in lines[2:-1]]
 
     def stop(self):
@@ -177,19 +177,6 @@ class Nginx:
             for n in dirs:
                 os.rmdir(os.path.join(root, n))
         os.rmdir(self.prefix)
-
-
-def settle(pid):
-    """'ready' is written just before the loop: wait until the kernel shows the worker in
-    user space (twice, 5 ms apart, not just between two syscalls)."""
-    deadline = time.monotonic() + 10
-    settled = 0
-    while settled < 2:
-        with open("/proc/%d/syscall" % pid) as f:
-            s = f.read().split()
-        settled = settled + 1 if s and s[0] == "running" else 0
-        assert time.monotonic() < deadline, "worker never settled: %s" % s
-        time.sleep(0.005)
 
 
 def lua_stack(pid, *args):
