@@ -88,51 +88,31 @@ static int sample_thread(struct target *t, struct thread *th, const struct dump_
   return r;
 }
 
-static struct out_frame *emit(struct thread_stack *ts, size_t *cap)
-{
-  if (ts->n == *cap) {
-    size_t nc = *cap ? *cap * 2 : 64;
-    struct out_frame *nf = realloc(ts->frames, nc * sizeof *nf);
-    if (!nf)
-      return NULL;
-    ts->frames = nf;
-    *cap = nc;
-  }
-  struct out_frame *of = &ts->frames[ts->n++];
-  memset(of, 0, sizeof *of);
-  return of;
-}
-
 /* Native frames with each VM frame replaced by its VM segment (or one of the views). */
 static int merge(struct target *t, const struct dump_opts *o, const struct walk *w,
                  struct thread_stack *ts)
 {
-  size_t cap = 0;
-  size_t k = 0;   /* next VM frame; they come grouped by anchor, innermost first */
   ts->has_vm = w->vf.n > 0;
   ts->vm_err = w->vf.err;
   ts->runtime = w->vf.runtime;
+  ts->walk_err = w->err;
   memcpy(ts->vm_state, w->vf.state, sizeof ts->vm_state);
   if (!ts->has_vm && w->nvms) {
     /* the process has a VM, this thread is not running it (an idle worker in epoll_wait) */
     ts->runtime = w->vm_name;
     snprintf(ts->vm_state, sizeof ts->vm_state, "not running code");
   }
-  for (size_t i = 0; i < w->n; i++) {
-    int replaced = 0;
-    for (size_t j = 0; j < w->vf.n; j++) {
-      const struct vm_frame *v = &w->vf.v[j];
-      if (v->anchor != i)
-        continue;
-      replaced = 1;
-      if (o->view == VIEW_NATIVE)
-        break;
-      /* in the mixed view a segment's leaf C function is the native frame above already */
-      if (v->kind == VMF_CFUNC && o->view == VIEW_MIXED && i > 0 && j == k)
-        continue;
-      struct out_frame *of = emit(ts, &cap);
-      if (!of)
-        return -ENOMEM;
+  struct pick *pk = malloc((w->n + w->vf.n + 1) * sizeof *pk);
+  ts->frames = calloc(w->n + w->vf.n + 1, sizeof *ts->frames);
+  if (!pk || !ts->frames) {
+    free(pk);
+    return -ENOMEM;
+  }
+  ts->n = stack_pick(w->fr, w->n, &w->vf, o->view, pk);
+  for (size_t i = 0; i < ts->n; i++) {
+    struct out_frame *of = &ts->frames[i];
+    if (pk[i].vm) {
+      const struct vm_frame *v = &w->vf.v[pk[i].idx];
       of->kind = v->kind == VMF_TRACE ? FRAME_JIT : FRAME_VM;
       of->runtime = w->vf.runtime;
       of->vm = *v;
@@ -140,25 +120,15 @@ static int merge(struct target *t, const struct dump_opts *o, const struct walk 
         of->pc = v->cfunc;
         symbolize(t->maps, v->cfunc, 1, 0, &of->si);
       }
+    } else {
+      const struct frame *f = &w->fr[pk[i].idx];
+      of->pc = f->pc;
+      of->flags = f->flags;
+      of->kind = FRAME_NATIVE;
+      symbolize(t->maps, f->pc, f->flags & FRAME_F_EXACT, o->lines, &of->si);
     }
-    while (k < w->vf.n && w->vf.v[k].anchor <= i)
-      k++;
-    if (replaced && o->view != VIEW_NATIVE)
-      continue;
-    if (o->view == VIEW_VM && ts->has_vm) {
-      /* VM view: only the native frames above the innermost VM segment (the leaf C) */
-      if (i > w->vf.v[0].anchor)
-        continue;
-    }
-    struct out_frame *of = emit(ts, &cap);
-    if (!of)
-      return -ENOMEM;
-    of->pc = w->fr[i].pc;
-    of->flags = w->fr[i].flags;
-    of->kind = FRAME_NATIVE;
-    symbolize(t->maps, w->fr[i].pc, w->fr[i].flags & FRAME_F_EXACT, o->lines, &of->si);
   }
-  ts->walk_err = w->err;
+  free(pk);
   return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include "vmstack/runtime.h"
+#include "vmstack/stack.h"
 #include "vmstack/symbolize.h"
 #include "vmstack/unwind.h"
 
@@ -36,13 +37,11 @@ struct thread_stack {
   char vm_state[40];       /* what that VM was doing when stopped */
 };
 
-enum dump_view { VIEW_MIXED, VIEW_VM, VIEW_NATIVE };
-
 struct dump_opts {
   size_t max_depth;
   size_t stack_bytes;
   int lines;               /* file:line of native frames from DWARF */
-  enum dump_view view;
+  enum stack_view view;
   const char *only_runtime;  /* probe just this runtime (lua-stack, perl-stack) */
   int coroutines;          /* also the stacks of coroutines that are not running */
 };

@@ -1,0 +1,25 @@
+/* Mixed stacks: which native and VM frames a view shows, in order, innermost first. */
+#ifndef VMSTACK_STACK_H
+#define VMSTACK_STACK_H
+
+#include <stddef.h>
+
+struct frame;
+struct vm_frames;
+
+enum stack_view {
+  VIEW_MIXED,     /* native frames, each VM interpreter frame replaced by its VM frames */
+  VIEW_VM,        /* VM frames, and the native frames above the innermost (the leaf C) */
+  VIEW_NATIVE,    /* native frames only */
+};
+
+struct pick {
+  int vm;         /* 1: vf->v[idx]; 0: native frame idx */
+  size_t idx;
+};
+
+/* Fill out (room for n + vf->n entries) with the frames the view shows; returns how many. */
+size_t stack_pick(const struct frame *fr, size_t n, const struct vm_frames *vf,
+                  enum stack_view view, struct pick *out);
+
+#endif
