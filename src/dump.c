@@ -38,34 +38,30 @@ static void test_hold(void)
   }
 }
 
-struct walk {
-  struct frame *fr;
-  size_t n;
-  int err;
-  struct vm_frames vf;
-  size_t nvms;             /* runtimes in the process */
-  const char *vm_name;     /* the first of them */
-};
+
 
 static void native_walk(struct target *t, struct unwinder *u, const struct dump_opts *o,
-                        const struct stack_capture *cap, struct walk *w)
+                        const struct stack_capture *cap, struct dump_walk *w)
 {
   w->err = unwind_stack(u, t->maps, t->mem, cap, w->fr, o->max_depth, &w->n);
-  static int reloaded;
-  if (w->err == -VMS_E_BADRET && !reloaded && !target_reload_maps(t)) {
+  if (w->err == -VMS_E_BADRET && !w->reloaded && !target_reload_maps(t)) {
     /* code mapped since we read the maps (dlopen) looks like no code at all: read the
-     * maps again, once per dump, and walk again */
-    reloaded = 1;
+     * maps again, once per walk state, and walk again */
+    w->reloaded = 1;
     unwinder_flush(u);
     w->err = unwind_stack(u, t->maps, t->mem, cap, w->fr, o->max_depth, &w->n);
   }
 }
 
-/* Stop one thread, take what must be read while it stands still, release it. */
-static int sample_thread(struct target *t, struct thread *th, const struct dump_opts *o,
-                         struct unwinder *u, struct dump_result *res, struct stack_capture *cap,
-                         struct walk *w)
+int dump_sample_thread(struct target *t, struct thread *th, const struct dump_opts *o,
+                       struct unwinder *u, const struct dump_vm *vms, size_t nvms,
+                       struct stack_capture *cap, struct dump_walk *w, int keep)
 {
+  w->n = 0;
+  w->err = 0;
+  w->vf.n = 0;
+  w->vf.err = 0;
+  w->vf.state[0] = 0;
   int r = target_stop(t, th);
   if (r)
     return r;
@@ -76,20 +72,23 @@ static int sample_thread(struct target *t, struct thread *th, const struct dump_
     unwinder_flush(u);
     r = unwind_capture(t->mem, t->maps, &th->regs, o->stack_bytes, cap);
   }
-  if (!r && res->nvms) {
+  if (!r && nvms) {
     native_walk(t, u, o, cap, w);
-    for (size_t i = 0; i < res->nvms; i++)
-      res->vms[i].rt->walk(res->vms[i].vm, t, th, cap, w->fr, w->n, &w->vf);
+    for (size_t i = 0; i < nvms; i++)
+      vms[i].rt->walk(vms[i].vm, t, th, cap, w->fr, w->n, &w->vf);
   }
   test_hold();
-  target_release(t, th);
-  if (!r && !res->nvms)
+  if (keep)
+    target_resume(t, th);
+  else
+    target_release(t, th);
+  if (!r && !nvms)
     native_walk(t, u, o, cap, w);
   return r;
 }
 
 /* Native frames with each VM frame replaced by its VM segment (or one of the views). */
-static int merge(struct target *t, const struct dump_opts *o, const struct walk *w,
+static int merge(struct target *t, const struct dump_opts *o, const struct dump_walk *w,
                  struct thread_stack *ts)
 {
   ts->has_vm = w->vf.n > 0;
@@ -160,7 +159,7 @@ int dump_collect(struct target *t, const struct dump_opts *o, struct dump_result
 {
   struct unwinder *u = NULL;
   struct stack_capture cap = { 0 };
-  struct walk w = { 0 };
+  struct dump_walk w = { 0 };
   memset(res, 0, sizeof *res);
   int r = unwinder_new(&u);
   if (r)
@@ -201,12 +200,7 @@ int dump_collect(struct target *t, const struct dump_opts *o, struct dump_result
       ts->err = -ESRCH;
       continue;
     }
-    w.n = 0;
-    w.err = 0;
-    w.vf.n = 0;
-    w.vf.err = 0;
-    w.vf.state[0] = 0;
-    ts->err = sample_thread(t, th, o, u, res, &cap, &w);
+    ts->err = dump_sample_thread(t, th, o, u, res->vms, res->nvms, &cap, &w, 0);
     if (ts->err == -VMS_E_GONE) {
       r = ts->err;
       break;

@@ -61,6 +61,23 @@ struct dump_result {
   const char *coros_runtime;
 };
 
+/* What one thread's sample holds: native frames and the VM frames anchored to them. */
+struct dump_walk {
+  struct frame *fr;        /* room for max_depth frames */
+  size_t n;
+  int err;
+  struct vm_frames vf;
+  size_t nvms;             /* runtimes in the process */
+  const char *vm_name;     /* the first of them */
+  int reloaded;            /* maps were read again for this walk state once already */
+};
+
+/* Stop th, copy registers and stack, walk native and VM frames while it must stand still
+ * (when a runtime is there), then resume it (keep) or detach it, and walk the rest. */
+int dump_sample_thread(struct target *t, struct thread *th, const struct dump_opts *o,
+                       struct unwinder *u, const struct dump_vm *vms, size_t nvms,
+                       struct stack_capture *cap, struct dump_walk *w, int keep);
+
 /* Collect every thread's stack. Returns 0 (also when single threads failed: see their
  * err), or a fatal error for the whole process (gone, permission). */
 int dump_collect(struct target *t, const struct dump_opts *o, struct dump_result *res);

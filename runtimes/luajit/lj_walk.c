@@ -87,7 +87,7 @@ static int read_str(struct lj_vm *vm, uint64_t s, char *buf, size_t cap)
 
 struct proto {
   uint64_t addr, bc, k, chunkname, lineinfo, uvinfo, varinfo;
-  uint32_t sizebc, numline;
+  uint32_t sizebc, numline, sizept;
   int32_t firstline;
   uint8_t sizeuv;
 };
@@ -112,6 +112,7 @@ static int read_proto(struct lj_vm *vm, uint64_t pt, struct proto *p)
   p->uvinfo = rd(b, lo->pt.uvinfo, mw);
   p->varinfo = rd(b, lo->pt.varinfo, mw);
   p->sizeuv = b[lo->pt.sizeuv];
+  p->sizept = (uint32_t)rd(b, lo->pt.sizept, 4);
   return p->sizebc ? 0 : -VMS_E_BADDATA;
 }
 
@@ -185,11 +186,18 @@ static uint64_t uleb(const uint8_t **pp, const uint8_t *end)
   return v;
 }
 
-/* Debug info of unknown length: as much as can be read of max bytes (at least 64, halving
- * while the end runs into unmapped memory); 0 when not even that. */
-static size_t read_upto(struct lj_vm *vm, uint64_t addr, void *buf, size_t max)
+/* Debug info: it lies inside the proto's own allocation (sizept bytes from the proto), so
+ * read up to its end, at most max bytes; halving while the end runs into unmapped memory
+ * (a corrupt size). 0 when not even 64 bytes (or the whole rest) can be read. */
+static size_t read_upto(struct lj_vm *vm, const struct proto *p, uint64_t addr, void *buf,
+                        size_t max)
 {
+  uint64_t end = p->addr + p->sizept;
   size_t n = max;
+  if (addr >= p->addr && addr < end && end - addr < n)
+    n = (size_t)(end - addr);
+  if (n < 64 && !mem_read(vm->t->mem, addr, buf, n))
+    return n;
   while (n >= 64 && mem_read(vm->t->mem, addr, buf, n))
     n /= 2;
   return n >= 64 ? n : 0;
@@ -200,7 +208,7 @@ static int local_name(struct lj_vm *vm, const struct proto *p, int64_t pos, uint
                       char *buf, size_t cap)
 {
   uint8_t vi[2048];
-  size_t n = p->varinfo ? read_upto(vm, p->varinfo, vi, sizeof vi) : 0;
+  size_t n = p->varinfo ? read_upto(vm, p, p->varinfo, vi, sizeof vi) : 0;
   if (!n)
     return -1;
   const uint8_t *q = vi, *end = vi + n;
@@ -241,7 +249,7 @@ static int upvalue_name(struct lj_vm *vm, const struct proto *p, uint32_t idx, c
                         size_t cap)
 {
   char u[1024];
-  size_t n = p->uvinfo && idx < p->sizeuv ? read_upto(vm, p->uvinfo, u, sizeof u) : 0;
+  size_t n = p->uvinfo && idx < p->sizeuv ? read_upto(vm, p, p->uvinfo, u, sizeof u) : 0;
   if (!n)
     return -1;
   const char *q = u, *end = u + n;

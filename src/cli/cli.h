@@ -33,5 +33,6 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_target_error(pid_t pid, int err);
 
 int cmd_dump(int argc, char **argv, struct opts *o);
+int cmd_record(int argc, char **argv);
 
 #endif

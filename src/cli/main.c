@@ -17,6 +17,7 @@ static const char usage[] =
   "\n"
   "Verbs:\n"
   "  dump -p PID     print the stack of every thread once\n"
+  "  record -p PID   sample stacks and write a flame graph (or -- CMD ARGS...)\n"
   "\n"
   "dump options:\n"
   "  -p, --pid PID         target process (a thread id selects its process)\n"
@@ -29,6 +30,15 @@ static const char usage[] =
   "      --max-depth N     frames per thread at most (default 256)\n"
   "      --stack-bytes N   stack bytes copied per thread while it is stopped\n"
   "                        (default 65536; deeper frames are read after it resumes)\n"
+  "\n"
+  "record options:\n"
+  "  -r, --rate HZ         samples per second per thread (default 99, random intervals)\n"
+  "  -d, --duration SECS   stop after that long (default: at Ctrl-C or when it exits)\n"
+  "  -o, --output FILE     where to write (default COMM-PID-DATE.svg; - for stdout)\n"
+  "  -f, --format F        flamegraph (SVG) or folded; default from -o's extension\n"
+  "      --view V          mixed (native + VM), vm or native frames\n"
+  "  -t, --threads         a frame naming the thread at the root of each stack\n"
+  "      --idle            keep samples of sleeping threads (wall-clock, not CPU, view)\n"
   "\n"
   "Other options:\n"
   "  -h, --help            this text\n"
@@ -78,6 +88,8 @@ int main(int argc, char **argv)
   }
   if (!strcmp(verb, "dump"))
     return cmd_dump(argc - 1, argv + 1, &o);
+  if (!strcmp(verb, "record"))
+    return cmd_record(argc - 1, argv + 1);
   cli_error("unknown verb '%s' (try 'vmstack --help')", verb);
   return EXIT_USAGE;
 }

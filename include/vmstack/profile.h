@@ -1,0 +1,50 @@
+/* Sampling profiler: stacks aggregated while recording, named after the target is released. */
+#ifndef VMSTACK_PROFILE_H
+#define VMSTACK_PROFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "vmstack/stack.h"
+
+struct target;
+
+struct record_opts {
+  double rate;             /* samples per second per thread */
+  double duration;         /* seconds; 0 = until SIGINT/SIGTERM or the target exits */
+  enum stack_view view;
+  int thread_frames;       /* a frame naming the thread at the root */
+  int idle;                /* keep samples of sleeping threads (wall-clock view) */
+  size_t max_depth, stack_bytes;
+  int progress;            /* a status line on stderr */
+  const char *only_runtime;
+};
+
+struct profile_stats {
+  uint64_t samples, errors, late;
+  double seconds;
+  int target_gone;
+};
+
+enum pframe_kind { PF_NATIVE, PF_VM, PF_JIT, PF_THREAD };
+
+struct profile;
+
+/* Sample the target until the duration ends, a signal arrives or the target exits; every
+ * thread is released before this returns. */
+int record_run(struct target *t, const struct record_opts *o, struct profile **ret_prof,
+               struct profile_stats *ret_st);
+
+/* Every distinct stack, root first, with its sample count. Names are final (symbolised). */
+typedef int (*profile_fn)(void *arg, const char *const *names, const uint8_t *kinds, size_t n,
+                          uint64_t count);
+int profile_each(struct profile *p, profile_fn fn, void *arg);
+uint64_t profile_total(const struct profile *p);
+void profile_free(struct profile *p);
+
+/* Writers. */
+int output_folded(FILE *f, struct profile *p);
+int output_flamegraph(FILE *f, struct profile *p, const char *title, const char *subtitle);
+
+#endif

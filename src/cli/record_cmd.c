@@ -1,0 +1,278 @@
+/* The record verb: sample a process (or a command it starts) and write a profile. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "vmstack/err.h"
+#include "vmstack/profile.h"
+#include "vmstack/target.h"
+#include "vmstack/unwind.h"
+
+enum fmt { FMT_NONE, FMT_FLAMEGRAPH, FMT_FOLDED };
+enum { OPT_VIEW = 300, OPT_IDLE, OPT_MAX_DEPTH, OPT_NONBLOCKING };
+
+struct ropts {
+  pid_t pid;
+  char **cmd;
+  double rate, duration;
+  const char *output;
+  enum fmt fmt;
+  enum stack_view view;
+  int threads, idle;
+  long max_depth;
+};
+
+static int parse_double(const char *s, double min, double max, double *ret)
+{
+  char *end;
+  if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+    return -EINVAL;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || *end || !(v >= min && v <= max))
+    return -EINVAL;
+  *ret = v;
+  return 0;
+}
+
+static enum fmt fmt_of_name(const char *s)
+{
+  if (!strcmp(s, "flamegraph") || !strcmp(s, "svg"))
+    return FMT_FLAMEGRAPH;
+  if (!strcmp(s, "folded") || !strcmp(s, "collapsed"))
+    return FMT_FOLDED;
+  return FMT_NONE;
+}
+
+static enum fmt fmt_of_file(const char *path)
+{
+  const char *dot = strrchr(path, '.');
+  if (!dot)
+    return FMT_NONE;
+  if (!strcmp(dot, ".svg"))
+    return FMT_FLAMEGRAPH;
+  if (!strcmp(dot, ".folded") || !strcmp(dot, ".txt"))
+    return FMT_FOLDED;
+  return FMT_NONE;
+}
+
+static int parse(int argc, char **argv, struct ropts *o)
+{
+  static const struct option lo[] = {
+    { "pid", required_argument, NULL, 'p' },
+    { "rate", required_argument, NULL, 'r' },
+    { "duration", required_argument, NULL, 'd' },
+    { "output", required_argument, NULL, 'o' },
+    { "format", required_argument, NULL, 'f' },
+    { "view", required_argument, NULL, OPT_VIEW },
+    { "threads", no_argument, NULL, 't' },
+    { "idle", no_argument, NULL, OPT_IDLE },
+    { "nonblocking", no_argument, NULL, OPT_NONBLOCKING },
+    { "subprocesses", no_argument, NULL, 's' },
+    { "max-depth", required_argument, NULL, OPT_MAX_DEPTH },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  o->rate = 99;
+  o->max_depth = UNWIND_DEPTH_DEFAULT;
+  optind = 1;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, "+:p:r:d:o:f:tsh", lo, NULL)) != -1) {
+    switch (c) {
+    case 'p':
+      if (cli_parse_pid(optarg, &o->pid)) {
+        cli_error("invalid PID '%s': expected a positive number", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case 'r':
+      if (parse_double(optarg, 1, 10000, &o->rate)) {
+        cli_error("invalid --rate '%s': expected 1..10000 samples per second", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case 'd':
+      if (parse_double(optarg, 0.001, 86400 * 365.0, &o->duration)) {
+        cli_error("invalid --duration '%s': expected a positive number of seconds", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case 'o': o->output = optarg; break;
+    case 'f':
+      if (!strcmp(optarg, "speedscope") || !strcmp(optarg, "pprof")) {
+        cli_error("format '%s' is not available yet (use flamegraph or folded)", optarg);
+        return EXIT_USAGE;
+      }
+      if ((o->fmt = fmt_of_name(optarg)) == FMT_NONE) {
+        cli_error("unknown format '%s' (flamegraph, folded)", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case OPT_VIEW:
+      if (!strcmp(optarg, "mixed"))
+        o->view = VIEW_MIXED;
+      else if (!strcmp(optarg, "vm"))
+        o->view = VIEW_VM;
+      else if (!strcmp(optarg, "native"))
+        o->view = VIEW_NATIVE;
+      else {
+        cli_error("unknown --view '%s' (mixed, vm, native)", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case 't': o->threads = 1; break;
+    case OPT_IDLE: o->idle = 1; break;
+    case OPT_MAX_DEPTH:
+      if (cli_parse_long(optarg, 1, 65536, &o->max_depth)) {
+        cli_error("invalid --max-depth '%s': expected 1..65536", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case OPT_NONBLOCKING:
+    case 's':
+      cli_error("option '%s' is not available yet", argv[optind - 1]);
+      return EXIT_USAGE;
+    case 'h':
+      printf("Usage: vmstack record (-p PID | -- CMD ARGS...) [-r HZ] [-d SECS] [-o FILE] "
+             "[-f flamegraph|folded] [--view mixed|vm|native] [-t] [--idle]\n");
+      return -1;
+    case ':':
+      cli_error("option '%s' needs a value", argv[optind - 1]);
+      return EXIT_USAGE;
+    default:
+      cli_error("unknown option '%s'", argv[optind - 1]);
+      return EXIT_USAGE;
+    }
+  }
+  if (optind < argc) {
+    if (strcmp(argv[optind - 1], "--") || o->pid) {
+      cli_error(o->pid ? "give either -p PID or -- CMD, not both" : "unexpected argument '%s'",
+                argv[optind]);
+      return EXIT_USAGE;
+    }
+    o->cmd = &argv[optind];
+  }
+  if (!o->pid && !o->cmd) {
+    cli_error("no target: give -p PID or -- CMD ARGS...");
+    return EXIT_USAGE;
+  }
+  if (o->output && strcmp(o->output, "-") && o->fmt == FMT_NONE &&
+      (o->fmt = fmt_of_file(o->output)) == FMT_NONE) {
+    cli_error("cannot tell the format from '%s': give -f flamegraph|folded", o->output);
+    return EXIT_USAGE;
+  }
+  if (o->fmt == FMT_NONE)
+    o->fmt = FMT_FLAMEGRAPH;
+  return 0;
+}
+
+/* Start CMD; return its pid once it runs the new program (the exec is confirmed by the
+ * close-on-exec pipe closing), or -1 after an error line. */
+static pid_t spawn(char **cmd)
+{
+  int p[2];
+  if (pipe2(p, O_CLOEXEC))
+    return -1;
+  pid_t pid = fork();
+  if (pid < 0)
+    return -1;
+  if (pid == 0) {
+    close(p[0]);
+    execvp(cmd[0], cmd);
+    int e = errno;
+    if (write(p[1], &e, sizeof e) < 0)
+      _exit(127);
+    _exit(127);
+  }
+  close(p[1]);
+  int e = 0;
+  ssize_t n = read(p[0], &e, sizeof e);
+  close(p[0]);
+  if (n > 0) {
+    waitpid(pid, NULL, 0);
+    cli_error("cannot run '%s': %s", cmd[0], strerror(e));
+    return -1;
+  }
+  return pid;
+}
+
+int cmd_record(int argc, char **argv)
+{
+  struct ropts o = { 0 };
+  int r = parse(argc, argv, &o);
+  if (r)
+    return r < 0 ? EXIT_OK : r;
+  pid_t child = 0;
+  if (o.cmd) {
+    child = spawn(o.cmd);
+    if (child < 0)
+      return EXIT_FATAL;
+    o.pid = child;
+  }
+  struct target *t;
+  if ((r = target_open(o.pid, &t)))
+    return cli_target_error(o.pid, r);
+  struct record_opts ro = {
+    .rate = o.rate, .duration = o.duration, .view = o.view, .thread_frames = o.threads,
+    .idle = o.idle, .max_depth = (size_t)o.max_depth, .stack_bytes = UNWIND_CAPTURE_DEFAULT,
+    .progress = isatty(2),
+  };
+  struct profile *p = NULL;
+  struct profile_stats st;
+  r = record_run(t, &ro, &p, &st);
+  if (r) {
+    int code = cli_target_error(o.pid, r);
+    target_close(t);
+    return code;
+  }
+  /* the target runs freely from here on: name frames, write the file */
+  char path[512];
+  char stamp[32];
+  time_t now = time(NULL);
+  strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+  if (o.output)
+    snprintf(path, sizeof path, "%s", o.output);
+  else
+    snprintf(path, sizeof path, "%s-%d-%s.%s", t->comm, (int)t->pid, stamp,
+             o.fmt == FMT_FOLDED ? "folded" : "svg");
+  int to_stdout = !strcmp(path, "-");
+  FILE *f = to_stdout ? stdout : fopen(path, "we");
+  int code = EXIT_OK;
+  if (!f) {
+    cli_error("cannot write %s: %s", path, strerror(errno));
+    code = EXIT_FATAL;
+  } else {
+    char title[160], sub[200];
+    snprintf(title, sizeof title, "%s (pid %d)", t->comm, (int)t->pid);
+    snprintf(sub, sizeof sub, "%llu samples at %g Hz over %.1f s, %s view",
+             (unsigned long long)st.samples, o.rate, st.seconds,
+             o.view == VIEW_VM ? "VM" : o.view == VIEW_NATIVE ? "native" : "mixed");
+    r = o.fmt == FMT_FOLDED ? output_folded(f, p) : output_flamegraph(f, p, title, sub);
+    if ((!to_stdout && fclose(f)) || (to_stdout && fflush(f)) || r) {
+      cli_error("cannot write %s: %s", path, strerror(errno ? errno : EIO));
+      code = EXIT_FATAL;
+    } else {
+      fprintf(stderr, "Wrote %s (%llu samples, %llu errors, %llu late)\n",
+              to_stdout ? "to stdout" : path, (unsigned long long)st.samples,
+              (unsigned long long)st.errors, (unsigned long long)st.late);
+      if (st.late * 10 > st.samples + 10)
+        cli_error("warning: %llu samples came late: the rate of %g Hz could not be kept",
+                  (unsigned long long)st.late, o.rate);
+      if (st.target_gone && !child)
+        cli_error("target %d exited while being recorded", (int)o.pid);
+    }
+  }
+  profile_free(p);
+  target_close(t);
+  if (child)
+    waitpid(child, NULL, WNOHANG);
+  return code;
+}

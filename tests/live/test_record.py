@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Live tests of `vmstack record`: sample shares against in-process ground truth, the
+output formats read back by independent parsers, SIGINT mid-record, `-- CMD`, and usage
+errors. Usage: test_record.py CASE"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+
+from vmtest import Skip, assert_running, fixture, main, run, start, stop
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SPLIT = os.path.normpath(os.path.join(HERE, "..", "..", "fixtures", "lua", "split.lua"))
+
+
+def luajit():
+    lj = shutil.which("luajit")
+    if not lj:
+        raise Skip("luajit is not installed")
+    return lj
+
+
+def parse_folded(path):
+    """Brendan Gregg's collapsed format: frames joined by ';', one space, an integer."""
+    stacks = []
+    with open(path) as f:
+        for line in f:
+            assert line.endswith("\n"), line
+            m = re.fullmatch(r"(.+) (\d+)\n", line)
+            assert m, "not a folded line: %r" % line
+            frames = m.group(1).split(";")
+            assert all(frames), line
+            stacks.append((frames, int(m.group(2))))
+    return stacks
+
+
+def shares(stacks, names):
+    tot = {n: 0 for n in names}
+    for frames, c in stacks:
+        for n in names:
+            if any(f.startswith(n + "@") for f in frames):
+                tot[n] += c
+    s = sum(tot.values())
+    assert s, stacks[:5]
+    return {n: 100.0 * v / s for n, v in tot.items()}
+
+
+def accuracy(jit):
+    tmp = tempfile.mkdtemp(prefix="vmstack-rec-")
+    truth = os.path.join(tmp, "truth")
+    p = start([luajit()] + ([] if jit else ["-joff"]) + [SPLIT, "{fd}", truth])
+    try:
+        # the truth file appears after the first rounds
+        deadline = time.monotonic() + 10
+        while not os.path.exists(truth):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        out = os.path.join(tmp, "p.folded")
+        rc, _, err = run(["record", "-p", str(p.pid), "-r", "499", "-d", "6", "-o", out])
+        assert rc == 0, err
+        assert re.fullmatch(r"Wrote %s \((\d+) samples, 0 errors, \d+ late\)\n" % re.escape(out),
+                            err), err
+        got = shares(parse_folded(out), ["five", "three", "two"])
+        with open(truth) as f:
+            a, b, c = map(float, f.read().split())
+        want = {"five": 100 * a / (a + b + c), "three": 100 * b / (a + b + c),
+                "two": 100 * c / (a + b + c)}
+        print("profile %s, in-process %s" % ({k: round(v, 1) for k, v in got.items()},
+                                            {k: round(v, 1) for k, v in want.items()}))
+        for k in want:
+            assert abs(got[k] - want[k]) <= 3.0, (k, got, want)
+        assert_running(p.pid)
+    finally:
+        stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def case_accuracy_jit():
+    accuracy(True)
+
+
+def case_accuracy_joff():
+    accuracy(False)
+
+
+def case_formats():
+    """Folded and SVG of the same target; the SVG is well-formed XML with one element per
+    frame, the Lua frames are in it, and it carries its own script."""
+    tmp = tempfile.mkdtemp(prefix="vmstack-rec-")
+    p = start([luajit(), "-joff", SPLIT, "{fd}", os.path.join(tmp, "truth")])
+    try:
+        svg = os.path.join(tmp, "p.svg")
+        rc, _, err = run(["record", "-p", str(p.pid), "-d", "1", "-o", svg])
+        assert rc == 0, err
+        root = ET.parse(svg).getroot()
+        ns = "{http://www.w3.org/2000/svg}"
+        assert root.tag == ns + "svg", root.tag
+        titles = [t.text for t in root.iter(ns + "title")]
+        assert any(re.match(r"five@.*split\.lua:\d+ \(\d+ samples, [\d.]+%\)", t) for t in titles), titles
+        assert any(t.startswith("burn@") for t in titles), titles
+        assert any(t.startswith("lua_pcall ") for t in titles), titles
+        assert root.find(ns + "script") is not None
+        folded = os.path.join(tmp, "p.txt")
+        rc, _, err = run(["record", "-p", str(p.pid), "-d", "1", "-f", "folded", "-o", folded,
+                          "--view", "vm", "-t"])
+        assert rc == 0, err
+        stacks = parse_folded(folded)
+        for frames, _ in stacks:
+            # thread frame at the root; the VM view drops the native frames below the VM
+            # (only C the VM called, at the leaf, stays)
+            assert re.fullmatch(r"luajit-%d" % p.pid, frames[0]), frames
+            assert any("@" in f for f in frames), frames
+            assert not {"lua_pcall", "main", "_start"} & set(frames), frames
+        rc, out, err = run(["record", "-p", str(p.pid), "-d", "0.5", "-f", "folded", "-o", "-"])
+        assert rc == 0 and out and "Wrote to stdout" in err, err
+        assert_running(p.pid)
+    finally:
+        stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def case_sigint():
+    """Ctrl-C mid-record: the target is released, the file written, exit 0."""
+    tmp = tempfile.mkdtemp(prefix="vmstack-rec-")
+    p = start([fixture("threads-pie"), "{fd}"])
+    try:
+        out = os.path.join(tmp, "p.folded")
+        vm = subprocess.Popen([os.environ["VMSTACK"], "record", "-p", str(p.pid), "-o", out],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 10
+        with open("/proc/%d/status" % p.pid) as f:
+            pass
+        while True:   # wait until it is attached and sampling
+            with open("/proc/%d/status" % p.pid) as f:
+                if re.search(r"TracerPid:\s+%d" % vm.pid, f.read()):
+                    break
+            assert time.monotonic() < deadline and vm.poll() is None, vm.communicate()
+            time.sleep(0.01)
+        time.sleep(0.5)
+        vm.send_signal(signal.SIGINT)
+        _, err = vm.communicate(timeout=30)
+        assert vm.returncode == 0, (vm.returncode, err)
+        assert re.search(r"Wrote %s \(\d+ samples" % re.escape(out), err), err
+        stacks = parse_folded(out)
+        assert any("spin_c" in f for frames, _ in stacks for f in frames), stacks
+        assert_running(p.pid)
+    finally:
+        stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def case_cmd():
+    """record -- CMD starts the command and profiles it until it exits."""
+    tmp = tempfile.mkdtemp(prefix="vmstack-rec-")
+    try:
+        script = os.path.join(tmp, "short.lua")
+        with open(script, "w") as f:
+            f.write("local function work() local x = 0 for i = 1, 3e8 do x = x + i end "
+                    "return x end\nwork()\n")
+        out = os.path.join(tmp, "p.folded")
+        rc, _, err = run(["record", "-o", out, "--", luajit(), "-joff", script], timeout=120)
+        assert rc == 0, err
+        assert any(any(f.startswith("work@") for f in frames) for frames, _ in parse_folded(out))
+        rc, _, err = run(["record", "-o", out, "--", os.path.join(tmp, "no-such-program")])
+        assert rc == 2 and "cannot run" in err, err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def case_usage():
+    for args, pat in [
+        (["record"], r"no target"),
+        (["record", "-p", "1", "-r", "0"], r"invalid --rate '0'"),
+        (["record", "-p", "1", "-r", "5x"], r"invalid --rate '5x'"),
+        (["record", "-p", "1", "-d", "-1"], r"invalid --duration '-1'"),
+        (["record", "-p", "1", "-f", "png"], r"unknown format 'png'"),
+        (["record", "-p", "1", "-o", "out.bin"], r"cannot tell the format"),
+        (["record", "-p", "1", "--view", "x"], r"unknown --view 'x'"),
+        (["record", "-p", "1", "--", "true"], r"either -p PID or -- CMD"),
+    ]:
+        rc, out, err = run(args)
+        assert rc == 64, (args, rc, err)
+        assert len(err.strip().splitlines()) == 1 and re.search(pat, err), (args, err)
+
+
+CASES = {k[5:]: v for k, v in globals().items() if k.startswith("case_")}
+
+if __name__ == "__main__":
+    raise SystemExit(main(CASES))
