@@ -159,7 +159,12 @@ static const char script[] =
   "  g.onclick=function(){zoom(this)};\n"
   "  g.onmouseover=function(){details.textContent=this.querySelector('title').textContent};\n"
   "  g.onmouseout=function(){details.textContent=' '};}\n"
-  " update();}\n"
+  " update();\n"
+  /* a URL fragment can zoom or search at load: file.svg#zoom=REGEX, #search=REGEX */
+  " var h=decodeURIComponent(location.hash.substring(1)),m;\n"
+  " if((m=/^zoom=(.*)$/.exec(h))){var re=new RegExp(m[1]);\n"
+  "  for(var i=0;i<frames.length;i++)if(re.test(name(frames[i]))){zoom(frames[i]);break;}}\n"
+  " else if((m=/^search=(.*)$/.exec(h)))search(m[1]);}\n"
   "function fit(t,w){var n=Math.floor((w-6)/7);if(n<3)return '';\n"
   " return t.length<=n?t:t.substring(0,n-2)+'..';}\n"
   "function name(g){var t=g.querySelector('title').textContent;"

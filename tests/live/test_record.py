@@ -123,6 +123,58 @@ def case_formats():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+def chromium_dom(url, profile_dir):
+    cp = subprocess.run([shutil.which("chromium")] + CHROMIUM_FLAGS +
+                        ["--user-data-dir=" + profile_dir, "--dump-dom", url],
+                        capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0 and "<svg" in cp.stdout, cp.stderr[-1000:]
+    return ET.fromstring(cp.stdout[cp.stdout.index("<svg"):])
+
+
+def case_svg_in_chromium():
+    """The flame graph runs in a real browser: its script lays out the frames, zooms on a
+    frame (via #zoom=REGEX, the same code a click runs) and searches (#search=REGEX) with
+    the matched share of samples."""
+    if not shutil.which("chromium"):
+        raise Skip("chromium is not installed (apt-get install chromium)")
+    tmp = tempfile.mkdtemp(prefix="vmstack-rec-")
+    p = start([luajit(), SPLIT, "{fd}", os.path.join(tmp, "truth")])
+    try:
+        svg = os.path.join(tmp, "p.svg")
+        rc, _, err = run(["record", "-p", str(p.pid), "-d", "2", "-o", svg])
+        assert rc == 0, err
+        ns = "{http://www.w3.org/2000/svg}"
+        frames = lambda root: [g for g in root.iter(ns + "g") if g.get("class") == "f"]
+        name = lambda g: g.find(ns + "title").text.rsplit(" (", 1)[0]
+        static = ET.parse(svg).getroot()
+        # search: the share shown must be the share of samples under the matched frames
+        want = sum(float(g.get("data-w")) for g in frames(static)
+                   if re.match(r"(two|three)@", name(g)))
+        dom = chromium_dom("file://%s#search=%s" % (svg, "^(two|three)@"), os.path.join(tmp, "c"))
+        matched = [t.text for t in dom.iter(ns + "text") if t.get("id") == "matched"][0]
+        assert matched == "Matched: %.1f%%" % (100 * want), (matched, want)
+        hl = [g for g in frames(dom) if g.find(ns + "rect").get("fill") == "rgb(230,0,230)"]
+        assert hl and all(re.match(r"(two|three)@", name(g)) for g in hl), [name(g) for g in hl]
+        # zoom: the frame fills the width, frames beside it are hidden, names are drawn
+        dom = chromium_dom("file://%s#zoom=%s" % (svg, "^five@"), os.path.join(tmp, "c"))
+        fs = frames(dom)
+        five = [g for g in fs if name(g).startswith("five@")][0]
+        assert abs(float(five.find(ns + "rect").get("width")) - 1180) < 0.5, five.find(ns + "rect").attrib
+        hidden = [name(g) for g in fs if "display: none" in (g.get("style") or "")]
+        assert any(n.startswith("three@") for n in hidden) and \
+            not any(n.startswith("five@") for n in hidden), hidden
+        assert five.find(ns + "text").text.startswith("five@"), five.find(ns + "text").text
+        assert_running(p.pid)
+    finally:
+        stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def case_sigint():
     """Ctrl-C mid-record: the target is released, the file written, exit 0."""
     tmp = tempfile.mkdtemp(prefix="vmstack-rec-")
