@@ -32,6 +32,9 @@
 #define RUN_TIMEOUT_NS 1000000000
 
 enum { PH_STOP, PH_CAPTURE, PH_UNWIND, PH_WALK, PH_RESUME, PH_N };
+/* unwind/walk: the parts of the native unwind and Lua walk done while the thread is
+ * stopped; once the runtime's capture works (from the second sample of a thread on) the
+ * pause holds only that copy ("unwind" slot) and the walk runs after the resume */
 static const char *const ph_name[PH_N] = { "stop", "capture", "unwind", "walk", "resume" };
 
 static int64_t now_ns(void)
@@ -208,8 +211,8 @@ struct ctx {
   struct vm_frames vf;
 };
 
-/* What dump's sample_thread does with a runtime present, then resume; phase times in ph[],
- * the memory syscalls of the runtime's walk in *ret_walk_sys. */
+/* What dump_sample_thread does with a runtime present (keep attached); phase times of the
+ * pause in ph[], the memory syscalls of the runtime's walk in *ret_walk_sys. */
 static int pause_round(struct ctx *c, int64_t ph[PH_N], uint64_t *ret_walk_sys)
 {
   int64_t t[PH_N + 1];
@@ -226,16 +229,24 @@ static int pause_round(struct ctx *c, int64_t ph[PH_N], uint64_t *ret_walk_sys)
   mem_invalidate(c->t->mem);
   r = unwind_capture(c->t->mem, c->t->maps, &c->th->regs, UNWIND_CAPTURE_DEFAULT, &c->cap);
   t[2] = now_ns();
-  if (!r)
+  int late = !r && c->rt->capture && !c->rt->capture(c->vm, c->t, c->th, &c->cap);
+  if (!r && !late)
     unwind_stack(c->u, c->t->maps, c->t->mem, &c->cap, c->fr, UNWIND_DEPTH_DEFAULT, &c->nfr);
   t[3] = now_ns();
   mem_get_stats(c->t->mem, &w0);
-  if (!r)
+  if (!r && !late)
     c->rt->walk(c->vm, c->t, c->th, &c->cap, c->fr, c->nfr, &c->vf);
   mem_get_stats(c->t->mem, &w1);
   t[4] = now_ns();
   int rr = target_resume(c->t, c->th);
   t[5] = now_ns();
+  if (late) {
+    /* after the resume: not part of the pause */
+    unwind_stack(c->u, c->t->maps, c->t->mem, &c->cap, c->fr, UNWIND_DEPTH_DEFAULT, &c->nfr);
+    mem_get_stats(c->t->mem, &w0);
+    c->rt->walk(c->vm, c->t, c->th, &c->cap, c->fr, c->nfr, &c->vf);
+    mem_get_stats(c->t->mem, &w1);
+  }
   for (int i = 0; i < PH_N; i++)
     ph[i] = t[i + 1] - t[i];
   *ret_walk_sys = w1.syscalls - w0.syscalls;

@@ -72,7 +72,12 @@ int dump_sample_thread(struct target *t, struct thread *th, const struct dump_op
     unwinder_flush(u);
     r = unwind_capture(t->mem, t->maps, &th->regs, o->stack_bytes, cap);
   }
-  if (!r && nvms) {
+  /* VM state that changes once the thread runs: copied now if the runtimes can, walked
+   * after the release; else everything is walked with the thread standing still */
+  int late = !r;
+  for (size_t i = 0; !r && i < nvms && late; i++)
+    late = vms[i].rt->capture && !vms[i].rt->capture(vms[i].vm, t, th, cap);
+  if (!r && nvms && !late) {
     native_walk(t, u, o, cap, w);
     for (size_t i = 0; i < nvms; i++)
       vms[i].rt->walk(vms[i].vm, t, th, cap, w->fr, w->n, &w->vf);
@@ -82,8 +87,11 @@ int dump_sample_thread(struct target *t, struct thread *th, const struct dump_op
     target_resume(t, th);
   else
     target_release(t, th);
-  if (!r && !nvms)
+  if (!r && (late || !nvms)) {
     native_walk(t, u, o, cap, w);
+    for (size_t i = 0; i < nvms; i++)
+      vms[i].rt->walk(vms[i].vm, t, th, cap, w->fr, w->n, &w->vf);
+  }
   return r;
 }
 

@@ -7,9 +7,14 @@
  *   another error (-VMS_E_UNSUPPORTED for a known runtime in an unknown build, with a
  *   human-readable reason from describe()).
  * - install(vm, u): optional; register unwind steps for frames CFI cannot walk.
- * - walk(vm, t, th, cap, native, n, out): the thread is stopped (or the caller accepts torn
- *   reads); emit the VM frames anchored to the native frames they replace. Memory read
- *   through t->mem; everything emitted is owned by out.
+ * - capture(vm, t, th, cap): optional; the thread is stopped and its stack copied in cap.
+ *   Copy the VM state that changes once the thread runs (keep it in vm) and return 0: the
+ *   native unwind and walk() then run after the thread is released, keeping the pause
+ *   short. Return an error when that is not possible yet (e.g. the VM not located): the
+ *   caller then unwinds and walks while the thread is stopped.
+ * - walk(vm, t, th, cap, native, n, out): emit the VM frames anchored to the native frames
+ *   they replace, from what capture() kept or, without it, with the thread stopped.
+ *   Memory read through t->mem; everything emitted is owned by out.
  * - coroutines(vm, t, out): optional; the stacks of coroutines that are not running (a
  *   thread of the process is held stopped by the caller meanwhile).
  * - describe(vm): one line naming the runtime, version and build (for headers, errors).
@@ -79,6 +84,7 @@ struct vm_runtime {
   const char *name;
   int (*probe)(struct target *t, void **ret_vm);
   int (*install)(void *vm, struct unwinder *u);
+  int (*capture)(void *vm, struct target *t, struct thread *th, const struct stack_capture *cap);
   int (*walk)(void *vm, struct target *t, struct thread *th, const struct stack_capture *cap,
               const struct frame *native, size_t nnative, struct vm_frames *out);
   int (*coroutines)(void *vm, struct target *t, struct vm_coroutines *out);

@@ -26,6 +26,23 @@ struct lj_cframe {
   uint64_t startpc;       /* on a trace: where the trace starts (a bytecode address) */
 };
 
+/* A copy of one lua_State's stack. */
+struct lstack {
+  uint64_t L, base, top, stack, lo, len;
+  uint8_t *bytes;         /* [lo, lo+len) of the Lua stack */
+  size_t cap;             /* allocated bytes (the buffer is reused) */
+};
+
+/* What changes as soon as a thread runs again, copied while it is stopped (capture), so
+ * that the walk can run after it is released. */
+struct lj_snap {
+  int valid;
+  uint64_t G;
+  int32_t vmstate;
+  uint64_t jit_base;
+  struct lstack s;        /* G->cur_L's stack */
+};
+
 struct lj_name {
   uint64_t fn;            /* GCfunc address */
   char name[64];          /* "table.sort", "print", "cjson.encode" */
@@ -47,6 +64,13 @@ struct lj_vm {
   struct lj_name *names;
   size_t nnames, capnames;
   int names_built;
+  /* which global_State each thread ran last (learned by walks, used by capture) */
+  struct {
+    int tid;
+    uint64_t G;
+  } tidG[64];
+  size_t ntidG;
+  struct lj_snap snap;
   /* filled by the unwind step during one thread's walk */
   struct lj_cframe cf[LJ_MAX_CFRAMES];
   size_t ncf;
@@ -67,6 +91,10 @@ int lj_check_G(struct lj_vm *vm, uint64_t G);
 /* Find the global_States without any Lua frame to start from: scan writable memory for
  * dispatch tables (runs of pointers into the interpreter). Returns how many. */
 size_t lj_scan_G(struct lj_vm *vm, uint64_t *ret_G, size_t max);
+
+/* Copy the running lua_State's stack and the VM state while the thread is stopped; -EAGAIN
+ * when this thread's VM is not known yet. */
+int lj_capture(void *vmv, struct target *t, struct thread *th, const struct stack_capture *cap);
 
 /* "module.key" of a function object reachable from package.loaded, or NULL. */
 const char *lj_func_name(struct lj_vm *vm, uint64_t fn);

@@ -50,11 +50,6 @@ static uint64_t rd(const uint8_t *b, size_t off, size_t w)
   return v;
 }
 
-struct lstack {
-  uint64_t L, base, top, stack, lo, len;
-  uint8_t *bytes;      /* [lo, lo+len) of the Lua stack */
-};
-
 static int slot(const struct lstack *s, uint64_t addr, uint64_t *ret)
 {
   if (addr < s->lo || addr + 8 > s->lo + s->len || (addr & 7))
@@ -341,7 +336,9 @@ static int func_name(struct lj_vm *vm, const struct proto *p, uint64_t caller_pc
 
 /* -- The walk ------------------------------------------------------------- */
 
-static int read_lstack(struct lj_vm *vm, uint64_t L, struct lstack *s)
+/* The lua_State and its stack up to L->top or `high`, whichever is higher (plus the most a
+ * frame can use above its base), or the whole stack when high is 0. */
+static int read_lstack(struct lj_vm *vm, uint64_t L, struct lstack *s, uint64_t high)
 {
   const struct lj_layout *lo = vm->lo;
   uint8_t b[256];
@@ -355,18 +352,23 @@ static int read_lstack(struct lj_vm *vm, uint64_t L, struct lstack *s)
   uint64_t stacksize = rd(b, lo->L.stacksize, 4) * 8ull;
   if (!s->stack || s->base < s->stack || s->base > s->stack + stacksize || !stacksize)
     return -VMS_E_BADDATA;
+  /* a frame uses at most LJ_MAX_SLOTS (250) slots above its base */
+  uint64_t used = stacksize;
+  if (high && s->top > high)
+    high = s->top;
+  if (high > s->stack && high - s->stack + 2048 < stacksize)
+    used = high - s->stack + 2048;
   s->lo = s->stack;
-  s->len = stacksize > STACK_READ_MAX ? STACK_READ_MAX : stacksize;
-  if (s->len > STACK_READ_MAX)
-    s->lo = s->stack + stacksize - s->len;
-  s->bytes = malloc(s->len);
-  if (!s->bytes)
-    return -ENOMEM;
-  if (mem_read(vm->t->mem, s->lo, s->bytes, s->len)) {
-    free(s->bytes);
-    s->bytes = NULL;
-    return -VMS_E_BADDATA;
+  s->len = used > STACK_READ_MAX ? STACK_READ_MAX : used;
+  if (s->len > s->cap) {
+    uint8_t *nb = realloc(s->bytes, s->len);
+    if (!nb)
+      return -ENOMEM;
+    s->bytes = nb;
+    s->cap = s->len;
   }
+  if (mem_read(vm->t->mem, s->lo, s->bytes, s->len))
+    return -VMS_E_BADDATA;
   return 0;
 }
 
@@ -519,10 +521,13 @@ static int lj_walk_L(struct lj_vm *vm, const struct lj_cframe *cf, size_t ncf, s
                      struct vm_frames *out)
 {
   const struct lj_layout *lo = vm->lo;
-  struct lstack s = { 0 };
-  int r = read_lstack(vm, cf[i0].L, &s);
-  if (r)
+  struct lstack own = { 0 }, *sp = &own;
+  int r = 0;
+  if (vm->snap.valid && vm->snap.s.L == cf[i0].L)
+    sp = &vm->snap.s;   /* copied while the thread was stopped */
+  else if ((r = read_lstack(vm, cf[i0].L, &own, 0)))
     return r;
+  struct lstack s = *sp;
   struct cursor cur = { .L = cf[i0].L };
   for (size_t i = i0; i < ncf && !r && !cur.done; i++) {
     if (cf[i].L != cf[i0].L)
@@ -561,7 +566,7 @@ static int lj_walk_L(struct lj_vm *vm, const struct lj_cframe *cf, size_t ncf, s
       out->v[first].trace = cf[i].trace;
   }
   (void)lo;
-  free(s.bytes);
+  free(own.bytes);
   return r;
 }
 
@@ -573,7 +578,7 @@ static int lj_walk_L(struct lj_vm *vm, const struct lj_cframe *cf, size_t ncf, s
 static int walk_suspended(struct lj_vm *vm, uint64_t L, struct vm_frames *out)
 {
   struct lstack s = { 0 };
-  int r = read_lstack(vm, L, &s);
+  int r = read_lstack(vm, L, &s, 0);
   if (r)
     return r;
   /* a yielded coroutine keeps L->base at the frame that yielded (coroutine.yield or the C
@@ -633,6 +638,39 @@ int lj_coroutines(void *vmv, struct target *t, struct vm_coroutines *out)
   return 0;
 }
 
+int lj_capture(void *vmv, struct target *t, struct thread *th, const struct stack_capture *cap)
+{
+  struct lj_vm *vm = vmv;
+  const struct lj_layout *lo = vm->lo;
+  (void)t;
+  vm->snap.valid = 0;
+  uint64_t G = 0;
+  for (size_t k = 0; k < vm->ntidG; k++)
+    if (vm->tidG[k].tid == th->tid)
+      G = vm->tidG[k].G;
+  if (!G)
+    return -EAGAIN;
+  /* one batch for the VM's state, then the running lua_State and its stack */
+  uint64_t curL = 0, jit_base = 0;
+  int32_t vmstate = 0;
+  struct mem_iov v[3] = {
+    { G + lo->g.cur_L, &curL, lo->gcref_size, 0 },
+    { G + lo->g.vmstate, &vmstate, 4, 0 },
+    { G + lo->g.jit_base, &jit_base, lo->mref_size, 0 },
+  };
+  if (mem_readv(vm->t->mem, v, 3) || !curL)
+    return -EAGAIN;
+  /* the frames in use end below L->top, or BASE (rdx) in the interpreter, or jit_base */
+  uint64_t high = cap->regs.rdx > jit_base ? cap->regs.rdx : jit_base;
+  if (read_lstack(vm, curL, &vm->snap.s, high ? high : 1))
+    return -EAGAIN;
+  vm->snap.G = G;
+  vm->snap.vmstate = vmstate;
+  vm->snap.jit_base = jit_base;
+  vm->snap.valid = 1;
+  return 0;
+}
+
 int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_capture *cap,
             const struct frame *native, size_t nnative, struct vm_frames *out)
 {
@@ -651,7 +689,11 @@ int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_c
   }
   /* what the VM was doing, from g->vmstate (~LJ_VMST_* or a trace number) */
   int32_t st;
-  if (out->n && vm->G && !mem_read(vm->t->mem, vm->G + vm->lo->g.vmstate, &st, 4)) {
+  if (vm->snap.valid && vm->snap.G == vm->G)
+    st = vm->snap.vmstate;
+  else if (!vm->G || mem_read(vm->t->mem, vm->G + vm->lo->g.vmstate, &st, 4))
+    st = 0;
+  if (out->n && st) {
     static const char *const names[] = { "interpreted", "in C", "in GC", "exiting a trace",
                                          "JIT recording", "JIT optimising", "JIT assembling" };
     if (st > 0)
@@ -659,6 +701,17 @@ int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_c
     else if ((uint32_t)~st < sizeof names / sizeof *names)
       fmt(out->state, sizeof out->state, "%s", names[~st]);
   }
+  /* remember this thread's VM: the next capture can copy its state right away */
+  if (vm->ncf && vm->G && th) {
+    size_t k = 0;
+    while (k < vm->ntidG && vm->tidG[k].tid != th->tid)
+      k++;
+    if (k == vm->ntidG && vm->ntidG < sizeof vm->tidG / sizeof *vm->tidG)
+      vm->ntidG++;
+    if (k < vm->ntidG)
+      vm->tidG[k].tid = th->tid, vm->tidG[k].G = vm->G;
+  }
+  vm->snap.valid = 0;
   vm->ncf = 0;
   out->err = r;
   return r;

@@ -167,8 +167,10 @@ static const char *lj_describe(const void *vmv)
 static void lj_free(void *vmv)
 {
   struct lj_vm *vm = vmv;
-  if (vm)
+  if (vm) {
     free(vm->names);
+    free(vm->snap.s.bytes);
+  }
   free(vm);
 }
 
@@ -320,7 +322,12 @@ static int trace_in(struct lj_vm *vm, struct unwind_ctx *ctx, struct unwind_regs
   int32_t state;
   uint32_t sizetrace, szmcode;
   uint16_t spadjust;
-  if (!G || unwind_read(ctx, G + lo->g.vmstate, &state, 4) || state <= 0)
+  int snap = vm->snap.valid && vm->snap.G == G;   /* copied while the thread was stopped */
+  if (snap)
+    state = vm->snap.vmstate;
+  else if (!G || unwind_read(ctx, G + lo->g.vmstate, &state, 4))
+    return 0;
+  if (state <= 0)
     return 0;
   J = G - lo->gg.g + lo->gg.J;
   /* J.trace is a native pointer to GCRefs; startpc and jit_base are MRefs; mcode native */
@@ -334,8 +341,10 @@ static int trace_in(struct lj_vm *vm, struct unwind_ctx *ctx, struct unwind_regs
       unwind_read(ctx, T + lo->tr.szmcode, &szmcode, 4) ||
       unwind_read(ctx, T + lo->tr.spadjust, &spadjust, 2) ||
       read_ptr(vm, ctx, T + lo->tr.startpc, &startpc) ||
-      read_ptr(vm, ctx, G + lo->g.jit_base, &jit_base))
+      (!snap && read_ptr(vm, ctx, G + lo->g.jit_base, &jit_base)))
     return 0;
+  if (snap)
+    jit_base = vm->snap.jit_base;
   if (r->ip < mcode || r->ip >= mcode + szmcode)
     return 0;
   uint64_t cfa = r->sp + lo->cf.size_jit + spadjust, cf = cfa - lo->cf.size;
@@ -378,6 +387,7 @@ const struct vm_runtime vm_runtime_luajit = {
   .name = "luajit",
   .probe = lj_probe,
   .install = lj_install,
+  .capture = lj_capture,
   .walk = lj_walk,
   .coroutines = lj_coroutines,
   .describe = lj_describe,
