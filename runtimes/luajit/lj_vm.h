@@ -56,6 +56,7 @@ struct lj_vm {
   uint64_t G;              /* global_State of the last L seen (cached, re-validated) */
   uint64_t G_checked;      /* a G whose dispatch table matched the layout */
   int layout_bad;
+  uint64_t maps_reloaded_ms;   /* when trace_step last read the maps again */
   uint64_t scanned[16];    /* global_States found by scanning (for traces without GC64) */
   size_t nscanned;         /* 0: not scanned yet; (size_t)-1: scanned, none */          /* a G was found whose dispatch table is not where the layout
                               says: the layout does not fit this build */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lj_vm.h"
 #include "vmstack/elf.h"
@@ -296,6 +297,18 @@ static int trace_step(struct lj_vm *vm, struct unwind_ctx *ctx, struct unwind_re
   if (r->ip < 4096 || vm->layout_bad)
     return 0;
   const struct map *xm = maps_find(vm->t->maps, r->ip);
+  if (!xm || (!xm->mod && !strchr(xm->perms, 'x'))) {
+    /* the JIT maps new machine-code areas as it goes, and flips their protection while it
+     * writes them: read the maps again (not more than every 50 ms: an address in no
+     * mapping can also be garbage) */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (now - vm->maps_reloaded_ms >= 50 && !target_reload_maps(vm->t)) {
+      vm->maps_reloaded_ms = now;
+      xm = maps_find(vm->t->maps, r->ip);
+    }
+  }
   if (!xm || xm->mod || !strchr(xm->perms, 'x'))
     return 0;   /* traces live in anonymous executable memory */
   if (lo->gc64 && r->r14 > lo->gg.g2disp && lj_check_G(vm, r->r14 - lo->gg.g2disp))

