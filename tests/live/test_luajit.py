@@ -155,7 +155,8 @@ def scenario_case(scenario, jit):
 
 
 CASES = {}
-for sc in ("nested", "recurse", "sort", "vararg", "loadstring", "xpcall"):
+for sc in ("nested", "recurse", "sort", "vararg", "loadstring", "xpcall", "lines16", "lines32",
+           "metamethod"):
     for mode, jit in (("joff", False), ("jit", True)):
         CASES["%s_%s" % (sc, mode)] = (lambda s, j: lambda: scenario_case(s, j))(sc, jit)
 
