@@ -104,7 +104,7 @@ static int merge(struct target *t, const struct dump_opts *o, const struct dump_
   ts->runtime = w->vf.runtime;
   ts->walk_err = w->err;
   memcpy(ts->vm_state, w->vf.state, sizeof ts->vm_state);
-  if (!ts->has_vm && w->nvms) {
+  if (!ts->has_vm && w->nvms && !ts->vm_err) {
     /* the process has a VM, this thread is not running it (an idle worker in epoll_wait) */
     ts->runtime = w->vm_name;
     snprintf(ts->vm_state, sizeof ts->vm_state, "not running code");
@@ -234,6 +234,14 @@ int dump_collect(struct target *t, const struct dump_opts *o, struct dump_result
   target_detach(t);
   if (!r && !target_alive(t))
     r = -VMS_E_GONE;
+  /* a runtime that found out during the walk that it does not know this build */
+  for (size_t i = 0; !r && i < res->n && !res->runtime_err[0]; i++)
+    if (res->threads[i].vm_err == -VMS_E_UNSUPPORTED)
+      for (size_t j = 0; j < res->nvms; j++)
+        snprintf(res->runtime_err, sizeof res->runtime_err, "%s",
+                 res->vms[j].rt->describe(res->vms[j].vm));
+  if (!r && o->only_runtime && res->runtime_err[0])
+    r = -VMS_E_UNSUPPORTED;
 out:
   vm_frames_free(&w.vf);
   free(w.fr);

@@ -701,6 +701,8 @@ int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_c
     else if ((uint32_t)~st < sizeof names / sizeof *names)
       fmt(out->state, sizeof out->state, "%s", names[~st]);
   }
+  if (vm->layout_bad && !r)
+    r = -VMS_E_UNSUPPORTED;
   /* remember this thread's VM: the next capture can copy its state right away */
   if (vm->ncf && vm->G && th) {
     size_t k = 0;

@@ -1,6 +1,7 @@
 /* LuaJIT 2.1 runtime: detection, layout choice, and the VM frame step. */
 #include <capstone/capstone.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,6 +258,10 @@ static int valid_L(struct lj_vm *vm, struct unwind_ctx *ctx, uint64_t L)
   if (!lj_check_G(vm, G)) {
     /* a real lua_State whose global_State does not look as the layout says: wrong table
      * for this build; better no Lua frames than wrong ones */
+    if (!vm->layout_bad)
+      snprintf(vm->desc, sizeof vm->desc, "LuaJIT in %s: a build the %s layout does not fit "
+               "(no dispatch table at G+%u for G=0x%" PRIx64 "); it is not supported",
+               vm->mod->name, lo->name, (unsigned)lo->gg.g2disp, G);
     vm->layout_bad = 1;
     return 0;
   }

@@ -255,6 +255,39 @@ def case_coroutines():
         stop(p)
 
 
+def case_unknown_build():
+    """A LuaJIT build no layout table describes (here: built without the JIT, so its
+    GG_State has no jit_State) is refused with a clear line, never walked with the wrong
+    offsets: lua-stack exits 2, vmstack dump warns and shows native frames only."""
+    src = os.environ.get("LUAJIT_SRC")
+    if not src:
+        raise Skip("LUAJIT_SRC not set")
+    cp = subprocess.run(["sh", os.environ["LUAJIT_PREPARE"], src], capture_output=True, text=True)
+    if cp.returncode == 77:
+        raise Skip("LuaJIT builds unavailable: " + cp.stderr.strip())
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    builds = [d for d in os.listdir(src) if d.endswith("-luajit-nojit")]
+    assert builds, os.listdir(src)
+    global LUAJIT
+    LUAJIT = os.path.join(src, builds[0], "src", "luajit")
+    p, tb = start_lua("nested", False)
+    try:
+        lua_stack = os.path.join(os.path.dirname(os.environ["VMSTACK"]), "lua-stack")
+        cp = subprocess.run([lua_stack, "-p", str(p.pid)], capture_output=True, text=True)
+        assert cp.returncode == 2 and cp.stdout == "", (cp.returncode, cp.stdout)
+        assert re.fullmatch(r"lua-stack: unsupported: LuaJIT in luajit: a build the \S+ layout "
+                            r"does not fit \(no dispatch table at G\+\d+ for G=0x[0-9a-f]+\); "
+                            r"it is not supported\n", cp.stderr), cp.stderr
+        rc, doc, err = dump_json(p.pid)
+        assert rc == 1 and "warning: LuaJIT in luajit: a build" in err, (rc, err)
+        t = doc["threads"][0]
+        assert all(f["kind"] == "native" for f in t["frames"]), t["frames"]
+        assert t["vm_error"] == "unsupported runtime version or build", t
+        assert_running(p.pid)
+    finally:
+        stop(p)
+
+
 def case_views():
     """lua-stack: mixed by default, --lua-only keeps Lua frames, -n only native ones."""
     p, tb = start_lua("nested", False)
