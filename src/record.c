@@ -234,7 +234,7 @@ static double uniform(uint64_t *s)
 }
 
 static int keys_of(struct profile *p, const struct thread *th, const struct dump_walk *w,
-                   enum stack_view view, int thread_frames, struct pick *pk, uint64_t *keys,
+                   enum stack_view view, struct pick *pk, uint64_t *keys,
                    uint32_t *ret_n)
 {
   size_t m = stack_pick(w->fr, w->n, &w->vf, view, pk);
@@ -260,7 +260,8 @@ static int keys_of(struct profile *p, const struct thread *th, const struct dump
       keys[n++] = (f->pc & PC_MASK) | (f->flags & FRAME_F_EXACT ? KEY_EXACT : 0);
     }
   }
-  if (thread_frames) {
+  /* the thread at the root, always: per-thread outputs need it, the others drop it */
+  {
     snprintf(buf, sizeof buf, "%s-%d", th->name, (int)th->tid);
     int64_t id = intern(p, buf);
     if (id < 0)
@@ -357,7 +358,7 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
       if (e || !w.n)
         continue;
       uint32_t n = 0;
-      if ((r = keys_of(p, th, &w, o->view, o->thread_frames, pk, keys, &n)) ||
+      if ((r = keys_of(p, th, &w, o->view, pk, keys, &n)) ||
           (r = add_stack(p, keys, n)))
         goto out;
       st->samples++;
@@ -392,7 +393,7 @@ out:
 
 /* -- Naming, after the target runs freely again ---------------------------- */
 
-int profile_each(struct profile *p, profile_fn fn, void *arg)
+int profile_each(struct profile *p, int with_threads, profile_fn fn, void *arg)
 {
   size_t cap = 64;
   const char **names = malloc(cap * sizeof *names);
@@ -437,7 +438,10 @@ int profile_each(struct profile *p, profile_fn fn, void *arg)
         kinds[j] = KEY_TAG(k) == KEY_THREAD ? PF_THREAD : KEY_TAG(k) == KEY_JIT ? PF_JIT : PF_VM;
       }
     }
-    r = fn(arg, names, kinds, s->n, s->count);
+    if (!with_threads && s->n && kinds[0] == PF_THREAD)
+      r = fn(arg, names + 1, kinds + 1, s->n - 1, s->count);
+    else
+      r = fn(arg, names, kinds, s->n, s->count);
   }
   free(names);
   free(kinds);

@@ -14,7 +14,6 @@ struct record_opts {
   double rate;             /* samples per second per thread */
   double duration;         /* seconds; 0 = until SIGINT/SIGTERM or the target exits */
   enum stack_view view;
-  int thread_frames;       /* a frame naming the thread at the root */
   int idle;                /* keep samples of sleeping threads (wall-clock view) */
   size_t max_depth, stack_bytes;
   int progress;            /* a status line on stderr */
@@ -39,12 +38,20 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
 /* Every distinct stack, root first, with its sample count. Names are final (symbolised). */
 typedef int (*profile_fn)(void *arg, const char *const *names, const uint8_t *kinds, size_t n,
                           uint64_t count);
-int profile_each(struct profile *p, profile_fn fn, void *arg);
+int profile_each(struct profile *p, int with_threads, profile_fn fn, void *arg);
 uint64_t profile_total(const struct profile *p);
 void profile_free(struct profile *p);
 
-/* Writers. */
-int output_folded(FILE *f, struct profile *p);
-int output_flamegraph(FILE *f, struct profile *p, const char *title, const char *subtitle);
+/* Writers. with_threads: a frame naming the thread at the root of every stack. */
+struct profile_meta {
+  const char *title, *subtitle;
+  int pid;
+  double rate, seconds;
+  int with_threads;
+};
+int output_folded(FILE *f, struct profile *p, const struct profile_meta *m);
+int output_flamegraph(FILE *f, struct profile *p, const struct profile_meta *m);
+int output_speedscope(FILE *f, struct profile *p, const struct profile_meta *m);
+int output_pprof(FILE *f, struct profile *p, const struct profile_meta *m);
 
 #endif

@@ -15,7 +15,8 @@
 #include "vmstack/target.h"
 #include "vmstack/unwind.h"
 
-enum fmt { FMT_NONE, FMT_FLAMEGRAPH, FMT_FOLDED };
+enum fmt { FMT_NONE, FMT_FLAMEGRAPH, FMT_FOLDED, FMT_SPEEDSCOPE, FMT_PPROF };
+static const char *const fmt_ext[] = { "", "svg", "folded", "json", "pb.gz" };
 enum { OPT_VIEW = 300, OPT_IDLE, OPT_MAX_DEPTH, OPT_NONBLOCKING };
 
 struct ropts {
@@ -48,11 +49,18 @@ static enum fmt fmt_of_name(const char *s)
     return FMT_FLAMEGRAPH;
   if (!strcmp(s, "folded") || !strcmp(s, "collapsed"))
     return FMT_FOLDED;
+  if (!strcmp(s, "speedscope"))
+    return FMT_SPEEDSCOPE;
+  if (!strcmp(s, "pprof"))
+    return FMT_PPROF;
   return FMT_NONE;
 }
 
 static enum fmt fmt_of_file(const char *path)
 {
+  size_t l = strlen(path);
+  if (l > 6 && !strcmp(path + l - 6, ".pb.gz"))
+    return FMT_PPROF;
   const char *dot = strrchr(path, '.');
   if (!dot)
     return FMT_NONE;
@@ -60,6 +68,8 @@ static enum fmt fmt_of_file(const char *path)
     return FMT_FLAMEGRAPH;
   if (!strcmp(dot, ".folded") || !strcmp(dot, ".txt"))
     return FMT_FOLDED;
+  if (!strcmp(dot, ".json"))
+    return FMT_SPEEDSCOPE;
   return FMT_NONE;
 }
 
@@ -107,12 +117,8 @@ static int parse(int argc, char **argv, struct ropts *o)
       break;
     case 'o': o->output = optarg; break;
     case 'f':
-      if (!strcmp(optarg, "speedscope") || !strcmp(optarg, "pprof")) {
-        cli_error("format '%s' is not available yet (use flamegraph or folded)", optarg);
-        return EXIT_USAGE;
-      }
       if ((o->fmt = fmt_of_name(optarg)) == FMT_NONE) {
-        cli_error("unknown format '%s' (flamegraph, folded)", optarg);
+        cli_error("unknown format '%s' (flamegraph, folded, speedscope, pprof)", optarg);
         return EXIT_USAGE;
       }
       break;
@@ -142,7 +148,8 @@ static int parse(int argc, char **argv, struct ropts *o)
       return EXIT_USAGE;
     case 'h':
       printf("Usage: vmstack record (-p PID | -- CMD ARGS...) [-r HZ] [-d SECS] [-o FILE] "
-             "[-f flamegraph|folded] [--view mixed|vm|native] [-t] [--idle]\n");
+             "[-f flamegraph|folded|speedscope|pprof] [--view mixed|vm|native] [-t] "
+             "[--idle]\n");
       return -1;
     case ':':
       cli_error("option '%s' needs a value", argv[optind - 1]);
@@ -166,7 +173,8 @@ static int parse(int argc, char **argv, struct ropts *o)
   }
   if (o->output && strcmp(o->output, "-") && o->fmt == FMT_NONE &&
       (o->fmt = fmt_of_file(o->output)) == FMT_NONE) {
-    cli_error("cannot tell the format from '%s': give -f flamegraph|folded", o->output);
+    cli_error("cannot tell the format from '%s': give -f flamegraph|folded|speedscope|pprof",
+              o->output);
     return EXIT_USAGE;
   }
   if (o->fmt == FMT_NONE)
@@ -221,8 +229,7 @@ int cmd_record(int argc, char **argv)
   if ((r = target_open(o.pid, &t)))
     return cli_target_error(o.pid, r);
   struct record_opts ro = {
-    .rate = o.rate, .duration = o.duration, .view = o.view, .thread_frames = o.threads,
-    .idle = o.idle, .max_depth = (size_t)o.max_depth, .stack_bytes = UNWIND_CAPTURE_DEFAULT,
+    .rate = o.rate, .duration = o.duration, .view = o.view, .idle = o.idle, .max_depth = (size_t)o.max_depth, .stack_bytes = UNWIND_CAPTURE_DEFAULT,
     .progress = isatty(2),
   };
   struct profile *p = NULL;
@@ -241,8 +248,7 @@ int cmd_record(int argc, char **argv)
   if (o.output)
     snprintf(path, sizeof path, "%s", o.output);
   else
-    snprintf(path, sizeof path, "%s-%d-%s.%s", t->comm, (int)t->pid, stamp,
-             o.fmt == FMT_FOLDED ? "folded" : "svg");
+    snprintf(path, sizeof path, "%s-%d-%s.%s", t->comm, (int)t->pid, stamp, fmt_ext[o.fmt]);
   int to_stdout = !strcmp(path, "-");
   FILE *f = to_stdout ? stdout : fopen(path, "we");
   int code = EXIT_OK;
@@ -255,7 +261,13 @@ int cmd_record(int argc, char **argv)
     snprintf(sub, sizeof sub, "%llu samples at %g Hz over %.1f s, %s view",
              (unsigned long long)st.samples, o.rate, st.seconds,
              o.view == VIEW_VM ? "VM" : o.view == VIEW_NATIVE ? "native" : "mixed");
-    r = o.fmt == FMT_FOLDED ? output_folded(f, p) : output_flamegraph(f, p, title, sub);
+    struct profile_meta m = { title, sub, (int)t->pid, o.rate, st.seconds, o.threads };
+    switch (o.fmt) {
+    case FMT_FOLDED: r = output_folded(f, p, &m); break;
+    case FMT_SPEEDSCOPE: r = output_speedscope(f, p, &m); break;
+    case FMT_PPROF: r = output_pprof(f, p, &m); break;
+    default: r = output_flamegraph(f, p, &m);
+    }
     if ((!to_stdout && fclose(f)) || (to_stdout && fflush(f)) || r) {
       cli_error("cannot write %s: %s", path, strerror(errno ? errno : EIO));
       code = EXIT_FATAL;

@@ -194,12 +194,13 @@ static const char script[] =
   " matchedtxt.textContent=re?'Matched: '+(100*sum).toFixed(1)+'%':' ';}\n"
   "function reset_all(){search('');unzoom();}\n";
 
-int output_flamegraph(FILE *f, struct profile *p, const char *title, const char *subtitle)
+int output_flamegraph(FILE *f, struct profile *p, const struct profile_meta *m)
 {
+  const char *title = m->title, *subtitle = m->subtitle;
   struct tree t = { 0 };
   int r = (int)new_node(&t, "all", PF_THREAD);
   if (r >= 0)
-    r = profile_each(p, add, &t);
+    r = profile_each(p, m->with_threads, add, &t);
   if (r < 0)
     goto out;
   struct emit e = { f, &t, t.v[0].count ? (double)t.v[0].count : 1.0,

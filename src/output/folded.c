@@ -18,7 +18,7 @@ static int line(void *arg, const char *const *names, const uint8_t *kinds, size_
   return ferror(f) ? -1 : 0;
 }
 
-int output_folded(FILE *f, struct profile *p)
+int output_folded(FILE *f, struct profile *p, const struct profile_meta *m)
 {
-  return profile_each(p, line, f);
+  return profile_each(p, m->with_threads, line, f);
 }

@@ -178,6 +178,82 @@ def case_svg_in_chromium():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+NPM_PACKAGES = ["pprof-format@2.3.2", "speedscope@1.25.0", "ajv@8.17.1"]
+
+
+def node_modules():
+    """The independent readers, installed once from the npm registry into the build dir."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        raise Skip("node and npm are needed for the independent profile readers")
+    base = os.environ.get("NPM_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "vmstack-npm")
+    mods = os.path.join(base, "node_modules")
+    stamp = os.path.join(base, ".done-" + "-".join(NPM_PACKAGES).replace("/", "_"))
+    if not os.path.exists(stamp):
+        os.makedirs(base, exist_ok=True)
+        cp = subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund",
+                             "--prefix", base] + NPM_PACKAGES, capture_output=True, text=True,
+                            timeout=300)
+        if cp.returncode:
+            raise Skip("npm install failed (no registry?): " + cp.stderr[-300:])
+        open(stamp, "w").close()
+    return mods
+
+
+def case_speedscope_pprof():
+    """pprof read back by the pprof-format package (sample types, period, functions with
+    files and lines, counts, pid/tid/thread labels); speedscope valid against its schema,
+    one profile per thread, shares matching the run's own clock."""
+    import json
+    mods = node_modules()
+    tmp = tempfile.mkdtemp(prefix="vmstack-rec-")
+    truth = os.path.join(tmp, "truth")
+    p = start([luajit(), SPLIT, "{fd}", truth])
+    try:
+        pb, ss = os.path.join(tmp, "p.pb.gz"), os.path.join(tmp, "p.json")
+        rc, _, err = run(["record", "-p", str(p.pid), "-r", "499", "-d", "3", "-o", pb])
+        assert rc == 0, err
+        n_pb = int(re.search(r"\((\d+) samples", err).group(1))
+        rc, _, err = run(["record", "-p", str(p.pid), "-d", "1", "-o", ss])
+        assert rc == 0, err
+        n_ss = int(re.search(r"\((\d+) samples", err).group(1))
+        cp = subprocess.run(["node", os.path.join(HERE, "check_profiles.js"), mods, pb, ss],
+                            capture_output=True, text=True, timeout=120)
+        assert cp.returncode == 0, cp.stderr
+        got = json.loads(cp.stdout)
+        pr = got["pprof"]
+        assert pr["sample_types"] == ["samples/count", "cpu/nanoseconds"], pr["sample_types"]
+        assert pr["period_type"] == "cpu/nanoseconds" and pr["period"] == 2004008, pr["period"]
+        assert sum(s["values"][0] for s in pr["samples"]) == n_pb
+        for s in pr["samples"]:
+            assert s["values"][1] == s["values"][0] * pr["period"], s["values"]
+            assert s["labels"]["pid"] == p.pid and s["labels"]["tid"] == p.pid, s["labels"]
+            assert s["labels"]["thread"] == "luajit-%d" % p.pid, s["labels"]
+        fives = [f for s in pr["samples"] for f in s["frames"] if f["name"] == "five"]
+        assert fives and all(f["file"] == SPLIT and f["line"] > 0 for f in fives), fives[:3]
+        leafs = {s["frames"][0]["name"] for s in pr["samples"]}
+        assert "burn" in leafs, leafs
+        tot = {k: sum(s["values"][0] for s in pr["samples"]
+                      if any(f["name"] == k for f in s["frames"])) for k in ("five", "three", "two")}
+        share = 100.0 * tot["five"] / sum(tot.values())
+        with open(truth) as f:
+            a, b, c = map(float, f.read().split())
+        assert abs(share - 100 * a / (a + b + c)) <= 4, (share, a, b, c)
+        sp = got["speedscope"]
+        assert sp["valid"], sp["errors"]
+        doc = sp["doc"]
+        assert [pf["name"] for pf in doc["profiles"]] == ["luajit-%d" % p.pid], doc["profiles"]
+        pf = doc["profiles"][0]
+        assert pf["type"] == "sampled" and sum(pf["weights"]) == n_ss == pf["endValue"]
+        names = [doc["shared"]["frames"][i]["name"] for st in pf["samples"] for i in st]
+        assert "five" in names and "_start" in names, set(names)
+        # root first: every sample starts at _start
+        assert all(doc["shared"]["frames"][st[0]]["name"] == "_start" for st in pf["samples"])
+        assert_running(p.pid)
+    finally:
+        stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def case_sigint():
     """Ctrl-C mid-record: the target is released, the file written, exit 0."""
     tmp = tempfile.mkdtemp(prefix="vmstack-rec-")
