@@ -162,8 +162,10 @@ static const char script[] =
   " update();\n"
   /* a URL fragment can zoom or search at load: file.svg#zoom=REGEX, #search=REGEX */
   " var h=decodeURIComponent(location.hash.substring(1)),m;\n"
-  " if((m=/^zoom=(.*)$/.exec(h))){var re=new RegExp(m[1]);\n"
-  "  for(var i=0;i<frames.length;i++)if(re.test(name(frames[i]))){zoom(frames[i]);break;}}\n"
+  " if((m=/^zoom=(.*)$/.exec(h))){var re=new RegExp(m[1]),best=null;\n"
+  "  for(var i=0;i<frames.length;i++)if(re.test(name(frames[i]))&&\n"
+  "   (!best||+frames[i].dataset.w>+best.dataset.w))best=frames[i];\n"
+  "  if(best)zoom(best);}\n"
   " else if((m=/^search=(.*)$/.exec(h)))search(m[1]);}\n"
   "function fit(t,w){var n=Math.floor((w-6)/7);if(n<3)return '';\n"
   " return t.length<=n?t:t.substring(0,n-2)+'..';}\n"

@@ -163,14 +163,20 @@ def case_svg_in_chromium():
         assert matched == "Matched: %.1f%%" % (100 * want), (matched, want)
         hl = [g for g in frames(dom) if g.find(ns + "rect").get("fill") == "rgb(230,0,230)"]
         assert hl and all(re.match(r"(two|three)@", name(g)) for g in hl), [name(g) for g in hl]
-        # zoom: the frame fills the width, frames beside it are hidden, names are drawn
+        # zoom (on the widest "five" frame): it fills the width; what stays visible is its
+        # ancestors and what lies within it; names are drawn
         dom = chromium_dom("file://%s#zoom=%s" % (svg, "^five@"), os.path.join(tmp, "c"))
         fs = frames(dom)
-        five = [g for g in fs if name(g).startswith("five@")][0]
+        five = max((g for g in fs if name(g).startswith("five@")), key=lambda g: float(g.get("data-w")))
+        x0, x1 = float(five.get("data-x")), float(five.get("data-x")) + float(five.get("data-w"))
         assert abs(float(five.find(ns + "rect").get("width")) - 1180) < 0.5, five.find(ns + "rect").attrib
-        hidden = [name(g) for g in fs if "display: none" in (g.get("style") or "")]
-        assert any(n.startswith("three@") for n in hidden) and \
-            not any(n.startswith("five@") for n in hidden), hidden
+        for g in fs:
+            gx0, gx1 = float(g.get("data-x")), float(g.get("data-x")) + float(g.get("data-w"))
+            inside = gx0 >= x0 - 1e-9 and gx1 <= x1 + 1e-9
+            ancestor = gx0 <= x0 + 1e-9 and gx1 >= x1 - 1e-9
+            hidden = "display: none" in (g.get("style") or "")
+            assert hidden != (inside or ancestor), (name(g), hidden, gx0, gx1, x0, x1)
+        assert any("display: none" in (g.get("style") or "") for g in fs if name(g).startswith("three@"))
         assert five.find(ns + "text").text.startswith("five@"), five.find(ns + "text").text
         assert_running(p.pid)
     finally:
