@@ -318,7 +318,7 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
   if ((r = target_attach(t)))
     goto out;
   double period = 1.0 / o->rate, start = now_s(), next = start, last_refresh = start,
-         last_progress = start;
+         last_progress = start, last_tick = start;
   uint64_t rng = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull | 1;
   while (!target_interrupted() && !st->target_gone) {
     reap(t, st);
@@ -366,6 +366,13 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
     if (now - last_progress > 0.5) {
       progress(o, t, st, now - start, 0);
       last_progress = now;
+    }
+    if (o->tick && now - last_tick >= o->tick_s) {
+      last_tick = now;
+      st->seconds = now - start;
+      p->maps = t->maps;
+      if (o->tick(o->tick_arg, p, st))
+        break;
     }
   }
   st->seconds = now_s() - start;

@@ -9,6 +9,8 @@
 #include "vmstack/stack.h"
 
 struct target;
+struct profile;
+struct profile_stats;
 
 struct record_opts {
   double rate;             /* samples per second per thread */
@@ -18,6 +20,10 @@ struct record_opts {
   size_t max_depth, stack_bytes;
   int progress;            /* a status line on stderr */
   const char *only_runtime;
+  /* called about every tick_s seconds while recording (vmstack top); nonzero ends it */
+  int (*tick)(void *arg, struct profile *p, const struct profile_stats *st);
+  void *tick_arg;
+  double tick_s;
 };
 
 struct profile_stats {
@@ -29,6 +35,7 @@ struct profile_stats {
 enum pframe_kind { PF_NATIVE, PF_VM, PF_JIT, PF_THREAD };
 
 struct profile;
+struct maps;
 
 /* Sample the target until the duration ends, a signal arrives or the target exits; every
  * thread is released before this returns. */

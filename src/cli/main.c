@@ -18,6 +18,7 @@ static const char usage[] =
   "Verbs:\n"
   "  dump -p PID     print the stack of every thread once\n"
   "  record -p PID   sample stacks and write a flame graph (or -- CMD ARGS...)\n"
+  "  top -p PID      live table of the functions it spends its time in (q quits)\n"
   "\n"
   "dump options:\n"
   "  -p, --pid PID         target process (a thread id selects its process)\n"
@@ -91,6 +92,8 @@ int main(int argc, char **argv)
     return cmd_dump(argc - 1, argv + 1, &o);
   if (!strcmp(verb, "record"))
     return cmd_record(argc - 1, argv + 1);
+  if (!strcmp(verb, "top"))
+    return cmd_top(argc - 1, argv + 1);
   cli_error("unknown verb '%s' (try 'vmstack --help')", verb);
   return EXIT_USAGE;
 }

@@ -260,6 +260,54 @@ def case_speedscope_pprof():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def case_top():
+    """vmstack top: a table per second of self and total shares (here without a terminal:
+    plain text); on a terminal, q quits and the target runs on."""
+    import pty
+    tmp = tempfile.mkdtemp(prefix="vmstack-top-")
+    p = start([luajit(), SPLIT, "{fd}", os.path.join(tmp, "truth")])
+    try:
+        rc, out, err = run(["top", "-p", str(p.pid), "-r", "299", "-d", "3.5"])
+        assert rc == 0, err
+        blocks = [b for b in out.split("\n\n") if b.strip()]
+        assert len(blocks) >= 3, out
+        last = blocks[-1].splitlines()
+        assert re.match(r"vmstack top - luajit \(pid %d\) - \d+ s, \d+ samples at 299 Hz, "
+                        r"0 errors$" % p.pid, last[0]), last[0]
+        assert last[1].split() == ["SELF%", "TOTAL%", "FUNCTION"], last[1]
+        rows = {}
+        for l in last[2:]:
+            m = re.fullmatch(r"\s*([\d.]+)% +([\d.]+)%  (.+?)( \[jit\]| \[vm\])?", l)
+            assert m, l
+            rows[m.group(3).split("@")[0]] = (float(m.group(1)), float(m.group(2)))
+        for fn, share in (("five", 50), ("three", 30), ("two", 20)):
+            assert abs(rows[fn][1] - share) <= 8, (fn, rows)
+        assert rows["burn"][0] > 50, rows
+        # on a terminal: q quits at the next refresh
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execv(os.environ["VMSTACK"], [os.environ["VMSTACK"], "top", "-p", str(p.pid)])
+        buf = b""
+        deadline = time.monotonic() + 15
+        while b"q quits" not in buf:
+            assert time.monotonic() < deadline, buf
+            buf += os.read(fd, 4096)
+        os.write(fd, b"q")
+        while True:
+            try:
+                if not os.read(fd, 4096):
+                    break
+            except OSError:
+                break
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+        assert b"\x1b[2J" in buf, buf[:200]
+        assert_running(p.pid)
+    finally:
+        stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def case_sigint():
     """Ctrl-C mid-record: the target is released, the file written, exit 0."""
     tmp = tempfile.mkdtemp(prefix="vmstack-rec-")
