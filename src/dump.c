@@ -44,10 +44,13 @@ static void native_walk(struct target *t, struct unwinder *u, const struct dump_
                         const struct stack_capture *cap, struct dump_walk *w)
 {
   w->err = unwind_stack(u, t->maps, t->mem, cap, w->fr, o->max_depth, &w->n);
-  if (w->err == -VMS_E_BADRET && !w->reloaded && !target_reload_maps(t)) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+  if (w->err == -VMS_E_BADRET && now_ms - w->reloaded_ms >= 100 && !target_reload_maps(t)) {
     /* code mapped since we read the maps (dlopen) looks like no code at all: read the
-     * maps again, once per walk state, and walk again */
-    w->reloaded = 1;
+     * maps again (at most every 100 ms: garbage looks the same) and walk again */
+    w->reloaded_ms = now_ms;
     unwinder_flush(u);
     w->err = unwind_stack(u, t->maps, t->mem, cap, w->fr, o->max_depth, &w->n);
   }
@@ -210,6 +213,12 @@ int dump_collect(struct target *t, const struct dump_opts *o, struct dump_result
     }
     ts->err = dump_sample_thread(t, th, o, u, res->vms, res->nvms, &cap, &w, 0);
     if (ts->err == -VMS_E_GONE) {
+      r = ts->err;
+      break;
+    }
+    /* reading /proc was allowed but attaching is not (yama ptrace_scope, an LSM): that is
+     * the whole process's problem, said once with its remedy */
+    if (done == 1 && (ts->err == -EPERM || ts->err == -EACCES || ts->err == -VMS_E_TRACED)) {
       r = ts->err;
       break;
     }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,10 +219,17 @@ static double now_s(void)
   return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void sleep_until(double when)
+/* Sleep until `when`, or until a tracee stops (SIGCHLD). SIGCHLD stays blocked outside
+ * this sleep and ppoll unblocks it atomically, so a stop that comes just before the sleep
+ * still ends it at once: a thread stopped by a signal for it never waits for our next
+ * sample. */
+static void sleep_until(double when, const sigset_t *during)
 {
-  struct timespec ts = { (time_t)when, (long)((when - (time_t)when) * 1e9) };
-  clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+  double d = when - now_s();
+  if (d <= 0)
+    return;
+  struct timespec ts = { (time_t)d, (long)((d - (time_t)d) * 1e9) };
+  ppoll(NULL, 0, &ts, during);
 }
 
 /* Uniform in (0, 1] from a small xorshift generator. */
@@ -292,6 +300,9 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
   struct dump_walk w = { 0 };
   struct profile *p = calloc(1, sizeof *p);
   struct pick *pk = NULL;
+  sigset_t chld, during;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
   uint64_t *keys = NULL;
   memset(st, 0, sizeof *st);
   memset(&res, 0, sizeof res);
@@ -315,6 +326,8 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_chld;
   sigaction(SIGCHLD, &sa, NULL);
+  sigprocmask(SIG_BLOCK, &chld, &during);
+  sigdelset(&during, SIGCHLD);
   if ((r = target_attach(t)))
     goto out;
   double period = 1.0 / o->rate, start = now_s(), next = start, last_refresh = start,
@@ -326,7 +339,8 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
     if (o->duration > 0 && now - start >= o->duration)
       break;
     if (now < next) {
-      sleep_until(o->duration > 0 && next > start + o->duration ? start + o->duration : next);
+      sleep_until(o->duration > 0 && next > start + o->duration ? start + o->duration : next,
+                  &during);
       continue;   /* woken early by SIGCHLD, or to check the end */
     }
     if (now - next > period) {
@@ -381,6 +395,7 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
 out:
   target_detach(t);
   signal(SIGCHLD, SIG_DFL);
+  sigprocmask(SIG_UNBLOCK, &chld, NULL);
   for (size_t i = 0; i < res.nvms; i++)
     res.vms[i].rt->free(res.vms[i].vm);
   vm_frames_free(&w.vf);

@@ -34,6 +34,11 @@ struct unwinder {
   unw_addr_space_t as;
   struct step_hook hooks[MAX_STEPS];
   size_t nhooks;
+  struct {
+    void (*fn)(void *arg);
+    void *arg;
+  } on_walk[MAX_STEPS];
+  size_t non_walk;
 };
 
 struct unwind_ctx {
@@ -258,6 +263,15 @@ int unwinder_add_step(struct unwinder *u, unwind_step_fn fn, void *arg)
   return 0;
 }
 
+int unwinder_on_walk(struct unwinder *u, void (*fn)(void *arg), void *arg)
+{
+  if (u->non_walk == MAX_STEPS)
+    return -ENOSPC;
+  u->on_walk[u->non_walk].fn = fn;
+  u->on_walk[u->non_walk++].arg = arg;
+  return 0;
+}
+
 void unwinder_flush(struct unwinder *u)
 {
   unw_flush_cache(u->as, 0, 0);
@@ -295,6 +309,8 @@ int unwind_stack(struct unwinder *u, struct maps *mp, struct mem *m,
   size_t n = 0;
   int err = 0;
   uint32_t next_flags = FRAME_F_EXACT;
+  for (size_t i = 0; i < u->non_walk; i++)
+    u->on_walk[i].fn(u->on_walk[i].arg);
   if (unw_init_remote(&c, u->as, &ctx) < 0) {
     *ret_n = 0;
     return -VMS_E_UNWIND;

@@ -69,7 +69,7 @@ struct dump_walk {
   struct vm_frames vf;
   size_t nvms;             /* runtimes in the process */
   const char *vm_name;     /* the first of them */
-  int reloaded;            /* maps were read again for this walk state once already */
+  uint64_t reloaded_ms;    /* when the maps were last read again for a bad return address */
 };
 
 /* Stop th, copy registers and stack, walk native and VM frames while it must stand still

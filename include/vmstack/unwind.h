@@ -53,6 +53,8 @@ typedef int (*unwind_step_fn)(void *arg, struct unwind_ctx *ctx, struct unwind_r
 int unwinder_new(struct unwinder **ret_u);
 void unwinder_free(struct unwinder *u);
 int unwinder_add_step(struct unwinder *u, unwind_step_fn fn, void *arg);
+/* fn(arg) runs at the start of every walk (a runtime forgets what its step saw before). */
+int unwinder_on_walk(struct unwinder *u, void (*fn)(void *arg), void *arg);
 /* Forget cached unwind rules (after modules were unloaded or replaced). */
 void unwinder_flush(struct unwinder *u);
 

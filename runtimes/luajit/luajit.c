@@ -395,9 +395,15 @@ int lj_step(void *arg, struct unwind_ctx *ctx, struct unwind_regs *r)
   return 0;
 }
 
+static void lj_walk_start(void *vmv)
+{
+  ((struct lj_vm *)vmv)->ncf = 0;
+}
+
 static int lj_install(void *vmv, struct unwinder *u)
 {
-  return unwinder_add_step(u, lj_step, vmv);
+  int r = unwinder_add_step(u, lj_step, vmv);
+  return r ? r : unwinder_on_walk(u, lj_walk_start, vmv);
 }
 
 extern const struct vm_runtime vm_runtime_luajit;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vmstack/json.h"
 #include "vmstack/profile.h"
 
 #define WIDTH 1200
@@ -73,6 +74,8 @@ static int add(void *arg, const char *const *names, const uint8_t *kinds, size_t
   return 0;
 }
 
+/* Text for XML: escaped, control bytes dropped, invalid UTF-8 (names from a target can
+ * be any bytes, and cut anywhere) as U+FFFD. */
 static void xml(FILE *f, const char *s)
 {
   for (; *s; s++) {
@@ -82,8 +85,17 @@ static void xml(FILE *f, const char *s)
     case '>': fputs("&gt;", f); break;
     case '"': fputs("&quot;", f); break;
     default:
-      if ((unsigned char)*s >= 0x20)
+      if ((unsigned char)*s >= 0x80) {
+        size_t n = utf8_len((const unsigned char *)s);
+        if (n) {
+          fwrite(s, 1, n, f);
+          s += n - 1;
+        } else {
+          fputs("&#xFFFD;", f);
+        }
+      } else if ((unsigned char)*s >= 0x20) {
         putc(*s, f);
+      }
     }
   }
 }

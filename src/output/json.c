@@ -6,11 +6,13 @@
 #include "vmstack/json.h"
 
 /* Length of the valid UTF-8 sequence at p, or 0. */
-static size_t utf8_len(const unsigned char *p)
+size_t utf8_len(const unsigned char *p)
 {
   size_t n;
   unsigned min;
   unsigned c = p[0];
+  if (c < 0x80)
+    return 1;
   if (c < 0xc2 || c > 0xf4)
     return 0;
   if (c < 0xe0) {
