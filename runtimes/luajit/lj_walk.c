@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lj_vm.h"
 #include "vmstack/err.h"
@@ -108,7 +109,10 @@ static int read_proto(struct lj_vm *vm, uint64_t pt, struct proto *p)
   p->varinfo = rd(b, lo->pt.varinfo, mw);
   p->sizeuv = b[lo->pt.sizeuv];
   p->sizept = (uint32_t)rd(b, lo->pt.sizept, 4);
-  return p->sizebc ? 0 : -VMS_E_BADDATA;
+  /* the bytecode lies inside the proto's own allocation */
+  if (!p->sizebc || (uint64_t)lo->pt.size + (uint64_t)p->sizebc * 4 > p->sizept)
+    return -VMS_E_BADDATA;
+  return 0;
 }
 
 /* Bytecode position of the instruction before pc (pc points after it); -1 if outside. */
@@ -268,8 +272,8 @@ static int slot_name(struct lj_vm *vm, const struct proto *p, int64_t pos, uint3
     if (!local_name(vm, p, pos, slot, buf, cap))
       return 0;
     int64_t i = pos;
-    for (;;) {
-      if (--i < 0)
+    for (int64_t steps = 0;; steps++) {
+      if (--i < 0 || steps > 65536)
         return -1;
       uint32_t ins;
       if (read_ins(vm, p, i, &ins))
@@ -573,6 +577,7 @@ static int lj_walk_L(struct lj_vm *vm, const struct lj_cframe *cf, size_t ncf, s
 /* -- Suspended coroutines ------------------------------------------------ */
 
 #define GCOBJ_MAX 20000000   /* objects of gc.root's list visited at most */
+#define COROS_MS 200         /* and for at most this long (a thread is held meanwhile) */
 #define LUA_YIELD 1
 
 static int walk_suspended(struct lj_vm *vm, uint64_t L, struct vm_frames *out)
@@ -611,10 +616,27 @@ int lj_coroutines(void *vmv, struct target *t, struct vm_coroutines *out)
       return out->err = -VMS_E_BADDATA;
     uint64_t mainL = 0;
     mem_read(vm->t->mem, Gs[g] + lo->g.mainthref, &mainL, lo->gcref_size);
+    /* a thread is held stopped meanwhile: bounded in time, and a corrupt list that loops
+     * is caught (Brent: compare with a marker moved at powers of two) */
+    struct timespec t0, tn;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t mark = obj;
+    size_t power = 1;
     for (size_t n = 0; obj; n++) {
       uint8_t h[16];
       if (n > GCOBJ_MAX)
         return out->err = -VMS_E_TRUNCATED;
+      if (!(n & 4095)) {
+        clock_gettime(CLOCK_MONOTONIC, &tn);
+        if ((tn.tv_sec - t0.tv_sec) * 1000 + (tn.tv_nsec - t0.tv_nsec) / 1000000 > COROS_MS)
+          return out->err = -VMS_E_TRUNCATED;
+      }
+      if (n == power) {
+        mark = obj;
+        power *= 2;
+      } else if (n && obj == mark) {
+        return out->err = -VMS_E_CYCLE;
+      }
       if (mem_read(vm->t->mem, obj, h, sizeof h))
         return out->err = -VMS_E_BADDATA;
       uint64_t next = rd(h, 0, lo->gcref_size);
