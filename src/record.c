@@ -322,6 +322,7 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
     if (res.vms[i].rt->install)
       res.vms[i].rt->install(res.vms[i].vm, u);
   w.nvms = res.nvms;
+  size_t nmods_seen = t->maps->nmods;
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_chld;
@@ -352,6 +353,17 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
       /* threads started since: seize them too */
       target_attach(t);
       last_refresh = now;
+      /* no VM yet, but a program just started may still be loading it (a libluajit
+       * mapped by the dynamic loader after exec): look again when the maps change */
+      if (!res.nvms && !perr && !target_reload_maps(t) && t->maps->nmods != nmods_seen) {
+        nmods_seen = t->maps->nmods;
+        unwinder_flush(u);
+        perr = dump_probe(t, &dopts, &res);
+        for (size_t i = 0; i < res.nvms; i++)
+          if (res.vms[i].rt->install)
+            res.vms[i].rt->install(res.vms[i].vm, u);
+        w.nvms = res.nvms;
+      }
     }
     for (size_t i = 0; i < t->nthreads && !target_interrupted(); i++) {
       struct thread *th = &t->threads[i];

@@ -356,6 +356,34 @@ def case_cmd():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def case_cmd_library():
+    """record -- CMD where the VM is a shared library the dynamic loader maps after exec
+    (a C host linking libluajit): the Lua frames must be there from the first samples."""
+    host = os.path.join(os.environ.get("LUAHOST", ""), "host")
+    if not os.path.exists(host):
+        raise Skip("LUAHOST fixture not built")
+    tmp = tempfile.mkdtemp(prefix="vmstack-rec-")
+    try:
+        for i in range(5):
+            out = os.path.join(tmp, "h%d.folded" % i)
+            # the host outlives vmstack (-d): it must not hold our pipes
+            errf = os.path.join(tmp, "err%d" % i)
+            with open(errf, "w") as ef:
+                vm = subprocess.Popen([os.environ["VMSTACK"], "record", "-d", "1", "-f",
+                                       "folded", "-o", out, "--", host, "1"],
+                                      stdout=subprocess.DEVNULL, stderr=ef)
+                rc = vm.wait(timeout=60)
+            subprocess.run(["pkill", "-f", "-x", host + " 1"])
+            with open(errf) as ef:
+                err = ef.read()
+            assert rc == 0, err
+            stacks = parse_folded(out)
+            lua = sum(c for frames, c in stacks if any(f.startswith("spin@") for f in frames))
+            assert lua > 0, ("run %d: no Lua frames" % i, stacks[:3])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def case_usage():
     for args, pat in [
         (["record"], r"no target"),
