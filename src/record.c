@@ -350,7 +350,9 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
     }
     next += -log(uniform(&rng)) * period;
     if (now - last_refresh > 0.25) {
-      /* threads started since: seize them too */
+      /* threads started since: seize them too; forget those gone */
+      reap(t, st);
+      target_prune_threads(t);
       target_attach(t);
       last_refresh = now;
       /* no VM yet, but a program just started may still be loading it (a libluajit
@@ -379,6 +381,8 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
         st->target_gone = 1;
         break;
       }
+      if (e == -ESRCH)
+        continue;   /* the thread exited since we looked at it: no sample, no error */
       if (e || (w.err && w.err != -VMS_E_TRUNCATED) || w.vf.err)
         st->errors++;
       if (e || !w.n)

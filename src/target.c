@@ -145,6 +145,21 @@ static int thread_add(struct target *t, pid_t tid)
   return 1;
 }
 
+void target_prune_threads(struct target *t)
+{
+  size_t w = 0;
+  for (size_t i = 0; i < t->nthreads; i++) {
+    struct thread *th = &t->threads[i];
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/task/%d", (int)t->pid, (int)th->tid);
+    if (th->tid != t->pid && !th->stopped && (!th->seized || th->err == -ESRCH) &&
+        access(p, F_OK))
+      continue;
+    t->threads[w++] = *th;
+  }
+  t->nthreads = w;
+}
+
 int target_refresh_threads(struct target *t)
 {
   char p[64];

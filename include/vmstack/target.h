@@ -40,6 +40,9 @@ int target_open(pid_t pid, struct target **ret_t);
 /* Re-read /proc/PID/task: threads that appeared are added, gone ones are marked. */
 int target_refresh_threads(struct target *t);
 int target_reload_maps(struct target *t);
+/* Forget threads that have exited (not attached, no longer in /proc/PID/task), so that the
+ * table stays small and a reused thread id starts afresh. Invalidates thread pointers. */
+void target_prune_threads(struct target *t);
 /* The process still runs (not exited, not a zombie). */
 int target_alive(const struct target *t);
 void target_close(struct target *t);   /* detaches first */
