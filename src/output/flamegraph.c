@@ -186,7 +186,7 @@ static const char script[] =
   "function update(){var a=zx,b=zx+zw;\n"
   " for(var i=0;i<frames.length;i++){var g=frames[i],x=+g.dataset.x,w=+g.dataset.w;\n"
   "  var r=g.querySelector('rect'),tx=g.querySelector('text');\n"
-  "  if(x+w<=a+1e-12||x>=b-1e-12){g.style.display='none';continue;}\n"
+  "  if(x+w<=a+1e-7||x>=b-1e-7){g.style.display='none';continue;}\n"
   "  g.style.display='';var l=Math.max(x,a),h=Math.min(x+w,b);\n"
   "  var px=PAD+(l-a)/(b-a)*(W-2*PAD),pw=(h-l)/(b-a)*(W-2*PAD);\n"
   "  r.setAttribute('x',px);r.setAttribute('width',pw);tx.setAttribute('x',px+3);\n"
