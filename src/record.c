@@ -372,7 +372,7 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
       if (!th->seized)
         continue;
       char state = 'R';
-      if (!o->idle && (target_thread_stat(t->pid, th->tid, &state, NULL, 0) ||
+      if (!o->idle && (target_thread_state(t, th, &state) ||
                        state == 'S' || state == 'D' || state == 'I' || state == 'T' ||
                        state == 't'))
         continue;

@@ -145,6 +145,25 @@ static int thread_add(struct target *t, pid_t tid)
   return 1;
 }
 
+int target_thread_state(struct target *t, struct thread *th, char *ret_state)
+{
+  char buf[1024];
+  if (th->statfd <= 0) {
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/task/%d/stat", (int)t->pid, (int)th->tid);
+    th->statfd = open(p, O_RDONLY | O_CLOEXEC);
+    if (th->statfd < 0) {
+      th->statfd = 0;
+      return errno == ENOENT ? -ESRCH : -errno;
+    }
+  }
+  ssize_t n = pread(th->statfd, buf, sizeof buf - 1, 0);
+  if (n <= 0)
+    return -ESRCH;   /* the thread is gone: its stat file reads as nothing */
+  buf[n] = 0;
+  return parse_stat(buf, ret_state, NULL, 0, NULL);
+}
+
 void target_prune_threads(struct target *t)
 {
   size_t w = 0;
@@ -153,8 +172,11 @@ void target_prune_threads(struct target *t)
     char p[64];
     snprintf(p, sizeof p, "/proc/%d/task/%d", (int)t->pid, (int)th->tid);
     if (th->tid != t->pid && !th->stopped && (!th->seized || th->err == -ESRCH) &&
-        access(p, F_OK))
+        access(p, F_OK)) {
+      if (th->statfd > 0)
+        close(th->statfd);
       continue;
+    }
     t->threads[w++] = *th;
   }
   t->nthreads = w;
@@ -362,6 +384,9 @@ void target_close(struct target *t)
     guard_t = NULL;
   mem_close(t->mem);
   maps_free(t->maps);
+  for (size_t i = 0; i < t->nthreads; i++)
+    if (t->threads[i].statfd > 0)
+      close(t->threads[i].statfd);
   free(t->threads);
   free(t);
 }

@@ -18,6 +18,7 @@ struct thread {
   int stopped;             /* in a ptrace-stop we caused */
   int group_stop;          /* the stop is a group-stop: resume with LISTEN, not CONT */
   int err;                 /* last error for this thread (0, -errno, -VMS_E_*) */
+  int statfd;              /* /proc/PID/task/TID/stat kept open (0 = not yet) */
   struct user_regs_struct regs;
 };
 
@@ -67,6 +68,8 @@ void target_detach(struct target *t);
 void target_guard_install(void);
 int target_interrupted(void);
 
+/* A thread's state letter now, from its stat file kept open (one pread per call). */
+int target_thread_state(struct target *t, struct thread *th, char *ret_state);
 /* Thread state letter and name from /proc (no ptrace). */
 int target_thread_stat(pid_t pid, pid_t tid, char *ret_state, char *ret_name, size_t namesz);
 const char *target_state_name(char state);
