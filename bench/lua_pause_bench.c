@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "lj_vm.h"
+#include "bench_common.h"
 #include "vmstack/dump.h"
 #include "vmstack/err.h"
 #include "vmstack/mem.h"
@@ -36,13 +37,6 @@ enum { PH_STOP, PH_CAPTURE, PH_UNWIND, PH_WALK, PH_RESUME, PH_N };
  * stopped; once the runtime's capture works (from the second sample of a thread on) the
  * pause holds only that copy ("unwind" slot) and the walk runs after the resume */
 static const char *const ph_name[PH_N] = { "stop", "capture", "unwind", "walk", "resume" };
-
-static int64_t now_ns(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int die(const char *what, int err)
 {
@@ -172,33 +166,6 @@ static int wait_running(pid_t pid, uint64_t addr)
   return 0;
 }
 
-/* INTERRUPT, wait for the stop, GETREGS, CONT on a thread we already seized. */
-static int bare_round(pid_t tid, int64_t *ret_ns)
-{
-  struct user_regs_struct regs;
-  int64_t t0 = now_ns();
-  if (ptrace(PTRACE_INTERRUPT, tid, 0, 0))
-    return -errno;
-  for (;;) {
-    int st;
-    if (waitpid(tid, &st, __WALL) < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    if (!WIFSTOPPED(st))
-      return -VMS_E_GONE;
-    unsigned ev = (unsigned)st >> 16;
-    if (ev == PTRACE_EVENT_STOP)
-      break;
-    ptrace(PTRACE_CONT, tid, 0, (void *)(long)(ev ? 0 : WSTOPSIG(st)));
-  }
-  if (ptrace(PTRACE_GETREGS, tid, 0, &regs) || ptrace(PTRACE_CONT, tid, 0, 0))
-    return -errno;
-  *ret_ns = now_ns() - t0;
-  return 0;
-}
-
 struct ctx {
   struct target *t;
   struct thread *th;
@@ -264,19 +231,6 @@ static size_t chain_frames(const struct vm_frames *vf)
       n++;
   }
   return n;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-  return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of sorted samples, in microseconds. */
-static double pct_us(const int64_t *v, size_t n, unsigned p)
-{
-  size_t k = (p * n + 99) / 100;
-  return (double)v[k ? k - 1 : 0] / 1000.0;
 }
 
 /* One mode (interpreted or JIT): start the fixture, measure, print one JSON line. */

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "vmstack/elf.h"
 #include "vmstack/err.h"
 #include "vmstack/maps.h"
@@ -26,13 +27,6 @@
 #define MIN_DEPTH 30
 #define READY_TIMEOUT_MS 10000
 #define RUN_TIMEOUT_NS 1000000000
-
-static int64_t now_ns(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int die(const char *what, int err)
 {
@@ -162,34 +156,6 @@ static int wait_running(pid_t pid, uint64_t addr)
   return 0;
 }
 
-/* INTERRUPT, wait for the stop, GETREGS, CONT on a thread we already seized. */
-static int bare_round(pid_t tid, int64_t *ret_ns)
-{
-  struct user_regs_struct regs;
-  int64_t t0 = now_ns();
-  if (ptrace(PTRACE_INTERRUPT, tid, 0, 0))
-    return -errno;
-  for (;;) {
-    int st;
-    if (waitpid(tid, &st, __WALL) < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    if (!WIFSTOPPED(st))
-      return -VMS_E_GONE;
-    unsigned ev = (unsigned)st >> 16;
-    if (ev == PTRACE_EVENT_STOP)
-      break;
-    /* a signal for the target came first: pass it on, the interrupt follows */
-    ptrace(PTRACE_CONT, tid, 0, (void *)(long)(ev ? 0 : WSTOPSIG(st)));
-  }
-  if (ptrace(PTRACE_GETREGS, tid, 0, &regs) || ptrace(PTRACE_CONT, tid, 0, 0))
-    return -errno;
-  *ret_ns = now_ns() - t0;
-  return 0;
-}
-
 /* What dump's capture_thread does: stop, invalidate, copy the stack, resume. */
 static int pause_round(struct target *t, struct thread *th, struct stack_capture *cap,
                        int64_t *ret_ns)
@@ -227,19 +193,6 @@ static int walk_round(struct target *t, struct unwinder *u, const struct stack_c
   }
   *ret_chain = chain;
   return (int)n;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-  return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of sorted samples, in microseconds. */
-static double pct_us(const int64_t *v, size_t n, unsigned p)
-{
-  size_t k = (p * n + 99) / 100;
-  return (double)v[k ? k - 1 : 0] / 1000.0;
 }
 
 static void usage(FILE *f)
