@@ -65,12 +65,12 @@ struct lj_vm {
   struct lj_name *names;
   size_t nnames, capnames;
   int names_built;
-  /* which global_State each thread ran last (learned by walks, used by capture) */
+  /* which global_State each thread ran last, 0 for none (learned by walks, used by
+   * capture), indexed by tid % 64 */
   struct {
     int tid;
     uint64_t G;
   } tidG[64];
-  size_t ntidG;
   struct lj_snap snap;
   /* filled by the unwind step during one thread's walk */
   struct lj_cframe cf[LJ_MAX_CFRAMES];

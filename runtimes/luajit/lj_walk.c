@@ -666,12 +666,13 @@ int lj_capture(void *vmv, struct target *t, struct thread *th, const struct stac
   const struct lj_layout *lo = vm->lo;
   (void)t;
   vm->snap.valid = 0;
-  uint64_t G = 0;
-  for (size_t k = 0; k < vm->ntidG; k++)
-    if (vm->tidG[k].tid == th->tid)
-      G = vm->tidG[k].G;
+  const size_t slots = sizeof vm->tidG / sizeof *vm->tidG;
+  size_t k = (size_t)th->tid % slots;
+  if (vm->tidG[k].tid != th->tid)
+    return -EAGAIN;   /* not walked yet: walk it while it is stopped */
+  uint64_t G = vm->tidG[k].G;
   if (!G)
-    return -EAGAIN;
+    return 0;         /* it ran no Lua last time: nothing to copy, walk it after release */
   /* one batch for the VM's state, then the running lua_State and its stack */
   uint64_t curL = 0, jit_base = 0;
   int32_t vmstate = 0;
@@ -725,15 +726,12 @@ int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_c
   }
   if (vm->layout_bad && !r)
     r = -VMS_E_UNSUPPORTED;
-  /* remember this thread's VM: the next capture can copy its state right away */
-  if (vm->ncf && vm->G && th) {
-    size_t k = 0;
-    while (k < vm->ntidG && vm->tidG[k].tid != th->tid)
-      k++;
-    if (k == vm->ntidG && vm->ntidG < sizeof vm->tidG / sizeof *vm->tidG)
-      vm->ntidG++;
-    if (k < vm->ntidG)
-      vm->tidG[k].tid = th->tid, vm->tidG[k].G = vm->G;
+  /* remember this thread's VM (or that it ran none): the next capture can copy its state
+   * right away (a table indexed by tid; a collision only costs a walk while stopped) */
+  if (th) {
+    size_t k = (size_t)th->tid % (sizeof vm->tidG / sizeof *vm->tidG);
+    vm->tidG[k].tid = th->tid;
+    vm->tidG[k].G = vm->ncf ? vm->G : 0;
   }
   vm->snap.valid = 0;
   vm->ncf = 0;
