@@ -309,6 +309,44 @@ def case_top():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def case_luajit_profiler():
+    """The same workload under LuaJIT's own sampling profiler (luajit -jp=f2, a leaf and its
+    caller): the top functions agree with vmstack's profile."""
+    tmp = tempfile.mkdtemp(prefix="vmstack-jp-")
+    try:
+        cp = subprocess.run([luajit(), "-jp=f2", SPLIT, "1", os.path.join(tmp, "t1"), "4"],
+                            capture_output=True, text=True, timeout=120)
+        assert cp.returncode == 0, cp.stderr
+        jp = {}
+        for line in cp.stdout.splitlines():
+            m = re.fullmatch(r"\s*(\d+)%\s+(\S+) < (\S+)", line)
+            if m:
+                jp[(m.group(2), m.group(3))] = int(m.group(1))
+        assert jp, cp.stdout
+        p = start([luajit(), SPLIT, "{fd}", os.path.join(tmp, "t2")])
+        try:
+            out = os.path.join(tmp, "p.folded")
+            rc, _, err = run(["record", "-p", str(p.pid), "-r", "499", "-d", "4", "-o", out])
+            assert rc == 0, err
+            vs = {}
+            for frames, c in parse_folded(out):
+                lua = [f.split("@")[0] for f in frames if "@" in f]
+                if len(lua) >= 2:
+                    vs[(lua[-1], lua[-2])] = vs.get((lua[-1], lua[-2]), 0) + c
+        finally:
+            stop(p)
+        total = sum(vs.values())
+        top_jp = sorted(jp, key=jp.get, reverse=True)[:3]
+        top_vs = sorted(vs, key=vs.get, reverse=True)[:3]
+        print("luajit -jp: %s; vmstack: %s" % ([(k, jp[k]) for k in top_jp],
+                                                [(k, round(100 * vs[k] / total)) for k in top_vs]))
+        # the same three leaf/caller pairs lead, and the largest is the same
+        assert set(top_jp) == set(top_vs) == {("burn", "five"), ("burn", "three"), ("burn", "two")}
+        assert top_jp[0] == top_vs[0] == ("burn", "five"), (top_jp, top_vs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def case_sigint():
     """Ctrl-C mid-record: the target is released, the file written, exit 0."""
     tmp = tempfile.mkdtemp(prefix="vmstack-rec-")
