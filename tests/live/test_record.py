@@ -62,8 +62,9 @@ def accuracy(jit):
         out = os.path.join(tmp, "p.folded")
         rc, _, err = run(["record", "-p", str(p.pid), "-r", "499", "-d", "6", "-o", out])
         assert rc == 0, err
-        m = re.fullmatch(r"Wrote %s \((\d+) samples, (\d+) errors, \d+ late\)\n" % re.escape(out),
-                         err)
+        # (a loaded machine may add a line saying the rate could not be kept)
+        m = re.search(r"^Wrote %s \((\d+) samples, (\d+) errors, \d+ late\)$" % re.escape(out),
+                      err, re.M)
         assert m, err
         # a sample can land where no walk is possible (a trace being patched): rare
         assert int(m.group(2)) * 100 <= int(m.group(1)), err
