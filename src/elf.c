@@ -42,7 +42,6 @@ struct image {
 
 struct elf_file {
   struct image main, dbg;
-  char *dbgpath;
   uint16_t type;
   struct seg *segs;
   size_t nsegs;
@@ -218,7 +217,6 @@ void elf_file_close(struct elf_file *ef)
     n = p->next;
     free(p);
   }
-  free(ef->dbgpath);
   free(ef->segs);
   free(ef->syms);
   free(ef);
@@ -248,7 +246,6 @@ static int try_debug(struct elf_file *ef, const char *path)
     return 0;
   }
   ef->dbg = im;
-  ef->dbgpath = strdup(path);
   return 1;
 }
 
@@ -297,11 +294,6 @@ int elf_file_find_debug(struct elf_file *ef, const char *root, const char *path)
       return 1;
   }
   return 0;
-}
-
-const char *elf_file_debug_path(const struct elf_file *ef)
-{
-  return ef->dbgpath;
 }
 
 /* -- Addresses ------------------------------------------------------------ */

@@ -152,11 +152,6 @@ void profile_free(struct profile *p)
   free(p);
 }
 
-uint64_t profile_total(const struct profile *p)
-{
-  return p->total;
-}
-
 /* "func@file:line" for a VM frame; chunk names lose their '@' or '=' */
 static void vm_name(const struct vm_frame *v, char *buf, size_t cap)
 {

@@ -17,7 +17,6 @@ void elf_file_close(struct elf_file *ef);
  * (the target's /proc/PID/root, may be "") then on the host. path is the file's path as the
  * target sees it. Returns 1 when one was attached, 0 when none was found. */
 int elf_file_find_debug(struct elf_file *ef, const char *root, const char *path);
-const char *elf_file_debug_path(const struct elf_file *ef);
 
 /* Load bias for a mapping of the file at map_start with file offset map_off. */
 int elf_file_bias(const struct elf_file *ef, uint64_t map_start, uint64_t map_off,

@@ -46,7 +46,6 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
 typedef int (*profile_fn)(void *arg, const char *const *names, const uint8_t *kinds, size_t n,
                           uint64_t count);
 int profile_each(struct profile *p, int with_threads, profile_fn fn, void *arg);
-uint64_t profile_total(const struct profile *p);
 void profile_free(struct profile *p);
 
 /* Writers. with_threads: a frame naming the thread at the root of every stack. */

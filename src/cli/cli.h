@@ -24,6 +24,10 @@ struct opts {
 /* Strict numbers: no sign unless allowed by min, no trailing text, no overflow. */
 int cli_parse_long(const char *s, long min, long max, long *ret);
 int cli_parse_pid(const char *s, pid_t *ret);
+int cli_parse_double(const char *s, double min, double max, double *ret);
+/* The option parsers' common lines; each prints one error line and returns EXIT_USAGE. */
+int cli_opt_pid(const char *arg, pid_t *ret);
+int cli_opt_error(int c, char **argv);
 
 void cli_set_progname(const char *p);
 /* One line on stderr: "vmstack: <what>" */

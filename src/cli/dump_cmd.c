@@ -39,10 +39,8 @@ static int parse(int argc, char **argv, struct opts *o)
   while ((c = getopt_long(argc, argv, ":p:jnslh", lo, NULL)) != -1) {
     switch (c) {
     case 'p':
-      if (cli_parse_pid(optarg, &o->pid)) {
-        cli_error("invalid PID '%s': expected a positive number", optarg);
+      if (cli_opt_pid(optarg, &o->pid))
         return EXIT_USAGE;
-      }
       break;
     case 'j': o->json = 1; break;
     case 'n': o->native = 1; break;
@@ -70,12 +68,8 @@ static int parse(int argc, char **argv, struct opts *o)
              !o->runtime ? "--vm-only" : !strcmp(o->runtime, "luajit") ? "--lua-only"
                                                                       : "--perl-only");
       return -1;
-    case ':':
-      cli_error("option '%s' needs a value", argv[optind - 1]);
-      return EXIT_USAGE;
     default:
-      cli_error("unknown option '%s'", argv[optind - 1]);
-      return EXIT_USAGE;
+      return cli_opt_error(c, argv);
     }
   }
   if (optind < argc) {

@@ -30,19 +30,6 @@ struct ropts {
   long max_depth;
 };
 
-static int parse_double(const char *s, double min, double max, double *ret)
-{
-  char *end;
-  if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
-    return -EINVAL;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || *end || !(v >= min && v <= max))
-    return -EINVAL;
-  *ret = v;
-  return 0;
-}
-
 static enum fmt fmt_of_name(const char *s)
 {
   if (!strcmp(s, "flamegraph") || !strcmp(s, "svg"))
@@ -98,19 +85,17 @@ static int parse(int argc, char **argv, struct ropts *o)
   while ((c = getopt_long(argc, argv, "+:p:r:d:o:f:tsh", lo, NULL)) != -1) {
     switch (c) {
     case 'p':
-      if (cli_parse_pid(optarg, &o->pid)) {
-        cli_error("invalid PID '%s': expected a positive number", optarg);
+      if (cli_opt_pid(optarg, &o->pid))
         return EXIT_USAGE;
-      }
       break;
     case 'r':
-      if (parse_double(optarg, 1, 10000, &o->rate)) {
+      if (cli_parse_double(optarg, 1, 10000, &o->rate)) {
         cli_error("invalid --rate '%s': expected 1..10000 samples per second", optarg);
         return EXIT_USAGE;
       }
       break;
     case 'd':
-      if (parse_double(optarg, 0.001, 86400 * 365.0, &o->duration)) {
+      if (cli_parse_double(optarg, 0.001, 86400 * 365.0, &o->duration)) {
         cli_error("invalid --duration '%s': expected a positive number of seconds", optarg);
         return EXIT_USAGE;
       }
@@ -151,12 +136,8 @@ static int parse(int argc, char **argv, struct ropts *o)
              "[-f flamegraph|folded|speedscope|pprof] [--view mixed|vm|native] [-t] "
              "[--idle]\n");
       return -1;
-    case ':':
-      cli_error("option '%s' needs a value", argv[optind - 1]);
-      return EXIT_USAGE;
     default:
-      cli_error("unknown option '%s'", argv[optind - 1]);
-      return EXIT_USAGE;
+      return cli_opt_error(c, argv);
     }
   }
   if (optind < argc) {

@@ -133,10 +133,8 @@ int cmd_top(int argc, char **argv)
   while ((c = getopt_long(argc, argv, ":p:r:d:h", lo, NULL)) != -1) {
     switch (c) {
     case 'p':
-      if (cli_parse_pid(optarg, &pid)) {
-        cli_error("invalid PID '%s': expected a positive number", optarg);
+      if (cli_opt_pid(optarg, &pid))
         return EXIT_USAGE;
-      }
       break;
     case 'r':
       if (cli_parse_long(optarg, 1, 10000, &rate)) {
@@ -144,24 +142,17 @@ int cmd_top(int argc, char **argv)
         return EXIT_USAGE;
       }
       break;
-    case 'd': {
-      char *end;
-      duration = strtod(optarg, &end);
-      if (*end || !(duration > 0)) {
+    case 'd':
+      if (cli_parse_double(optarg, 0.001, 86400 * 365.0, &duration)) {
         cli_error("invalid --duration '%s': expected a positive number of seconds", optarg);
         return EXIT_USAGE;
       }
       break;
-    }
     case 'h':
       printf("Usage: vmstack top -p PID [-r HZ] [-d SECS]   (q quits)\n");
       return EXIT_OK;
-    case ':':
-      cli_error("option '%s' needs a value", argv[optind - 1]);
-      return EXIT_USAGE;
     default:
-      cli_error("unknown option '%s'", argv[optind - 1]);
-      return EXIT_USAGE;
+      return cli_opt_error(c, argv);
     }
   }
   if (optind < argc) {

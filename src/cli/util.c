@@ -1,6 +1,7 @@
 /* CLI helpers: strict number parsing and error lines with remedies. */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,6 +34,36 @@ int cli_parse_pid(const char *s, pid_t *ret)
     return -EINVAL;
   *ret = (pid_t)v;
   return 0;
+}
+
+int cli_parse_double(const char *s, double min, double max, double *ret)
+{
+  char *end;
+  if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+    return -EINVAL;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || *end || !(v >= min && v <= max))
+    return -EINVAL;
+  *ret = v;
+  return 0;
+}
+
+int cli_opt_pid(const char *arg, pid_t *ret)
+{
+  if (!cli_parse_pid(arg, ret))
+    return 0;
+  cli_error("invalid PID '%s': expected a positive number", arg);
+  return EXIT_USAGE;
+}
+
+int cli_opt_error(int c, char **argv)
+{
+  if (c == ':')
+    cli_error("option '%s' needs a value", argv[optind - 1]);
+  else
+    cli_error("unknown option '%s'", argv[optind - 1]);
+  return EXIT_USAGE;
 }
 
 void cli_error(const char *fmt, ...)
