@@ -31,8 +31,12 @@
 #define KEY_THREAD 1
 #define KEY_VM 2
 #define KEY_JIT 3
+#define KEY_PROC 4
 #define KEY_EXACT (1ull << 56)
-#define PC_MASK (KEY_EXACT - 1)
+#define PROC_SHIFT 47            /* native keys: process index in bits 47..55 */
+#define PROC_MAX 512
+#define PC_MASK ((1ull << PROC_SHIFT) - 1)   /* x86_64 user addresses are below 2^47 */
+#define KEY_PROC_OF(k) ((size_t)(((k) >> PROC_SHIFT) & (PROC_MAX - 1)))
 
 struct pstack {
   uint64_t hash, count;
@@ -48,7 +52,10 @@ struct profile {
   uint32_t *strtab;        /* open addressing over strs (index + 1) */
   size_t strcap;
   uint64_t total;
-  struct maps *maps;       /* for naming native frames (owned by the target) */
+  struct maps *maps[PROC_MAX];   /* per process index: for naming native frames */
+  struct target *owned[PROC_MAX];  /* processes found while following children (the
+                                      first, given by the caller, is not owned) */
+  size_t nprocs;
 };
 
 static uint64_t hash_bytes(const void *p, size_t n, uint64_t h)
@@ -146,6 +153,9 @@ void profile_free(struct profile *p)
     free(p->tab[i].keys);
   for (size_t i = 0; i < p->nstrs; i++)
     free(p->strs[i]);
+  for (size_t i = 0; i < p->nprocs; i++)
+    if (p->owned[i])
+      target_close(p->owned[i]);
   free(p->tab);
   free(p->strs);
   free(p->strtab);
@@ -166,34 +176,65 @@ static void vm_name(const struct vm_frame *v, char *buf, size_t cap)
 
 /* -- Sampling ----------------------------------------------------------- */
 
+/* One process being sampled: the target given, or a child found while following them. */
+struct rproc {
+  struct target *t;
+  uint32_t idx;            /* process index in the keys of native frames */
+  struct dump_result res;  /* runtimes found in it */
+  struct unwinder *u;
+  int perr;                /* why the probe failed (0: ok or no runtime yet) */
+  size_t nmods_seen;
+  int gone;                /* exited (or exec'd: a new entry took over) */
+};
+
+struct rec {
+  const struct record_opts *o;
+  struct dump_opts dopts;
+  struct profile *p;
+  struct profile_stats *st;
+  struct rproc procs[PROC_MAX];
+  size_t n;
+  pid_t failed[64];        /* children that could not be attached (not tried again) */
+  size_t nfailed;
+  int warned_max;
+};
+
 static void on_chld(int sig)
 {
   (void)sig;   /* only to cut sleeps short: stops of traced threads are handled at once */
 }
 
-static struct thread *find_thread(struct target *t, pid_t tid)
+static struct thread *find_thread(struct rec *rc, pid_t tid, struct rproc **ret_pr)
 {
-  for (size_t i = 0; i < t->nthreads; i++)
-    if (t->threads[i].tid == tid)
-      return &t->threads[i];
+  for (size_t k = 0; k < rc->n; k++) {
+    struct target *t = rc->procs[k].t;
+    if (rc->procs[k].gone)
+      continue;
+    for (size_t i = 0; i < t->nthreads; i++)
+      if (t->threads[i].tid == tid) {
+        *ret_pr = &rc->procs[k];
+        return &t->threads[i];
+      }
+  }
   return NULL;
 }
 
 /* Stops we did not ask for: a signal for the target (passed on at once), job control
- * (kept: LISTEN), a thread or the whole target exiting. */
-static void reap(struct target *t, struct profile_stats *st)
+ * (kept: LISTEN), a thread or a whole process exiting. */
+static void reap(struct rec *rc)
 {
   for (;;) {
     int status;
     pid_t tid = waitpid(-1, &status, WNOHANG | __WALL);
     if (tid <= 0)
       return;
-    struct thread *th = find_thread(t, tid);
+    struct rproc *pr = NULL;
+    struct thread *th = find_thread(rc, tid, &pr);
     if (WIFEXITED(status) || WIFSIGNALED(status)) {
       if (th)
         th->seized = th->stopped = 0;
-      if (tid == t->pid)
-        st->target_gone = 1;
+      if (pr && tid == pr->t->pid)
+        pr->gone = 1;
       continue;
     }
     if (!th || !WIFSTOPPED(status))
@@ -236,18 +277,20 @@ static double uniform(uint64_t *s)
   return ((*s >> 11) + 1) / 9007199254740992.0;
 }
 
-static int keys_of(struct profile *p, const struct thread *th, const struct dump_walk *w,
-                   enum stack_view view, struct pick *pk, uint64_t *keys,
+static int keys_of(struct rec *rc, const struct rproc *pr, const struct thread *th,
+                   const struct dump_walk *w, struct pick *pk, uint64_t *keys,
                    uint32_t *ret_n)
 {
-  size_t m = stack_pick(w->fr, w->n, &w->vf, view, pk);
+  struct profile *p = rc->p;
+  size_t m = stack_pick(w->fr, w->n, &w->vf, rc->o->view, pk);
+  uint64_t proc = (uint64_t)pr->idx << PROC_SHIFT;
   uint32_t n = 0;
   char buf[512];
   for (size_t i = 0; i < m; i++) {
     if (pk[i].vm) {
       const struct vm_frame *v = &w->vf.v[pk[i].idx];
       if (v->kind == VMF_CFUNC) {
-        keys[n++] = (v->cfunc & PC_MASK) | KEY_EXACT;
+        keys[n++] = (v->cfunc & PC_MASK) | proc | KEY_EXACT;
         continue;
       }
       vm_name(v, buf, sizeof buf);
@@ -260,37 +303,217 @@ static int keys_of(struct profile *p, const struct thread *th, const struct dump
       keys[n++] = ((uint64_t)(v->trace ? KEY_JIT : KEY_VM) << 60) | (uint64_t)id;
     } else {
       const struct frame *f = &w->fr[pk[i].idx];
-      keys[n++] = (f->pc & PC_MASK) | (f->flags & FRAME_F_EXACT ? KEY_EXACT : 0);
+      keys[n++] = (f->pc & PC_MASK) | proc | (f->flags & FRAME_F_EXACT ? KEY_EXACT : 0);
     }
   }
-  /* the thread at the root, always: per-thread outputs need it, the others drop it */
-  {
-    snprintf(buf, sizeof buf, "%s-%d", th->name, (int)th->tid);
-    int64_t id = intern(p, buf);
-    if (id < 0)
+  /* the thread at the root, always: per-thread outputs need it, the others drop it; and
+   * above it the process when following children */
+  snprintf(buf, sizeof buf, "%s-%d", th->name, (int)th->tid);
+  int64_t id = intern(p, buf);
+  if (id < 0)
+    return (int)id;
+  keys[n++] = ((uint64_t)KEY_THREAD << 60) | (uint64_t)id;
+  if (rc->o->follow) {
+    snprintf(buf, sizeof buf, "%s (pid %d)", pr->t->comm, (int)pr->t->pid);
+    if ((id = intern(p, buf)) < 0)
       return (int)id;
-    keys[n++] = ((uint64_t)KEY_THREAD << 60) | (uint64_t)id;
+    keys[n++] = ((uint64_t)KEY_PROC << 60) | (uint64_t)id;
   }
   *ret_n = n;
   return 0;
 }
 
-static void progress(const struct record_opts *o, const struct target *t,
-                     const struct profile_stats *st, double elapsed, int last)
+static void progress(const struct rec *rc, double elapsed, int last)
 {
-  if (!o->progress)
+  if (!rc->o->progress)
     return;
-  fprintf(stderr, "\rvmstack: recording %d: %.1f s, %" PRIu64 " samples, %" PRIu64 " errors%s",
-          (int)t->pid, elapsed, st->samples, st->errors, last ? "\n" : "   ");
+  char procs[32] = "";
+  if (rc->o->follow)
+    snprintf(procs, sizeof procs, ", %zu processes", rc->n);
+  fprintf(stderr, "\rvmstack: recording %d: %.1f s, %" PRIu64 " samples, %" PRIu64
+          " errors%s%s", (int)rc->procs[0].t->pid, elapsed, rc->st->samples, rc->st->errors,
+          procs, last ? "\n" : "   ");
+}
+
+static void proc_probe(struct rec *rc, struct rproc *pr)
+{
+  pr->perr = dump_probe(pr->t, &rc->dopts, &pr->res);
+  for (size_t i = 0; i < pr->res.nvms; i++)
+    if (pr->res.vms[i].rt->install)
+      pr->res.vms[i].rt->install(pr->res.vms[i].vm, pr->u);
+  pr->nmods_seen = pr->t->maps->nmods;
+}
+
+static void proc_release(struct rproc *pr)
+{
+  target_detach(pr->t);
+  for (size_t i = 0; i < pr->res.nvms; i++)
+    pr->res.vms[i].rt->free(pr->res.vms[i].vm);
+  pr->res.nvms = 0;
+  unwinder_free(pr->u);
+  pr->u = NULL;
+}
+
+/* Start sampling process t (owned by the profile unless it is the first). */
+static int proc_add(struct rec *rc, struct target *t)
+{
+  if (rc->n == PROC_MAX) {
+    if (!rc->warned_max++)
+      fprintf(stderr, "vmstack: warning: following at most %d processes\n", PROC_MAX);
+    return -ENOSPC;
+  }
+  struct rproc *pr = &rc->procs[rc->n];
+  memset(pr, 0, sizeof *pr);
+  pr->t = t;
+  pr->idx = (uint32_t)rc->n;
+  int r = unwinder_new(&pr->u);
+  if (r)
+    return r;
+  proc_probe(rc, pr);
+  rc->p->maps[rc->n] = t->maps;
+  if (rc->n)
+    rc->p->owned[rc->n] = t;
+  rc->p->nprocs = ++rc->n;
+  target_attach(t);
+  return 0;
+}
+
+static int known(const struct rec *rc, pid_t pid)
+{
+  for (size_t k = 0; k < rc->n; k++)
+    if (!rc->procs[k].gone && rc->procs[k].t->pid == pid)
+      return 1;
+  for (size_t k = 0; k < rc->nfailed; k++)
+    if (rc->failed[k] == pid)
+      return 1;
+  return 0;
+}
+
+/* Children of every thread of pr (the kernel's list, or a scan of /proc without it). */
+static void follow_children(struct rec *rc, struct rproc *pr)
+{
+  struct target *t = pr->t;
+  for (size_t i = 0; i < t->nthreads; i++) {
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)t->pid,
+             (int)t->threads[i].tid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+      continue;
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = 0;
+    for (char *s = buf, *e; *s; s = e) {
+      long pid = strtol(s, &e, 10);
+      if (e == s)
+        break;
+      if (pid <= 0 || known(rc, (pid_t)pid))
+        continue;
+      struct target *ct;
+      if (target_open((pid_t)pid, &ct)) {
+        if (rc->nfailed < sizeof rc->failed / sizeof rc->failed[0])
+          rc->failed[rc->nfailed++] = (pid_t)pid;
+        continue;
+      }
+      if (proc_add(rc, ct))
+        target_close(ct);
+    }
+  }
+}
+
+/* The program a process runs changed (exec): the old entry keeps the old maps for naming
+ * its samples; a new entry samples the new program. */
+static void check_exec(struct rec *rc, struct rproc *pr)
+{
+  char path[64], exe[sizeof pr->t->exe];
+  snprintf(path, sizeof path, "/proc/%d/exe", (int)pr->t->pid);
+  ssize_t n = readlink(path, exe, sizeof exe - 1);
+  if (n <= 0)
+    return;
+  exe[n] = 0;
+  if (!strcmp(exe, pr->t->exe))
+    return;
+  pid_t pid = pr->t->pid;
+  proc_release(pr);
+  pr->gone = 1;
+  struct target *nt;
+  if (!target_open(pid, &nt) && proc_add(rc, nt))
+    target_close(nt);
+}
+
+static int proc_sample(struct rec *rc, struct rproc *pr, struct stack_capture *cap,
+                       struct dump_walk *w, struct pick *pk, uint64_t *keys)
+{
+  struct target *t = pr->t;
+  struct profile_stats *st = rc->st;
+  w->nvms = pr->res.nvms;
+  for (size_t i = 0; i < t->nthreads && !target_interrupted(); i++) {
+    struct thread *th = &t->threads[i];
+    if (!th->seized)
+      continue;
+    char state = 'R';
+    if (!rc->o->idle && (target_thread_state(t, th, &state) ||
+                         state == 'S' || state == 'D' || state == 'I' || state == 'T' ||
+                         state == 't'))
+      continue;
+    int e = dump_sample_thread(t, th, &rc->dopts, pr->u, pr->res.vms, pr->res.nvms, cap, w,
+                               1);
+    if (e == -VMS_E_GONE) {
+      pr->gone = 1;
+      break;
+    }
+    if (e == -ESRCH)
+      continue;   /* the thread exited since we looked at it: no sample, no error */
+    if (e || (w->err && w->err != -VMS_E_TRUNCATED) || w->vf.err)
+      st->errors++;
+    if (e || !w->n)
+      continue;
+    uint32_t n = 0;
+    int r;
+    if ((r = keys_of(rc, pr, th, w, pk, keys, &n)) || (r = add_stack(rc->p, keys, n)))
+      return r;
+    st->samples++;
+  }
+  return 0;
+}
+
+/* Every 250 ms: threads started since are seized, exited ones forgotten; a program that
+ * had no VM yet is probed again when its maps change (a libluajit mapped by the dynamic
+ * loader after exec); children are followed. */
+static void refresh(struct rec *rc)
+{
+  reap(rc);
+  size_t n = rc->n;   /* not the ones added meanwhile */
+  for (size_t k = 0; k < n; k++) {
+    struct rproc *pr = &rc->procs[k];
+    if (pr->gone)
+      continue;
+    /* exits are seen by waitpid, except of a process that went before we seized it */
+    if (!target_alive(pr->t)) {
+      pr->gone = 1;
+      continue;
+    }
+    if (rc->o->follow && k) {
+      check_exec(rc, pr);
+      if (pr->gone)
+        continue;
+    }
+    target_prune_threads(pr->t);
+    target_attach(pr->t);
+    if (!pr->res.nvms && !pr->perr && !target_reload_maps(pr->t) &&
+        pr->t->maps->nmods != pr->nmods_seen) {
+      unwinder_flush(pr->u);
+      proc_probe(rc, pr);
+    }
+    if (rc->o->follow)
+      follow_children(rc, pr);
+  }
 }
 
 int record_run(struct target *t, const struct record_opts *o, struct profile **ret_prof,
                struct profile_stats *st)
 {
-  struct dump_result res;
-  struct dump_opts dopts = { .max_depth = o->max_depth, .stack_bytes = o->stack_bytes,
-                             .view = o->view, .only_runtime = o->only_runtime };
-  struct unwinder *u = NULL;
+  struct rec *rc = calloc(1, sizeof *rc);
   struct stack_capture cap = { 0 };
   struct dump_walk w = { 0 };
   struct profile *p = calloc(1, sizeof *p);
@@ -300,24 +523,24 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
   sigaddset(&chld, SIGCHLD);
   uint64_t *keys = NULL;
   memset(st, 0, sizeof *st);
-  memset(&res, 0, sizeof res);
   int r = -ENOMEM;
   w.fr = calloc(o->max_depth, sizeof *w.fr);
   pk = calloc(o->max_depth + 8192, sizeof *pk);
-  keys = calloc(o->max_depth + 8192 + 1, sizeof *keys);
-  if (!p || !w.fr || !pk || !keys || (r = unwinder_new(&u)))
+  keys = calloc(o->max_depth + 8192 + 2, sizeof *keys);
+  if (!rc || !p || !w.fr || !pk || !keys)
     goto out;
-  p->maps = NULL;
-  int perr = dump_probe(t, &dopts, &res);
-  if (o->only_runtime && (perr || !res.nvms)) {
-    r = perr ? perr : -VMS_E_NORUNTIME;
+  rc->o = o;
+  rc->p = p;
+  rc->st = st;
+  rc->dopts = (struct dump_opts){ .max_depth = o->max_depth, .stack_bytes = o->stack_bytes,
+                                  .view = o->view, .only_runtime = o->only_runtime };
+  if ((r = proc_add(rc, t)))
+    goto out;
+  struct rproc *root = &rc->procs[0];
+  if (o->only_runtime && !o->follow && (root->perr || !root->res.nvms)) {
+    r = root->perr ? root->perr : -VMS_E_NORUNTIME;
     goto out;
   }
-  for (size_t i = 0; i < res.nvms; i++)
-    if (res.vms[i].rt->install)
-      res.vms[i].rt->install(res.vms[i].vm, u);
-  w.nvms = res.nvms;
-  size_t nmods_seen = t->maps->nmods;
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_chld;
@@ -326,11 +549,18 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
   sigdelset(&during, SIGCHLD);
   if ((r = target_attach(t)))
     goto out;
+  if (o->follow)
+    follow_children(rc, root);
   double period = 1.0 / o->rate, start = now_s(), next = start, last_refresh = start,
          last_progress = start, last_tick = start;
   uint64_t rng = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull | 1;
-  while (!target_interrupted() && !st->target_gone) {
-    reap(t, st);
+  for (;;) {
+    reap(rc);
+    int alive = 0;
+    for (size_t k = 0; k < rc->n; k++)
+      alive += !rc->procs[k].gone;
+    if (target_interrupted() || !alive || (!o->follow && root->gone))
+      break;
     double now = now_s();
     if (o->duration > 0 && now - start >= o->duration)
       break;
@@ -345,81 +575,48 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
     }
     next += -log(uniform(&rng)) * period;
     if (now - last_refresh > 0.25) {
-      /* threads started since: seize them too; forget those gone */
-      reap(t, st);
-      target_prune_threads(t);
-      target_attach(t);
+      refresh(rc);
       last_refresh = now;
-      /* no VM yet, but a program just started may still be loading it (a libluajit
-       * mapped by the dynamic loader after exec): look again when the maps change */
-      if (!res.nvms && !perr && !target_reload_maps(t) && t->maps->nmods != nmods_seen) {
-        nmods_seen = t->maps->nmods;
-        unwinder_flush(u);
-        perr = dump_probe(t, &dopts, &res);
-        for (size_t i = 0; i < res.nvms; i++)
-          if (res.vms[i].rt->install)
-            res.vms[i].rt->install(res.vms[i].vm, u);
-        w.nvms = res.nvms;
-      }
     }
-    for (size_t i = 0; i < t->nthreads && !target_interrupted(); i++) {
-      struct thread *th = &t->threads[i];
-      if (!th->seized)
-        continue;
-      char state = 'R';
-      if (!o->idle && (target_thread_state(t, th, &state) ||
-                       state == 'S' || state == 'D' || state == 'I' || state == 'T' ||
-                       state == 't'))
-        continue;
-      int e = dump_sample_thread(t, th, &dopts, u, res.vms, res.nvms, &cap, &w, 1);
-      if (e == -VMS_E_GONE) {
-        st->target_gone = 1;
-        break;
-      }
-      if (e == -ESRCH)
-        continue;   /* the thread exited since we looked at it: no sample, no error */
-      if (e || (w.err && w.err != -VMS_E_TRUNCATED) || w.vf.err)
-        st->errors++;
-      if (e || !w.n)
-        continue;
-      uint32_t n = 0;
-      if ((r = keys_of(p, th, &w, o->view, pk, keys, &n)) ||
-          (r = add_stack(p, keys, n)))
+    for (size_t k = 0; k < rc->n && !target_interrupted(); k++)
+      if (!rc->procs[k].gone && (r = proc_sample(rc, &rc->procs[k], &cap, &w, pk, keys)))
         goto out;
-      st->samples++;
-    }
     if (now - last_progress > 0.5) {
-      progress(o, t, st, now - start, 0);
+      progress(rc, now - start, 0);
       last_progress = now;
     }
     if (o->tick && now - last_tick >= o->tick_s) {
       last_tick = now;
       st->seconds = now - start;
-      p->maps = t->maps;
+      for (size_t k = 0; k < rc->n; k++)
+        p->maps[k] = rc->procs[k].t->maps;
       if (o->tick(o->tick_arg, p, st))
         break;
     }
   }
+  st->target_gone = root->gone;
+  st->processes = rc->n;
   st->seconds = now_s() - start;
-  progress(o, t, st, st->seconds, 1);
+  progress(rc, st->seconds, 1);
   r = 0;
 out:
-  target_detach(t);
+  if (rc)
+    for (size_t k = 0; k < rc->n; k++) {
+      proc_release(&rc->procs[k]);
+      p->maps[k] = rc->procs[k].t->maps;   /* maps are replaced when they are re-read */
+    }
   signal(SIGCHLD, SIG_DFL);
   sigprocmask(SIG_UNBLOCK, &chld, NULL);
-  for (size_t i = 0; i < res.nvms; i++)
-    res.vms[i].rt->free(res.vms[i].vm);
   vm_frames_free(&w.vf);
   free(w.fr);
   free(pk);
   free(keys);
+  free(rc);
   unwind_capture_free(&cap);
-  unwinder_free(u);
   if (r) {
     profile_free(p);
     return r;
   }
-  p->maps = t->maps;
   *ret_prof = p;
   return 0;
 }
@@ -457,7 +654,7 @@ int profile_each(struct profile *p, int with_threads, profile_fn fn, void *arg)
       case KEY_NATIVE: {
         struct sym_info si;
         uint64_t pc = k & PC_MASK;
-        symbolize(p->maps, pc, !!(k & KEY_EXACT), 0, &si);
+        symbolize(p->maps[KEY_PROC_OF(k)], pc, !!(k & KEY_EXACT), 0, &si);
         symbolize_name(&si, pc, bufs[j], sizeof bufs[j]);
         for (char *c = bufs[j]; *c; c++)
           if (*c == ';' || *c == '\n')
@@ -468,13 +665,18 @@ int profile_each(struct profile *p, int with_threads, profile_fn fn, void *arg)
       }
       default:
         names[j] = p->strs[k & 0xffffffffu];
-        kinds[j] = KEY_TAG(k) == KEY_THREAD ? PF_THREAD : KEY_TAG(k) == KEY_JIT ? PF_JIT : PF_VM;
+        kinds[j] = KEY_TAG(k) == KEY_THREAD ? PF_THREAD : KEY_TAG(k) == KEY_JIT ? PF_JIT :
+                   KEY_TAG(k) == KEY_PROC ? PF_PROCESS : PF_VM;
       }
     }
-    if (!with_threads && s->n && kinds[0] == PF_THREAD)
-      r = fn(arg, names + 1, kinds + 1, s->n - 1, s->count);
-    else
-      r = fn(arg, names, kinds, s->n, s->count);
+    /* root first: [process,] thread, frames... */
+    size_t n = s->n, th = n && kinds[0] == PF_PROCESS ? 1 : 0;
+    if (!with_threads && th < n && kinds[th] == PF_THREAD) {
+      memmove(names + th, names + th + 1, (n - th - 1) * sizeof *names);
+      memmove(kinds + th, kinds + th + 1, n - th - 1);
+      n--;
+    }
+    r = fn(arg, names, kinds, n, s->count);
   }
   free(names);
   free(kinds);

@@ -20,6 +20,8 @@ struct record_opts {
   size_t max_depth, stack_bytes;
   int progress;            /* a status line on stderr */
   const char *only_runtime;
+  int follow;              /* -s: sample child processes too, also those started later */
+  int nonblocking;         /* read VM stacks without stopping threads (no native frames) */
   /* called about every tick_s seconds while recording (vmstack top); nonzero ends it */
   int (*tick)(void *arg, struct profile *p, const struct profile_stats *st);
   void *tick_arg;
@@ -30,9 +32,10 @@ struct profile_stats {
   uint64_t samples, errors, late;
   double seconds;
   int target_gone;
+  size_t processes;        /* sampled (1 unless following children) */
 };
 
-enum pframe_kind { PF_NATIVE, PF_VM, PF_JIT, PF_THREAD };
+enum pframe_kind { PF_NATIVE, PF_VM, PF_JIT, PF_THREAD, PF_PROCESS };
 
 struct profile;
 struct maps;

@@ -26,7 +26,7 @@ struct ropts {
   const char *output;
   enum fmt fmt;
   enum stack_view view;
-  int threads, idle;
+  int threads, idle, follow, nonblocking;
   long max_depth;
 };
 
@@ -127,14 +127,12 @@ static int parse(int argc, char **argv, struct ropts *o)
         return EXIT_USAGE;
       }
       break;
-    case OPT_NONBLOCKING:
-    case 's':
-      cli_error("option '%s' is not available yet", argv[optind - 1]);
-      return EXIT_USAGE;
+    case OPT_NONBLOCKING: o->nonblocking = 1; break;
+    case 's': o->follow = 1; break;
     case 'h':
       printf("Usage: vmstack record (-p PID | -- CMD ARGS...) [-r HZ] [-d SECS] [-o FILE] "
              "[-f flamegraph|folded|speedscope|pprof] [--view mixed|vm|native] [-t] "
-             "[--idle]\n");
+             "[--idle] [-s] [--nonblocking]\n");
       return -1;
     default:
       return cli_opt_error(c, argv);
@@ -211,7 +209,7 @@ int cmd_record(int argc, char **argv)
     return cli_target_error(o.pid, r);
   struct record_opts ro = {
     .rate = o.rate, .duration = o.duration, .view = o.view, .idle = o.idle, .max_depth = (size_t)o.max_depth, .stack_bytes = UNWIND_CAPTURE_DEFAULT,
-    .progress = isatty(2),
+    .progress = isatty(2), .follow = o.follow, .nonblocking = o.nonblocking,
   };
   struct profile *p = NULL;
   struct profile_stats st;
@@ -238,7 +236,11 @@ int cmd_record(int argc, char **argv)
     code = EXIT_FATAL;
   } else {
     char title[160], sub[200];
-    snprintf(title, sizeof title, "%s (pid %d)", t->comm, (int)t->pid);
+    if (st.processes > 1)
+      snprintf(title, sizeof title, "%s (pid %d) and %zu child processes", t->comm,
+               (int)t->pid, st.processes - 1);
+    else
+      snprintf(title, sizeof title, "%s (pid %d)", t->comm, (int)t->pid);
     snprintf(sub, sizeof sub, "%llu samples at %g Hz over %.1f s, %s view",
              (unsigned long long)st.samples, o.rate, st.seconds,
              o.view == VIEW_VM ? "VM" : o.view == VIEW_NATIVE ? "native" : "mixed");

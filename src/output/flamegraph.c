@@ -111,6 +111,7 @@ static void colour(const struct node *nd, char *buf, size_t cap)
   case PF_VM: snprintf(buf, cap, "rgb(%u,%u,%u)", 60 + a, 170 + b / 2, 60 + a); break;
   case PF_JIT: snprintf(buf, cap, "rgb(%u,%u,%u)", 60 + a, 190 + b / 3, 200 + a / 2); break;
   case PF_THREAD: snprintf(buf, cap, "rgb(%u,%u,%u)", 160 + a, 160 + a, 170 + a); break;
+  case PF_PROCESS: snprintf(buf, cap, "rgb(%u,%u,%u)", 140 + a, 150 + a, 190 + a); break;
   default: snprintf(buf, cap, "rgb(%u,%u,%u)", 200 + a, 80 + b, 40 + a / 2);
   }
 }

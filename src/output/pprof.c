@@ -110,6 +110,16 @@ static int add(void *arg, const char *const *names, const uint8_t *kinds, size_t
                uint64_t count)
 {
   struct pp *pp = arg;
+  /* the process (when following children) and the thread become labels */
+  int pid = pp->pid;
+  if (n && kinds[0] == PF_PROCESS) {
+    const char *s = strstr(names[0], "(pid ");
+    if (s)
+      pid = (int)strtol(s + 5, NULL, 10);
+    names++;
+    kinds++;
+    n--;
+  }
   size_t first = n && kinds[0] == PF_THREAD ? 1 : 0;
   /* location ids, leaf first */
   for (size_t i = n; i-- > first;) {
@@ -138,7 +148,7 @@ static int add(void *arg, const char *const *names, const uint8_t *kinds, size_t
       field_msg(&pp->tmp, 3, &pp->tmp2);
     }
     field_varint(&pp->tmp2, 1, (uint64_t)kpid);
-    field_varint(&pp->tmp2, 3, (uint64_t)pp->pid);
+    field_varint(&pp->tmp2, 3, (uint64_t)pid);
     field_msg(&pp->tmp, 3, &pp->tmp2);
   }
   field_msg(&pp->samples, 2, &pp->tmp);

@@ -66,6 +66,13 @@ static int add(void *arg, const char *const *names, const uint8_t *kinds, size_t
                uint64_t count)
 {
   struct ss *s = arg;
+  /* one profile per thread: thread names carry their id, unique in the system, so the
+   * process frame above them (when following children) is left out */
+  if (n && kinds[0] == PF_PROCESS) {
+    names++;
+    kinds++;
+    n--;
+  }
   if (!n || kinds[0] != PF_THREAD)
     return 0;
   size_t th = 0;

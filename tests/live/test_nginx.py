@@ -4,7 +4,8 @@ on OpenResty's LuaJIT, unpacked by fixtures/nginx/prepare.sh) spinning in a Lua 
 handler on 127.0.0.1; lua-stack must show handler.lua's frames at exact lines, the
 content_by_lua chunk, then the lua module's and nginx's C frames.
 Usage: test_nginx.py CASE  (block: content_by_lua_block, plus the master; file:
-content_by_lua_file)"""
+content_by_lua_file; follow: `record -s` on the master of two workers under load from wrk,
+and a reload meanwhile: the new workers are followed too)"""
 import grp
 import json
 import os
@@ -68,8 +69,9 @@ def children(pid):
 class Nginx:
     """nginx from a temporary prefix: master (our child) and one worker, on 127.0.0.1."""
 
-    def __init__(self, paths):
+    def __init__(self, paths, workers=1):
         self.paths = paths
+        self.workers = workers
         self.prefix = tempfile.mkdtemp(prefix="vmstack-nginx-")
         self.conf = os.path.join(self.prefix, "nginx.conf")
         self.ready = os.path.join(self.prefix, "ready")
@@ -83,7 +85,7 @@ class Nginx:
             self.port = free_port()
             subst = {"PREFIX": self.prefix, "MODULES": self.paths["modules"],
                      "LUALIB": self.paths["lualib"], "FIXTURES": FIX, "PORT": str(self.port),
-                     "READY": self.ready, "USER": pwd.getpwuid(os.getuid()).pw_name,
+                     "READY": self.ready, "WORKERS": str(self.workers), "USER": pwd.getpwuid(os.getuid()).pw_name,
                      "GROUP": grp.getgrgid(os.getgid()).gr_name}
             with open(os.path.join(FIX, "nginx.conf.in")) as f:
                 text = re.sub(r"@([A-Z]+)@", lambda m: subst[m.group(1)], f.read())
@@ -98,7 +100,7 @@ class Nginx:
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and self.master.poll() is None:
                 kids = children(self.master.pid)
-                if kids and os.path.exists(os.path.join(self.prefix, "nginx.pid")):
+                if len(kids) >= self.workers and os.path.exists(os.path.join(self.prefix, "nginx.pid")):
                     self.worker = kids[0]
                     return
                 time.sleep(0.01)
@@ -297,6 +299,70 @@ def case_file():
     spin_case("/spinfile", lambda ngx: ("@" + content, marker_line(content, "file calls run")),
               ["ngx_http_lua_run_thread", "ngx_http_lua_content_by_chunk",
                "ngx_http_lua_content_handler_file"])
+
+
+def case_follow():
+    """`record -s -p MASTER` while wrk loads /busy on two workers, with a reload (SIGHUP)
+    a second in: the old workers and the ones started by the reload are all sampled, each
+    under its process frame, with the handler's Lua functions."""
+    import shutil
+    wrk = shutil.which("wrk")
+    if not wrk:
+        raise Skip("wrk is not installed")
+    paths = prepare()
+    ngx = Nginx(paths, workers=2)
+    out = tempfile.mktemp(suffix=".folded")
+    try:
+        ngx.start()
+        before = set(children(ngx.master.pid))
+        load = subprocess.Popen([wrk, "-t2", "-c8", "-d12s", "http://127.0.0.1:%d/busy" % ngx.port],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        rec = subprocess.Popen([VMSTACK, "record", "-s", "-p", str(ngx.master.pid), "-d", "4",
+                                "-f", "folded", "-o", out],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)   # not a readiness wait: the reload must come while recording
+        os.kill(ngx.master.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        after = set()
+        while time.monotonic() < deadline:
+            after = set(children(ngx.master.pid)) - before
+            if len(after) >= 2:
+                break
+            time.sleep(0.02)
+        assert len(after) >= 2, "no new workers after the reload:\n" + ngx.log()
+        _, err = rec.communicate(timeout=60)
+        assert rec.returncode == 0, (rec.returncode, err)
+        load.wait(30)
+        m = re.search(r"Wrote .* \((\d+) samples, (\d+) errors", err)
+        assert m and int(m.group(1)) > 100, err
+        handler = os.path.join(FIX, "handler.lua")
+        fib = re.compile(r"(?:^|;)fib@%s:\d+" % re.escape(handler))
+        busy = re.compile(r";busy@%s:\d+" % re.escape(handler))
+        per_pid = {}
+        with open(out) as f:
+            for line in f:
+                stack, n = line.rsplit(" ", 1)
+                mp = re.match(r"nginx \(pid (\d+)\);", stack)
+                assert mp, "no process frame at the root: %r" % line
+                pid = int(mp.group(1))
+                c = per_pid.setdefault(pid, [0, 0])
+                c[0] += int(n)
+                if fib.search(stack) and busy.search(stack):
+                    c[1] += int(n)
+        old = [p for p in before if per_pid.get(p, [0, 0])[1] > 0]
+        new = [p for p in after if per_pid.get(p, [0, 0])[1] > 0]
+        assert old and new, "handler samples per pid %s; old workers %s, new %s" % (
+            per_pid, sorted(before), sorted(after))
+        assert_running(ngx.master.pid)
+        for p in children(ngx.master.pid):
+            assert_running(p)
+        print("samples per pid (total, in fib under busy): %s" % per_pid)
+    finally:
+        try:
+            os.unlink(out)
+        except FileNotFoundError:
+            pass
+        ngx.cleanup()
 
 
 CASES = {k[5:]: v for k, v in globals().items() if k.startswith("case_")}

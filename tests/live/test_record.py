@@ -397,6 +397,35 @@ def case_cmd():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def case_follow_cmd():
+    """record -s -- sh -c '...': the shell's children are followed, also one started after
+    recording began, and each is sampled as the program it exec'd (the shell forks, then
+    the child runs luajit): two luajit process frames with split.lua's functions."""
+    tmp = tempfile.mkdtemp(prefix="vmstack-rec-")
+    try:
+        out = os.path.join(tmp, "f.folded")
+        split = SPLIT
+        # split.lua writes "ready" to fd 2; the second child starts half a second later
+        sh = ("%s %s 2 %s/t1 3 & sleep 0.5; %s %s 2 %s/t2 2 & wait" %
+              (luajit(), split, tmp, luajit(), split, tmp))
+        rc, _, err = run(["record", "-s", "-f", "folded", "-o", out, "--", "sh", "-c", sh],
+                         timeout=120)
+        assert rc == 0, err
+        funcs = {}
+        for frames, c in parse_folded(out):
+            m = re.fullmatch(r"(\S+) \(pid (\d+)\)", frames[0])
+            assert m, "no process frame at the root: %s" % frames
+            hit = [f.split("@")[0] for f in frames if f.endswith(tuple(
+                "split.lua:%d" % i for i in range(1, 100))) and "@" in f]
+            funcs.setdefault((m.group(1), int(m.group(2))), set()).update(hit)
+        lj = {k: v for k, v in funcs.items() if k[0] == "luajit"}
+        assert len(lj) == 2, funcs
+        for k, v in lj.items():
+            assert {"five", "three", "two"} <= v, (k, v)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def case_cmd_library():
     """record -- CMD where the VM is a shared library the dynamic loader maps after exec
     (a C host linking libluajit): the Lua frames must be there from the first samples."""
