@@ -1,0 +1,289 @@
+/* Print one struct pl_layout initializer from a Perl build's own headers (offsetof/sizeof and
+ * the real macros), for runtimes/perl/pl_layouts.c.
+ *
+ * Build against a configured Perl tree (config.h present) or an installed CORE directory,
+ * with that build's ccflags, e.g.
+ *   cc -O2 -I TREE $(ccflags of TREE/config.sh) pl_layout_gen.c
+ *   cc -O2 $(perl -MExtUtils::Embed -e ccopts) pl_layout_gen.c
+ * Optimise (-O1 or more): from 5.38 perlstatic.h defines an unused static function that calls
+ * into libperl, and only the optimiser drops it (nothing here links libperl).
+ * Run: ./a.out NAME SOURCE   (gen/generate.sh does both).
+ */
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "EXTERN.h"
+#include "perl.h"
+
+#if !defined(__x86_64__)
+#error "pl_layout_gen: x86_64 only"
+#endif
+#if PERL_REVISION != 5
+#error "pl_layout_gen: Perl 5 only"
+#endif
+
+/* -- Emitter -------------------------------------------------------------- */
+
+static int col;
+static int bad;
+
+static void open_group(const char *name)
+{
+  col = printf("  .%s = {", name);
+}
+
+static void put(const char *text)
+{
+  if (col + (int)strlen(text) > 98) { printf("\n   "); col = 3; }
+  col += printf("%s", text);
+}
+
+/* An offset or size: hex, and it must fit the uint16_t it goes into. */
+static void ofs(const char *name, long long v)
+{
+  char buf[64];
+  if (v < 0 || v > 0xffff) {
+    fprintf(stderr, "pl_layout_gen: %s = %lld does not fit 16 bits\n", name, v);
+    bad = 1;
+  }
+  snprintf(buf, sizeof(buf), " .%s = 0x%llx,", name, v);
+  put(buf);
+}
+
+/* A number (type codes, op numbers): decimal. */
+static void num(const char *name, long long v)
+{
+  char buf[64];
+  snprintf(buf, sizeof(buf), " .%s = %lld,", name, v);
+  put(buf);
+}
+
+/* A flag bit: hex. */
+static void flag(const char *name, unsigned long long v)
+{
+  char buf[64];
+  snprintf(buf, sizeof(buf), " .%s = 0x%llx,", name, v);
+  put(buf);
+}
+
+static void close_group(void)
+{
+  printf(" },\n");
+}
+
+/* C string literal. */
+static void str(const char *name, const char *s)
+{
+  printf("  .%s = \"", name);
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\') putchar('\\');
+    putchar(*s);
+  }
+  printf("\",\n");
+}
+
+#define OFS(T, f)	((long long)offsetof(T, f))
+
+/* -- Derived values ------------------------------------------------------- */
+
+/* op_type is a 9-bit bitfield: find the 16-bit little-endian word that holds it in its low bits,
+ * by setting it in a zeroed op and looking at the bytes. */
+static long long op_type_word(void)
+{
+  static const unsigned probe[] = { 0x1ff, 0x155, 0xaa, 0x100, 1 };
+  struct op o;
+  unsigned char *p = (unsigned char *)&o;
+  size_t off, i, first = sizeof(o);
+
+  memset(&o, 0, sizeof(o));
+  o.op_type = 0x1ff;
+  for (i = 0; i < sizeof(o); i++)
+    if (p[i]) { first = i; break; }
+  if (first == sizeof(o)) return -1;
+  off = first;
+  for (i = 0; i < sizeof(probe) / sizeof(probe[0]); i++) {
+    uint16_t w;
+    memset(&o, 0, sizeof(o));
+    o.op_type = probe[i];
+    memcpy(&w, p + off, 2);
+    if ((w & 0x1ff) != probe[i] || (w & ~0x1ff)) return -1;
+  }
+  return (long long)off;
+}
+
+/* -- Layout --------------------------------------------------------------- */
+
+#if PERL_VERSION >= 35
+/* 5.35.x+: the hash aux struct lives in the body (struct xpvhv_with_aux) when SvOOK. */
+#  define AUX_IN_BODY	1
+#  define AUX_OFS	OFS(struct xpvhv_with_aux, xhv_aux)
+#else
+/* Before: it follows the bucket array, HvARRAY + (HvMAX + 1) * sizeof(HE *). */
+#  define AUX_IN_BODY	0
+#  define AUX_OFS	0LL
+#endif
+
+#ifdef CXp_EVALBLOCK
+#  define EVALBLOCK	CXp_EVALBLOCK
+#else
+#  define EVALBLOCK	CXp_TRYBLOCK	/* its name before 5.33.7 */
+#endif
+
+#ifdef SVphv_HasAUX
+_Static_assert(SVphv_HasAUX == SVf_OOK, "the hash aux flag is no longer SVf_OOK");
+#endif
+
+/* The walker reads a frame's fields through the sub arm for sub and format contexts, and the
+ * shared head (retop) for all three. */
+_Static_assert(offsetof(PERL_CONTEXT, blk_sub.cv) == offsetof(PERL_CONTEXT, blk_format.cv),
+	       "sub and format cv differ");
+_Static_assert(offsetof(PERL_CONTEXT, blk_sub.retop) == offsetof(PERL_CONTEXT, blk_eval.retop),
+	       "sub and eval retop differ");
+_Static_assert(offsetof(PERL_CONTEXT, cx_type) == offsetof(PERL_CONTEXT, cx_u.cx_blk.blku_type),
+	       "cx_type is not blku_type");
+_Static_assert(sizeof(((COP *)0)->cop_line) == 4, "cop_line is not 32 bits");
+_Static_assert(sizeof(((struct xpvhv_aux *)0)->xhv_name_count) == 4, "name_count not I32");
+
+int main(int argc, char **argv)
+{
+  long long tw = op_type_word();
+
+  if (argc != 3) {
+    fprintf(stderr, "usage: %s NAME SOURCE\n", argv[0]);
+    return 64;
+  }
+  if (tw < 0) {
+    fprintf(stderr, "pl_layout_gen: op_type is not the low 9 bits of a 16-bit word\n");
+    return 1;
+  }
+
+  printf("{\n");
+  str("name", argv[1]);
+  str("source", argv[2]);
+  col = printf(" ");
+  num("version", PERL_VERSION);
+#ifdef MULTIPLICITY
+  num("multiplicity", 1);
+  /* perl.h: EXTCONST U16 PL_interp_size INIT(sizeof(struct interpreter)). */
+  num("interp_size", (long long)sizeof(struct interpreter));
+#else
+  num("multiplicity", 0);
+  /* perl.h declares no PL_interp_size without MULTIPLICITY: the binary exports none. */
+  num("interp_size", 0);
+#endif
+  printf("\n");
+
+  open_group("interp");
+#ifdef MULTIPLICITY
+#  define IOFS(f)	ofs(#f, OFS(struct interpreter, I##f))
+#else
+#  define IOFS(f)	ofs(#f, 0)	/* plain globals PL_<f> */
+#endif
+  IOFS(curcop); IOFS(curstackinfo); IOFS(curstash); IOFS(defstash); IOFS(compiling);
+  IOFS(main_cv); IOFS(sv_count); IOFS(sv_root); IOFS(sv_arenaroot); IOFS(strtab);
+  close_group();
+
+  open_group("si");
+  ofs("stack", OFS(PERL_SI, si_stack)); ofs("cxstack", OFS(PERL_SI, si_cxstack));
+  ofs("prev", OFS(PERL_SI, si_prev)); ofs("next", OFS(PERL_SI, si_next));
+  ofs("cxix", OFS(PERL_SI, si_cxix)); ofs("cxmax", OFS(PERL_SI, si_cxmax));
+  ofs("type", OFS(PERL_SI, si_type)); ofs("size", sizeof(PERL_SI));
+  close_group();
+
+  open_group("cx");
+  ofs("type", OFS(PERL_CONTEXT, cx_type)); ofs("u16", OFS(PERL_CONTEXT, blk_u16));
+  ofs("oldcop", OFS(PERL_CONTEXT, blk_oldcop));
+  ofs("sub_cv", OFS(PERL_CONTEXT, blk_sub.cv)); ofs("sub_retop", OFS(PERL_CONTEXT, blk_sub.retop));
+  ofs("format_cv", OFS(PERL_CONTEXT, blk_format.cv));
+  ofs("eval_old_namesv", OFS(PERL_CONTEXT, blk_eval.old_namesv));
+  ofs("eval_cur_text", OFS(PERL_CONTEXT, blk_eval.cur_text));
+  ofs("eval_cv", OFS(PERL_CONTEXT, blk_eval.cv));
+  ofs("eval_retop", OFS(PERL_CONTEXT, blk_eval.retop));
+  ofs("size", sizeof(PERL_CONTEXT));
+  close_group();
+
+  open_group("cop");
+  ofs("line", OFS(COP, cop_line));
+#ifdef USE_ITHREADS
+  ofs("file", OFS(COP, cop_file));	/* char * (5.38+: a refcounted RCPV char *) */
+#else
+  ofs("file", OFS(COP, cop_filegv));	/* GV * named "_<file" */
+#endif
+  ofs("size", sizeof(COP));
+  close_group();
+
+  open_group("op");
+  ofs("type_word", tw);
+  close_group();
+
+  open_group("sv");
+  ofs("any", OFS(SV, sv_any)); ofs("refcnt", OFS(SV, sv_refcnt)); ofs("flags", OFS(SV, sv_flags));
+  ofs("u", OFS(SV, sv_u)); ofs("size", sizeof(SV));
+  close_group();
+
+  open_group("xcv");
+  ofs("stash", OFS(XPVCV, xcv_stash)); ofs("start", OFS(XPVCV, xcv_start_u));
+  ofs("root", OFS(XPVCV, xcv_root_u)); ofs("gv", OFS(XPVCV, xcv_gv_u));
+  ofs("file", OFS(XPVCV, xcv_file)); ofs("padlist", OFS(XPVCV, xcv_padlist_u));
+  ofs("outside", OFS(XPVCV, xcv_outside)); ofs("flags", OFS(XPVCV, xcv_flags));
+  ofs("depth", OFS(XPVCV, xcv_depth)); ofs("size", sizeof(XPVCV));
+  close_group();
+
+  open_group("xgv");
+  ofs("namehek", OFS(XPVGV, xiv_u.xivu_namehek)); ofs("stash", OFS(XPVGV, xnv_u.xgv_stash));
+  close_group();
+
+  open_group("gp");
+  ofs("sv", OFS(GP, gp_sv)); ofs("cv", OFS(GP, gp_cv)); ofs("egv", OFS(GP, gp_egv));
+  ofs("file_hek", OFS(GP, gp_file_hek));
+  close_group();
+
+  open_group("xhv");
+  ofs("keys", OFS(XPVHV, xhv_keys)); ofs("max", OFS(XPVHV, xhv_max));
+  num("aux_in_body", AUX_IN_BODY); ofs("aux", AUX_OFS);
+  close_group();
+
+  open_group("hvaux");
+  ofs("name_u", OFS(struct xpvhv_aux, xhv_name_u));
+  ofs("name_count", OFS(struct xpvhv_aux, xhv_name_count));
+  close_group();
+
+  open_group("hek");
+  ofs("hash", OFS(HEK, hek_hash)); ofs("len", OFS(HEK, hek_len)); ofs("key", OFS(HEK, hek_key));
+  close_group();
+
+  open_group("svt");
+  num("pvgv", SVt_PVGV); num("pvhv", SVt_PVHV); num("pvcv", SVt_PVCV); flag("mask", SVTYPEMASK);
+  close_group();
+  col = printf(" ");
+  flag("svpgv_gp", SVpgv_GP); flag("svf_ook", SVf_OOK);
+  printf("\n");
+
+  open_group("cvf");
+  flag("isxsub", CVf_ISXSUB); flag("anon", CVf_ANON); flag("named", CVf_NAMED);
+  flag("lexical", CVf_LEXICAL);
+  close_group();
+
+  open_group("cxt");
+  flag("mask", CXTYPEMASK); num("null", CXt_NULL); num("sub", CXt_SUB);
+  num("format", CXt_FORMAT); num("eval", CXt_EVAL); flag("sub_re_fake", CXp_SUB_RE_FAKE);
+  flag("evalblock", EVALBLOCK);
+  close_group();
+
+  open_group("si_type");
+  num("main", PERLSI_MAIN); num("sort", PERLSI_SORT); num("signal", PERLSI_SIGNAL);
+  num("overload", PERLSI_OVERLOAD); num("destroy", PERLSI_DESTROY);
+  num("warnhook", PERLSI_WARNHOOK); num("diehook", PERLSI_DIEHOOK);
+  num("require", PERLSI_REQUIRE); num("multicall", PERLSI_MULTICALL);
+  close_group();
+
+  open_group("opn");
+  num("nextstate", OP_NEXTSTATE); num("dbstate", OP_DBSTATE); num("entereval", OP_ENTEREVAL);
+  close_group();
+
+  printf("},\n");
+  return bad;
+}
