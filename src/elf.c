@@ -564,6 +564,38 @@ int elf_file_lookup(struct elf_file *ef, const char *name, uint64_t *ret_vaddr,
   return -ENOENT;
 }
 
+/* The GOT slot a TPOFF64 (initial-exec TLS) relocation against `name` fills in. */
+int elf_file_tls_got(struct elf_file *ef, const char *name, uint64_t *ret_got)
+{
+  Elf *elf = ef->main.elf;
+  Elf_Scn *scn = NULL;
+  while ((scn = elf_nextscn(elf, scn))) {
+    GElf_Shdr sh;
+    if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_RELA || !sh.sh_entsize)
+      continue;
+    Elf_Data *d = elf_getdata(scn, NULL);
+    Elf_Scn *symscn = elf_getscn(elf, sh.sh_link);
+    GElf_Shdr symsh;
+    Elf_Data *syms = symscn ? elf_getdata(symscn, NULL) : NULL;
+    if (!d || !syms || !gelf_getshdr(symscn, &symsh))
+      continue;
+    size_t n = sh.sh_size / sh.sh_entsize;
+    for (size_t i = 0; i < n; i++) {
+      GElf_Rela r;
+      GElf_Sym sym;
+      if (!gelf_getrela(d, (int)i, &r) || GELF_R_TYPE(r.r_info) != R_X86_64_TPOFF64 ||
+          !GELF_R_SYM(r.r_info) || !gelf_getsym(syms, (int)GELF_R_SYM(r.r_info), &sym))
+        continue;
+      const char *nm = elf_strptr(elf, symsh.sh_link, sym.st_name);
+      if (nm && !strcmp(nm, name)) {
+        *ret_got = r.r_offset;
+        return 0;
+      }
+    }
+  }
+  return -ENOENT;
+}
+
 /* -- DWARF ---------------------------------------------------------------- */
 
 /* dir/rel with "." and ".." folded, stored once per file. */

@@ -441,6 +441,29 @@ static void check_exec(struct rec *rc, struct rproc *pr)
     target_close(nt);
 }
 
+/* --nonblocking: the VM frames of a running thread, read from memory; each thread is
+ * stopped once, when first seen, for its registers (the thread pointer). */
+static int sample_running(struct target *t, struct thread *th, struct rproc *pr,
+                          struct dump_walk *w)
+{
+  w->n = 0;
+  w->err = 0;
+  w->vf.n = 0;
+  w->vf.err = 0;
+  w->vf.state[0] = 0;
+  if (!th->regs.fs_base) {
+    int r = target_stop(t, th);
+    if (r)
+      return r;
+    target_resume(t, th);
+  }
+  mem_invalidate(t->mem);
+  for (size_t i = 0; i < pr->res.nvms; i++)
+    if (pr->res.vms[i].rt->walk_running)
+      pr->res.vms[i].rt->walk_running(pr->res.vms[i].vm, t, th, &w->vf);
+  return 0;
+}
+
 static int proc_sample(struct rec *rc, struct rproc *pr, struct stack_capture *cap,
                        struct dump_walk *w, struct pick *pk, uint64_t *keys)
 {
@@ -456,8 +479,9 @@ static int proc_sample(struct rec *rc, struct rproc *pr, struct stack_capture *c
                          state == 'S' || state == 'D' || state == 'I' || state == 'T' ||
                          state == 't'))
       continue;
-    int e = dump_sample_thread(t, th, &rc->dopts, pr->u, pr->res.vms, pr->res.nvms, cap, w,
-                               1);
+    int e = rc->o->nonblocking ? sample_running(t, th, pr, w)
+                               : dump_sample_thread(t, th, &rc->dopts, pr->u, pr->res.vms,
+                                                    pr->res.nvms, cap, w, 1);
     if (e == -VMS_E_GONE) {
       pr->gone = 1;
       break;
@@ -466,7 +490,7 @@ static int proc_sample(struct rec *rc, struct rproc *pr, struct stack_capture *c
       continue;   /* the thread exited since we looked at it: no sample, no error */
     if (e || (w->err && w->err != -VMS_E_TRUNCATED) || w->vf.err)
       st->errors++;
-    if (e || !w->n)
+    if (e || (!w->n && !w->vf.n))
       continue;
     uint32_t n = 0;
     int r;
@@ -540,6 +564,15 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
   if (o->only_runtime && !o->follow && (root->perr || !root->res.nvms)) {
     r = root->perr ? root->perr : -VMS_E_NORUNTIME;
     goto out;
+  }
+  if (o->nonblocking && !o->follow) {
+    int can = 0;
+    for (size_t i = 0; i < root->res.nvms; i++)
+      can |= root->res.vms[i].rt->walk_running != NULL;
+    if (!can) {
+      r = -VMS_E_NONBLOCKING;
+      goto out;
+    }
   }
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);

@@ -32,5 +32,10 @@ size_t stack_pick(const struct frame *fr, size_t n, const struct vm_frames *vf,
       continue;
     out[m++] = (struct pick){ 0, i };
   }
+  /* VM frames no native frame could be found for (anchor n): at the root */
+  if (view != VIEW_NATIVE)
+    for (size_t j = 0; j < vf->n; j++)
+      if (vf->v[j].anchor >= n)
+        out[m++] = (struct pick){ 1, j };
   return m;
 }

@@ -29,6 +29,9 @@ int elf_file_symbol(struct elf_file *ef, uint64_t vaddr, const char **ret_name,
 /* Address of a named symbol (functions and objects, .dynsym and .symtab). */
 int elf_file_lookup(struct elf_file *ef, const char *name, uint64_t *ret_vaddr,
                     uint64_t *ret_size);
+/* The GOT slot (file address) where the dynamic linker stores the thread-pointer offset of
+ * TLS variable `name` (an initial-exec R_X86_64_TPOFF64 relocation); -ENOENT if none. */
+int elf_file_tls_got(struct elf_file *ef, const char *name, uint64_t *ret_got);
 /* Source file and line from DWARF, when the file or its debug file has it. */
 int elf_file_line(struct elf_file *ef, uint64_t vaddr, const char **ret_file, int *ret_line);
 

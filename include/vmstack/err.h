@@ -21,7 +21,9 @@
   X(NORUNTIME,   "no known runtime found") \
   X(UNSUPPORTED, "unsupported runtime version or build") \
   X(BADDATA,     "invalid or inconsistent target data") \
-  X(CYCLE,       "cycle in target data")
+  X(CYCLE,       "cycle in target data") \
+  X(TORN,        "target data changed while being read without stopping it") \
+  X(NONBLOCKING, "no runtime in the process can be read without stopping it")
 
 #define VMS_E_BASE 4096
 

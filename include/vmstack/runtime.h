@@ -15,6 +15,10 @@
  * - walk(vm, t, th, cap, native, n, out): emit the VM frames anchored to the native frames
  *   they replace, from what capture() kept or, without it, with the thread stopped.
  *   Memory read through t->mem; everything emitted is owned by out.
+ * - walk_running(vm, t, th, out): optional; the VM frames of a thread that is NOT stopped
+ *   (record --nonblocking), from memory alone, all anchored at 0 (there are no native
+ *   frames). th->regs holds registers read at an earlier stop (fs_base for thread-locals).
+ *   Returns -VMS_E_TORN when the stack changed while it was read (the sample is dropped).
  * - coroutines(vm, t, out): optional; the stacks of coroutines that are not running (a
  *   thread of the process is held stopped by the caller meanwhile).
  * - describe(vm): one line naming the runtime, version and build (for headers, errors).
@@ -87,6 +91,7 @@ struct vm_runtime {
   int (*capture)(void *vm, struct target *t, struct thread *th, const struct stack_capture *cap);
   int (*walk)(void *vm, struct target *t, struct thread *th, const struct stack_capture *cap,
               const struct frame *native, size_t nnative, struct vm_frames *out);
+  int (*walk_running)(void *vm, struct target *t, struct thread *th, struct vm_frames *out);
   int (*coroutines)(void *vm, struct target *t, struct vm_coroutines *out);
   const char *(*describe)(const void *vm);
   void (*free)(void *vm);

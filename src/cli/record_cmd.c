@@ -158,6 +158,10 @@ static int parse(int argc, char **argv, struct ropts *o)
   }
   if (o->fmt == FMT_NONE)
     o->fmt = FMT_FLAMEGRAPH;
+  if (o->nonblocking && o->view == VIEW_NATIVE) {
+    cli_error("--nonblocking reads VM stacks only: --view native has nothing to show");
+    return EXIT_USAGE;
+  }
   return 0;
 }
 

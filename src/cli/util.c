@@ -172,6 +172,11 @@ int cli_target_error(pid_t pid, int err)
   case VMS_E_GONE:
     cli_error("target %d exited while being read", (int)pid);
     return EXIT_FATAL;
+  case VMS_E_NONBLOCKING:
+    cli_error("--nonblocking: no runtime in process %d can be read without stopping it (Perl "
+              "can; LuaJIT keeps its running frame in registers and native stacks need a stop)",
+              (int)pid);
+    return EXIT_USAGE;
   case EPERM:
   case EACCES:
     perm_hint(hint, sizeof hint);

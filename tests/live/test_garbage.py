@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import test_luajit
+import test_perl
 from vmtest import assert_running, fixture, main, start, stop
 
 RUNS = int(os.environ.get("VMSTACK_GARBAGE_RUNS", "150"))
@@ -68,6 +69,20 @@ def case_lua_blocked():
 
 
 CASES["lua_blocked"] = case_lua_blocked
+
+
+def perl_case(scenario):
+    def run():
+        p, _ = test_perl.start_perl(scenario)
+        try:
+            hammer(p.pid, 200)
+        finally:
+            test_perl.stop_perl(p)
+    return run
+
+
+for sc in ("recurse", "signal", "threads", "use_begin"):
+    CASES["perl_" + sc] = perl_case(sc)
 
 if __name__ == "__main__":
     raise SystemExit(main(CASES))

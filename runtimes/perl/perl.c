@@ -1,0 +1,737 @@
+/* Perl 5 runtime: detection, the interpreter of each thread, and the walk of its context
+ * stack, equal to what caller() reports.
+ *
+ * The walk (pp_ctl.c, Perl_caller_cx):
+ *   pending = PL_curcop                       the innermost frame's current statement
+ *   for si = PL_curstackinfo, then si->si_prev (sort, signal, DESTROY ... stacks):
+ *     for cx = si->si_cxstack[si_cxix] down to [0]:
+ *       SUB/FORMAT: frame "Pkg::name" at pending;            pending = cx->blk_oldcop
+ *       EVAL:       frame "eval {...}", "(eval)" or "require F" at pending; the same
+ *       others (loops, blocks, s///): not frames
+ *   the main program at pending
+ * A context's blk_oldcop is the statement that was current when it was entered: the call
+ * site, which is the line of the frame outside it.
+ *
+ * Mixed stacks: each run of the op loop (Perl_runops_standard) is one native frame; a new
+ * one starts where C calls Perl (call_sv: a context whose retop is NULL) and with each new
+ * stackinfo. The Perl frames of each run take the place of its runops frame, innermost
+ * first; XS subs and the interpreter's pp_ functions stay as native frames between them.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pl_layout.h"
+#include "vmstack/elf.h"
+#include "vmstack/err.h"
+#include "vmstack/maps.h"
+#include "vmstack/mem.h"
+#include "vmstack/runtime.h"
+#include "vmstack/target.h"
+#include "vmstack/unwind.h"
+
+#define SI_MAX 64            /* stackinfos followed at most */
+#define CX_MAX 65536         /* contexts of one stackinfo read at most */
+#define CX_BYTES_MAX (8u << 20)
+#define NAME_MAX_LEN 120
+#define RUNOPS_MAX 4
+#define CACHE_SIZE 1024      /* entries of each name cache (direct-mapped) */
+
+/* -- State ------------------------------------------------------------------ */
+
+/* One stackinfo as copied during the stop. */
+struct si_copy {
+  uint64_t addr, prev;
+  int32_t cxix, type;
+  uint8_t *cx;               /* (cxix + 1) contexts */
+  size_t cap;
+};
+
+struct cop_entry {           /* COP address -> line and file */
+  uint64_t cop;
+  int line;
+  char file[200];
+};
+
+struct cv_entry {            /* CV address (+ its GV and stash, checked) -> name */
+  uint64_t cv, gv, stash;
+  char name[NAME_MAX_LEN];
+};
+
+struct pl_vm {
+  struct target *t;
+  const struct pl_layout *lo;
+  struct module *mod;
+  char desc[320];
+  int ver[3];
+  /* where the interpreter is */
+  uint64_t curinterp;        /* &PL_curinterp */
+  int have_tls;
+  int64_t tls_off;           /* PL_current_context at fs_base + tls_off */
+  uint64_t g_curcop, g_curstackinfo, g_compiling;   /* without MULTIPLICITY: globals */
+  uint64_t runops[RUNOPS_MAX][2];
+  size_t nrunops;
+  /* the copy of the thread sampled last */
+  struct {
+    int valid;
+    pid_t tid;
+    uint64_t interp, curcop, compiling;
+    struct si_copy si[SI_MAX];
+    size_t nsi;
+    int err;
+  } snap;
+  struct cop_entry *cops;
+  struct cv_entry *cvs;
+};
+
+__attribute__((format(printf, 3, 4))) static void fmt(char *buf, size_t cap, const char *f, ...)
+{
+  va_list ap;
+  va_start(ap, f);
+  vsnprintf(buf, cap, f, ap);
+  va_end(ap);
+}
+
+static uint64_t rd(const uint8_t *b, size_t off, size_t w)
+{
+  uint64_t v = 0;
+  memcpy(&v, b + off, w);
+  return v;
+}
+
+static int rptr(struct pl_vm *vm, uint64_t addr, uint64_t *ret)
+{
+  *ret = 0;
+  if (!addr || (addr & 7))
+    return -VMS_E_BADDATA;
+  return mem_read(vm->t->mem, addr, ret, 8);
+}
+
+/* -- Detection -------------------------------------------------------------- */
+
+/* The module holding the interpreter: perl itself or a libperl an embedder loaded. */
+static struct module *find_module(struct maps *mp)
+{
+  for (size_t i = 0; i < mp->nmods; i++) {
+    struct module *m = mp->mods[i];
+    uint64_t a;
+    if (!m || maps_module_open(mp, m) || !m->elf)
+      continue;
+    if (!elf_file_lookup(m->elf, "PL_curinterp", &a, NULL) &&
+        !elf_file_lookup(m->elf, "Perl_runops_standard", &a, NULL))
+      return m;
+  }
+  return NULL;
+}
+
+static int sym(struct pl_vm *vm, const char *name, uint64_t *ret, uint64_t *ret_size)
+{
+  uint64_t a;
+  if (elf_file_lookup(vm->mod->elf, name, &a, ret_size))
+    return -ENOENT;
+  *ret = a + vm->mod->bias;
+  return 0;
+}
+
+/* A read-only value exported by the interpreter, read from the file (it is constant). */
+static int sym_const(struct pl_vm *vm, const char *name, void *buf, size_t len)
+{
+  uint64_t a;
+  if (elf_file_lookup(vm->mod->elf, name, &a, NULL))
+    return -ENOENT;
+  if (!elf_file_read(vm->mod->elf, a, buf, len))
+    return 0;
+  return mem_read(vm->t->mem, a + vm->mod->bias, buf, len);
+}
+
+static int bincompat_has(const char *opts, const char *flag)
+{
+  size_t l = strlen(flag);
+  for (const char *p = opts; (p = strstr(p, flag)); p += l)
+    if ((p == opts || p[-1] == ' ') && (p[l] == ' ' || !p[l]))
+      return 1;
+  return 0;
+}
+
+static int pl_probe(struct target *t, void **ret_vm)
+{
+  struct module *m = find_module(t->maps);
+  if (!m)
+    return -ENOENT;
+  struct pl_vm *vm = calloc(1, sizeof *vm);
+  if (!vm)
+    return -ENOMEM;
+  vm->t = t;
+  vm->mod = m;
+  *ret_vm = vm;
+  uint8_t v[3] = { 0 };
+  uint16_t isize = 0;
+  char opts[512] = "";
+  if (sym_const(vm, "PL_revision", &v[0], 1) || sym_const(vm, "PL_version", &v[1], 1) ||
+      sym_const(vm, "PL_subversion", &v[2], 1)) {
+    fmt(vm->desc, sizeof vm->desc, "Perl in %s: no PL_revision/PL_version (older than 5.15?); "
+        "not supported", m->name);
+    return -VMS_E_UNSUPPORTED;
+  }
+  vm->ver[0] = v[0];
+  vm->ver[1] = v[1];
+  vm->ver[2] = v[2];
+  sym_const(vm, "PL_interp_size", &isize, 2);
+  {
+    uint64_t a, size = 0;
+    if (!elf_file_lookup(m->elf, "PL_bincompat_options", &a, &size)) {
+      size_t n = size && size < sizeof opts ? size : sizeof opts - 1;
+      if (elf_file_read(m->elf, a, opts, n))
+        mem_read(t->mem, a + m->bias, opts, n);
+      opts[n] = 0;
+      opts[strnlen(opts, n)] = 0;
+    }
+  }
+  int multi = bincompat_has(opts, "MULTIPLICITY");
+  int debugging = bincompat_has(opts, "DEBUGGING");
+  for (size_t i = 0; pl_layouts[i]; i++) {
+    const struct pl_layout *lo = pl_layouts[i];
+    if (v[0] == 5 && lo->version == v[1] && lo->multiplicity == multi && !debugging &&
+        (!lo->interp_size || lo->interp_size == isize)) {
+      vm->lo = lo;
+      break;
+    }
+  }
+  if (!vm->lo) {
+    fmt(vm->desc, sizeof vm->desc, "Perl %d.%d.%d in %s (%s%s, interpreter size %u): a build "
+        "not known; known: ", v[0], v[1], v[2], m->name, multi ? "threaded" : "non-threaded",
+        debugging ? ", DEBUGGING" : "", (unsigned)isize);
+    for (size_t i = 0; pl_layouts[i]; i++) {
+      size_t l = strlen(vm->desc);
+      fmt(vm->desc + l, sizeof vm->desc - l, "%s%s", i ? ", " : "", pl_layouts[i]->name);
+    }
+    return -VMS_E_UNSUPPORTED;
+  }
+  const struct pl_layout *lo = vm->lo;
+  if (lo->multiplicity) {
+    if (sym(vm, "PL_curinterp", &vm->curinterp, NULL)) {
+      fmt(vm->desc, sizeof vm->desc, "Perl %d.%d.%d in %s: no PL_curinterp", v[0], v[1], v[2],
+          m->name);
+      return -VMS_E_UNSUPPORTED;
+    }
+    /* each thread's interpreter: the C11 thread-local PL_current_context (5.36+, when
+     * the compiler has one), through the GOT slot of its initial-exec relocation */
+    uint64_t got, off;
+    if (!elf_file_tls_got(m->elf, "PL_current_context", &got) &&
+        !mem_read(t->mem, got + m->bias, &off, 8) && off) {
+      vm->tls_off = (int64_t)off;
+      vm->have_tls = 1;
+    }
+  } else if (sym(vm, "PL_curcop", &vm->g_curcop, NULL) ||
+             sym(vm, "PL_curstackinfo", &vm->g_curstackinfo, NULL)) {
+    fmt(vm->desc, sizeof vm->desc, "Perl %d.%d.%d in %s: no PL_curcop/PL_curstackinfo symbols",
+        v[0], v[1], v[2], m->name);
+    return -VMS_E_UNSUPPORTED;
+  } else {
+    sym(vm, "PL_compiling", &vm->g_compiling, NULL);
+  }
+  static const char *const runops[] = { "Perl_runops_standard", "Perl_runops_debug" };
+  for (size_t i = 0; i < sizeof runops / sizeof *runops; i++) {
+    uint64_t a, size;
+    if (!sym(vm, runops[i], &a, &size) && size && vm->nrunops < RUNOPS_MAX) {
+      vm->runops[vm->nrunops][0] = a;
+      vm->runops[vm->nrunops][1] = a + size;
+      vm->nrunops++;
+    }
+  }
+  vm->cops = calloc(CACHE_SIZE, sizeof *vm->cops);
+  vm->cvs = calloc(CACHE_SIZE, sizeof *vm->cvs);
+  if (!vm->cops || !vm->cvs)
+    return -ENOMEM;
+  fmt(vm->desc, sizeof vm->desc, "Perl %d.%d.%d (%s, %s)", v[0], v[1], v[2], lo->name, m->name);
+  return 0;
+}
+
+static const char *pl_describe(const void *vmv)
+{
+  return ((const struct pl_vm *)vmv)->desc;
+}
+
+static void pl_free(void *vmv)
+{
+  struct pl_vm *vm = vmv;
+  if (!vm)
+    return;
+  for (size_t i = 0; i < SI_MAX; i++)
+    free(vm->snap.si[i].cx);
+  free(vm->cops);
+  free(vm->cvs);
+  free(vm);
+}
+
+/* -- Capture: the context stacks, copied while the thread stands still ------ */
+
+/* The thread's interpreter: its thread-local pointer, else PL_curinterp for the main
+ * thread. 0 when the thread runs no Perl. */
+static int thread_interp(struct pl_vm *vm, const struct thread *th, uint64_t *ret)
+{
+  *ret = 0;
+  if (vm->have_tls && th->regs.fs_base) {
+    uint64_t v;
+    if (mem_read(vm->t->mem, th->regs.fs_base + (uint64_t)vm->tls_off, &v, 8))
+      return -VMS_E_BADDATA;
+    *ret = v;
+    return 0;
+  }
+  if (th->tid != vm->t->pid)
+    return 0;
+  return rptr(vm, vm->curinterp, ret);
+}
+
+/* Copy PL_curcop and every stackinfo with its contexts, innermost first. */
+static int copy_stacks(struct pl_vm *vm, const struct thread *th)
+{
+  const struct pl_layout *lo = vm->lo;
+  struct mem *m = vm->t->mem;
+  vm->snap.valid = 0;
+  vm->snap.nsi = 0;
+  vm->snap.tid = th->tid;
+  uint64_t cur_si;
+  if (lo->multiplicity) {
+    uint64_t interp;
+    int r = thread_interp(vm, th, &interp);
+    if (r)
+      return r;
+    if (!interp)
+      return -ENOENT;
+    uint64_t v[2];
+    struct mem_iov iov[2] = {
+      { interp + lo->interp.curcop, &v[0], 8, 0 },
+      { interp + lo->interp.curstackinfo, &v[1], 8, 0 },
+    };
+    if (mem_readv(m, iov, 2))
+      return -VMS_E_BADDATA;
+    vm->snap.interp = interp;
+    vm->snap.curcop = v[0];
+    vm->snap.compiling = interp + lo->interp.compiling;
+    cur_si = v[1];
+  } else {
+    if (th->tid != vm->t->pid)
+      return -ENOENT;   /* without MULTIPLICITY only the main thread runs Perl */
+    uint64_t v[2];
+    struct mem_iov iov[2] = {
+      { vm->g_curcop, &v[0], 8, 0 },
+      { vm->g_curstackinfo, &v[1], 8, 0 },
+    };
+    if (mem_readv(m, iov, 2))
+      return -VMS_E_BADDATA;
+    vm->snap.interp = 0;
+    vm->snap.curcop = v[0];
+    vm->snap.compiling = vm->g_compiling;
+    cur_si = v[1];
+  }
+  if (!cur_si)
+    return -ENOENT;   /* an interpreter not yet (or no longer) set up */
+  uint8_t sib[256];
+  if (lo->si.size > sizeof sib)
+    return -VMS_E_BADDATA;
+  for (uint64_t si = cur_si; si && vm->snap.nsi < SI_MAX;) {
+    for (size_t k = 0; k < vm->snap.nsi; k++)
+      if (vm->snap.si[k].addr == si)
+        return -VMS_E_BADDATA;   /* a loop */
+    if ((si & 7) || mem_read(m, si, sib, lo->si.size))
+      return -VMS_E_BADDATA;
+    struct si_copy *c = &vm->snap.si[vm->snap.nsi];
+    c->addr = si;
+    c->prev = rd(sib, lo->si.prev, 8);
+    c->cxix = (int32_t)rd(sib, lo->si.cxix, 4);
+    c->type = (int32_t)rd(sib, lo->si.type, 4);
+    int32_t cxmax = (int32_t)rd(sib, lo->si.cxmax, 4);
+    uint64_t base = rd(sib, lo->si.cxstack, 8);
+    if (c->cxix < -1 || c->cxix >= CX_MAX || cxmax < c->cxix || !base || (base & 7))
+      return -VMS_E_BADDATA;
+    size_t n = (size_t)(c->cxix + 1) * lo->cx.size;
+    if (n > CX_BYTES_MAX)
+      return -VMS_E_BADDATA;
+    if (n > c->cap) {
+      uint8_t *nb = realloc(c->cx, n);
+      if (!nb)
+        return -ENOMEM;
+      c->cx = nb;
+      c->cap = n;
+    }
+    if (n && mem_read(m, base, c->cx, n))
+      return -VMS_E_BADDATA;
+    vm->snap.nsi++;
+    if (c->type == lo->si_type.main)
+      break;
+    si = c->prev;
+  }
+  vm->snap.valid = 1;
+  return 0;
+}
+
+static int pl_capture(void *vmv, struct target *t, struct thread *th,
+                      const struct stack_capture *cap)
+{
+  struct pl_vm *vm = vmv;
+  (void)t;
+  (void)cap;
+  vm->snap.err = copy_stacks(vm, th);
+  return 0;
+}
+
+/* -- Names ------------------------------------------------------------------ */
+
+static size_t hash_addr(uint64_t a)
+{
+  return (size_t)((a >> 3) * 0x9e3779b97f4a7c15ull >> 54) & (CACHE_SIZE - 1);
+}
+
+/* A HEK's key, cut at cap-1 bytes. */
+static int hek_str(struct pl_vm *vm, uint64_t hek, char *buf, size_t cap)
+{
+  const struct pl_layout *lo = vm->lo;
+  int32_t len;
+  if (!hek || (hek & 3) || mem_read(vm->t->mem, hek + lo->hek.len, &len, 4) || len < 0)
+    return -VMS_E_BADDATA;
+  size_t n = (size_t)len < cap - 1 ? (size_t)len : cap - 1;
+  if (n && mem_read(vm->t->mem, hek + lo->hek.key, buf, n))
+    return -VMS_E_BADDATA;
+  buf[n] = 0;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)buf[i] < 0x20)
+      buf[i] = '?';
+  return 0;
+}
+
+/* SV head fields. */
+struct svh {
+  uint64_t any;
+  uint32_t refcnt, flags;
+  uint64_t u;
+};
+
+static int sv_head(struct pl_vm *vm, uint64_t sv, struct svh *h)
+{
+  const struct pl_layout *lo = vm->lo;
+  uint8_t b[32];
+  if (!sv || (sv & 7) || lo->sv.size > sizeof b || mem_read(vm->t->mem, sv, b, lo->sv.size))
+    return -VMS_E_BADDATA;
+  h->any = rd(b, lo->sv.any, 8);
+  h->refcnt = (uint32_t)rd(b, lo->sv.refcnt, 4);
+  h->flags = (uint32_t)rd(b, lo->sv.flags, 4);
+  h->u = rd(b, lo->sv.u, 8);
+  return 0;
+}
+
+/* A stash's name (HvNAME). */
+static int hv_name(struct pl_vm *vm, uint64_t hv, char *buf, size_t cap)
+{
+  const struct pl_layout *lo = vm->lo;
+  struct svh h;
+  if (sv_head(vm, hv, &h) || (h.flags & lo->svt.mask) != lo->svt.pvhv || !(h.flags & lo->svf_ook))
+    return -VMS_E_BADDATA;
+  uint64_t aux;
+  if (lo->xhv.aux_in_body) {
+    aux = h.any + lo->xhv.aux;
+  } else {
+    uint64_t max;
+    if (rptr(vm, h.any + lo->xhv.max, &max) || max > (1u << 30) || !h.u)
+      return -VMS_E_BADDATA;
+    aux = h.u + (max + 1) * 8;
+  }
+  uint64_t name_u;
+  int32_t count;
+  if (rptr(vm, aux + lo->hvaux.name_u, &name_u) ||
+      mem_read(vm->t->mem, aux + lo->hvaux.name_count, &count, 4) || !name_u)
+    return -VMS_E_BADDATA;
+  uint64_t hek = name_u;
+  if (count) {
+    /* several names: the first is the name, NULL when the stash was deleted */
+    uint64_t names[2];
+    if (mem_read(vm->t->mem, name_u, names, sizeof names))
+      return -VMS_E_BADDATA;
+    hek = names[0] ? names[0] : count < 0 ? names[1] : 0;
+  }
+  return hek_str(vm, hek, buf, cap);
+}
+
+/* "Pkg::name" of a CV, as caller() prints it (gv_efullname); lexical subs unqualified. */
+static int cv_name(struct pl_vm *vm, uint64_t cv, char *buf, size_t cap)
+{
+  const struct pl_layout *lo = vm->lo;
+  struct svh h;
+  uint8_t body[256];
+  if (sv_head(vm, cv, &h) || ((h.flags & lo->svt.mask) != lo->svt.pvcv &&
+                              (h.flags & lo->svt.mask) != lo->svt.pvcv + 1u /* PVFM */) ||
+      !h.any || lo->xcv.size > sizeof body || mem_read(vm->t->mem, h.any, body, lo->xcv.size))
+    return -VMS_E_BADDATA;
+  uint64_t stash = rd(body, lo->xcv.stash, 8), gv = rd(body, lo->xcv.gv, 8);
+  uint32_t cvflags = (uint32_t)rd(body, lo->xcv.flags, 4);
+  struct cv_entry *e = &vm->cvs[hash_addr(cv)];
+  if (e->cv == cv && e->gv == gv && e->stash == stash) {
+    fmt(buf, cap, "%s", e->name);
+    return 0;
+  }
+  char name[NAME_MAX_LEN], pkg[NAME_MAX_LEN];
+  int r;
+  if (cvflags & lo->cvf.named) {
+    /* xcv_gv_u is the name's HEK (lexical subs, and subs whose GV was never made) */
+    if ((r = hek_str(vm, gv, name, sizeof name)))
+      return r;
+    if (cvflags & lo->cvf.lexical)
+      pkg[0] = 0;
+    else if (hv_name(vm, stash, pkg, sizeof pkg))
+      snprintf(pkg, sizeof pkg, "__ANON__");
+  } else {
+    struct svh g;
+    if (sv_head(vm, gv, &g) || (g.flags & lo->svt.mask) != lo->svt.pvgv ||
+        !(g.flags & lo->svpgv_gp) || !g.any)
+      return -VMS_E_BADDATA;
+    uint64_t egv = 0;
+    if (g.u)
+      rptr(vm, g.u + lo->gp.egv, &egv);
+    struct svh eg;
+    uint64_t gbody = g.any;
+    if (egv && egv != gv && !sv_head(vm, egv, &eg) && (eg.flags & lo->svt.mask) == lo->svt.pvgv &&
+        eg.any)
+      gbody = eg.any;
+    uint64_t hek, gstash;
+    if (rptr(vm, gbody + lo->xgv.namehek, &hek) || (r = hek_str(vm, hek, name, sizeof name)))
+      return -VMS_E_BADDATA;
+    if (rptr(vm, gbody + lo->xgv.stash, &gstash) || !gstash ||
+        hv_name(vm, gstash, pkg, sizeof pkg))
+      snprintf(pkg, sizeof pkg, "__ANON__");
+  }
+  if (pkg[0])
+    fmt(buf, cap, "%s::%s", pkg, name);
+  else
+    fmt(buf, cap, "%s", name);
+  e->cv = cv;
+  e->gv = gv;
+  e->stash = stash;
+  fmt(e->name, sizeof e->name, "%s", buf);
+  return 0;
+}
+
+/* A COP's file and line. */
+static int cop_info(struct pl_vm *vm, uint64_t cop, char *file, size_t cap, int *ret_line)
+{
+  const struct pl_layout *lo = vm->lo;
+  struct cop_entry *e = &vm->cops[hash_addr(cop)];
+  if (e->cop == cop && cop != vm->snap.compiling) {
+    fmt(file, cap, "%s", e->file);
+    *ret_line = e->line;
+    return 0;
+  }
+  uint8_t b[128];
+  if (!cop || (cop & 7) || lo->cop.size > sizeof b || mem_read(vm->t->mem, cop, b, lo->cop.size))
+    return -VMS_E_BADDATA;
+  uint32_t line = (uint32_t)rd(b, lo->cop.line, 4);
+  uint64_t f = rd(b, lo->cop.file, 8);
+  file[0] = 0;
+  if (lo->multiplicity) {
+    if (f && mem_read_cstr(vm->t->mem, f, file, cap) < 0)
+      return -VMS_E_BADDATA;
+  } else if (f) {
+    /* the file's GV, named "_<file" */
+    struct svh g;
+    uint64_t hek;
+    char nm[256];
+    if (sv_head(vm, f, &g) || (g.flags & lo->svt.mask) != lo->svt.pvgv || !g.any ||
+        rptr(vm, g.any + lo->xgv.namehek, &hek) || hek_str(vm, hek, nm, sizeof nm))
+      return -VMS_E_BADDATA;
+    fmt(file, cap, "%s", strncmp(nm, "_<", 2) ? nm : nm + 2);
+  }
+  for (char *c = file; *c; c++)
+    if ((unsigned char)*c < 0x20)
+      *c = '?';
+  *ret_line = line > 0x7fffffff ? 0 : (int)line;
+  if (cop != vm->snap.compiling) {
+    /* PL_compiling changes as the parser goes; statements of compiled code do not */
+    e->cop = cop;
+    e->line = *ret_line;
+    fmt(e->file, sizeof e->file, "%s", file);
+  }
+  return 0;
+}
+
+/* -- The walk --------------------------------------------------------------- */
+
+struct pframe {
+  int seg;                   /* runops run, innermost 0 */
+  char func[128];
+  uint64_t cop;
+};
+
+static int is_runops(const struct pl_vm *vm, const struct frame *f)
+{
+  uint64_t pc = f->flags & FRAME_F_EXACT ? f->pc : f->pc - 1;
+  for (size_t i = 0; i < vm->nrunops; i++)
+    if (pc >= vm->runops[i][0] && pc < vm->runops[i][1])
+      return 1;
+  return 0;
+}
+
+/* The frames of the copied stacks, innermost first, each with its runops run. */
+static int collect(struct pl_vm *vm, struct pframe *pf, size_t max, size_t *ret_n)
+{
+  const struct pl_layout *lo = vm->lo;
+  size_t n = 0;
+  int seg = 0, bump = 0, r = 0;
+  uint64_t pending = vm->snap.curcop;
+  for (size_t k = 0; k < vm->snap.nsi && n < max; k++) {
+    const struct si_copy *c = &vm->snap.si[k];
+    int prev_null_sub = 0;   /* the context just above was a SUB entered from C */
+    for (int32_t i = c->cxix; i >= 0 && n < max; i--) {
+      const uint8_t *cx = c->cx + (size_t)i * lo->cx.size;
+      uint8_t type = cx[lo->cx.type], t = type & lo->cxt.mask;
+      int sub = t == lo->cxt.sub || t == lo->cxt.format, eval = t == lo->cxt.eval;
+      if (!sub && !eval) {
+        prev_null_sub = 0;
+        continue;
+      }
+      if (t == lo->cxt.sub && (type & lo->cxt.sub_re_fake))
+        continue;
+      uint64_t retop = rd(cx, sub ? lo->cx.sub_retop : lo->cx.eval_retop, 8);
+      /* call_sv with G_EVAL: an eval context right below the sub, both left by the same
+       * run of the op loop */
+      int same_call = eval && !retop && prev_null_sub;
+      if (bump && !same_call) {
+        seg++;
+        bump = 0;
+      }
+      struct pframe *f = &pf[n++];
+      f->seg = seg;
+      f->cop = pending;
+      if (sub) {
+        uint64_t cv = rd(cx, t == lo->cxt.sub ? lo->cx.sub_cv : lo->cx.format_cv, 8);
+        if (cv_name(vm, cv, f->func, sizeof f->func)) {
+          fmt(f->func, sizeof f->func, "(unknown sub)");
+          r = -VMS_E_BADDATA;
+        }
+      } else {
+        uint64_t namesv = rd(cx, lo->cx.eval_old_namesv, 8);
+        struct svh h;
+        char req[100];
+        if (namesv && !sv_head(vm, namesv, &h) && h.u &&
+            mem_read_cstr(vm->t->mem, h.u, req, sizeof req) >= 0)
+          fmt(f->func, sizeof f->func, "require %s", req);
+        else if (namesv)
+          fmt(f->func, sizeof f->func, "require");
+        else if (type & lo->cxt.evalblock)
+          fmt(f->func, sizeof f->func, "eval {...}");
+        else
+          fmt(f->func, sizeof f->func, "(eval)");
+      }
+      pending = rd(cx, lo->cx.oldcop, 8);
+      if (!retop)
+        bump = 1;
+      prev_null_sub = sub && !retop;
+    }
+    if (k + 1 < vm->snap.nsi) {
+      seg++;   /* another stackinfo: another run of the op loop */
+      bump = 0;
+    }
+  }
+  if (n < max) {
+    if (bump)
+      seg++;
+    struct pframe *f = &pf[n++];
+    f->seg = seg;
+    f->cop = pending;
+    fmt(f->func, sizeof f->func, "main");
+  }
+  *ret_n = n;
+  return r;
+}
+
+static int pl_walk(void *vmv, struct target *t, struct thread *th,
+                   const struct stack_capture *cap, const struct frame *native,
+                   size_t nnative, struct vm_frames *out)
+{
+  struct pl_vm *vm = vmv;
+  (void)t;
+  (void)cap;
+  out->runtime = "perl";
+  if (!vm->snap.valid || vm->snap.tid != th->tid) {
+    int r = vm->snap.tid == th->tid && vm->snap.err ? vm->snap.err : copy_stacks(vm, th);
+    vm->snap.err = 0;
+    if (r == -ENOENT)
+      return 0;   /* this thread runs no Perl */
+    if (r) {
+      out->err = r;
+      return r;
+    }
+  }
+  vm->snap.valid = 0;
+  size_t max = 4096, n = 0;
+  struct pframe *pf = malloc(max * sizeof *pf);
+  if (!pf)
+    return out->err = -ENOMEM;
+  int r = collect(vm, pf, max, &n);
+  /* runs of the op loop among the native frames, innermost first */
+  size_t runs[64], nruns = 0;
+  for (size_t i = 0; i < nnative && nruns < 64; i++)
+    if (is_runops(vm, &native[i]))
+      runs[nruns++] = i;
+  for (size_t i = 0; i < n; i++) {
+    size_t anchor = !nruns ? nnative
+                   : runs[(size_t)pf[i].seg < nruns ? (size_t)pf[i].seg : nruns - 1];
+    struct vm_frame *v = vm_frames_push(out, anchor, VMF_LUA);
+    if (!v) {
+      r = -ENOMEM;
+      break;
+    }
+    fmt(v->func, sizeof v->func, "%s", pf[i].func);
+    if (cop_info(vm, pf[i].cop, v->file, sizeof v->file, &v->line) && !r)
+      r = -VMS_E_BADDATA;
+  }
+  fmt(out->state, sizeof out->state, "%s", vm->snap.curcop == vm->snap.compiling ?
+      "compiling" : "running");
+  free(pf);
+  if (r && !out->err)
+    out->err = r;
+  return r;
+}
+
+/* Without stopping the thread: copy the stacks, then check that the structure (stackinfo,
+ * depth, context array) is the one copied; the current statement may have moved on
+ * meanwhile, which only moves the innermost line. */
+static int pl_walk_running(void *vmv, struct target *t, struct thread *th,
+                           struct vm_frames *out)
+{
+  struct pl_vm *vm = vmv;
+  const struct pl_layout *lo = vm->lo;
+  out->runtime = "perl";
+  int r = copy_stacks(vm, th);
+  if (r == -ENOENT)
+    return 0;
+  if (r)
+    return out->err = r == -VMS_E_BADDATA ? -VMS_E_TORN : r;
+  const struct si_copy *c = &vm->snap.si[0];
+  uint64_t si = 0;
+  int32_t cxix = -2;
+  mem_invalidate(t->mem);   /* read again, not from the copies just made */
+  if (lo->multiplicity)
+    mem_read(t->mem, vm->snap.interp + lo->interp.curstackinfo, &si, 8);
+  else
+    mem_read(t->mem, vm->g_curstackinfo, &si, 8);
+  if (si == c->addr)
+    mem_read(t->mem, si + lo->si.cxix, &cxix, 4);
+  if (si != c->addr || cxix != c->cxix) {
+    vm->snap.valid = 0;
+    return out->err = -VMS_E_TORN;
+  }
+  return pl_walk(vm, t, th, NULL, NULL, 0, out);
+}
+
+extern const struct vm_runtime vm_runtime_perl;
+const struct vm_runtime vm_runtime_perl = {
+  .name = "perl",
+  .probe = pl_probe,
+  .capture = pl_capture,
+  .walk = pl_walk,
+  .walk_running = pl_walk_running,
+  .describe = pl_describe,
+  .free = pl_free,
+};

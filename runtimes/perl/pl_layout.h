@@ -1,0 +1,98 @@
+/* Perl 5 per-build layouts: offsets, sizes and constants the walker reads through.
+ *
+ * One table per (major version, flavour). Maintenance releases of a major version keep the
+ * binary interface, so "5.36" covers 5.36.0 ... 5.36.x. The flavour is MULTIPLICITY
+ * (threaded builds: every interpreter variable lives in struct interpreter) or not (the
+ * variables are plain globals such as PL_curcop). A layout is only used when the target's
+ * version, flavour and sizeof(struct interpreter) (PL_interp_size) all match.
+ *
+ * All offsets are in bytes from the start of the object. Fields a build lacks are 0.
+ */
+#ifndef VMSTACK_PL_LAYOUT_H
+#define VMSTACK_PL_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct pl_layout {
+  /* Identification. */
+  const char *name;        /* "perl-5.36-thread" */
+  const char *source;      /* where the numbers come from: "Perl/perl5 v5.36.0, Configure ..." */
+  uint8_t version;         /* 36 for 5.36.x */
+  uint8_t multiplicity;    /* 1: MULTIPLICITY (threaded); 0: interpreter variables are globals */
+  uint16_t interp_size;    /* sizeof(struct interpreter), as PL_interp_size says */
+
+  /* struct interpreter (MULTIPLICITY only): the I-variables the walk needs. */
+  struct {
+    uint16_t curcop, curstackinfo, curstash, defstash, compiling, main_cv, sv_count,
+	     sv_root, sv_arenaroot, strtab;
+  } interp;
+  /* struct stackinfo (PERL_SI). */
+  struct {
+    uint16_t stack, cxstack, prev, next, cxix, cxmax, type, size;
+  } si;
+  /* struct context (PERL_CONTEXT): the block part and the sub/format/eval arms. */
+  struct {
+    uint16_t type, u16, oldcop, sub_cv, sub_retop, format_cv, eval_old_namesv,
+	     eval_cur_text, eval_cv, eval_retop, size;
+  } cx;
+  /* struct cop. file: char * (MULTIPLICITY: cop_file) or GV * (cop_filegv, name "_<file"). */
+  struct {
+    uint16_t line, file, size;
+  } cop;
+  /* struct op: the 16-bit word that holds the op_type bitfield (type = word & 0x1ff). */
+  struct {
+    uint16_t type_word;
+  } op;
+  /* struct sv head. */
+  struct {
+    uint16_t any, refcnt, flags, u, size;
+  } sv;
+  /* XPVCV, the body of a CV. gv is xcv_gv_u (a GV *, or a HEK * when CVf_NAMED). */
+  struct {
+    uint16_t stash, start, root, gv, file, padlist, outside, flags, depth, size;
+  } xcv;
+  /* XPVGV, the body of a GV: its name (HEK *) and stash. */
+  struct {
+    uint16_t namehek, stash;
+  } xgv;
+  /* struct gp (a GV's GP is at sv.u of the GV). */
+  struct {
+    uint16_t sv, cv, egv, file_hek;
+  } gp;
+  /* XPVHV and its aux (name). aux_in_body: 1 when xpvhv_with_aux holds the aux at
+   * xhv.aux (5.35+); 0 when it follows the bucket array (HvARRAY + (HvMAX+1) * 8). */
+  struct {
+    uint16_t keys, max, aux_in_body, aux;
+  } xhv;
+  struct {
+    uint16_t name_u, name_count;
+  } hvaux;
+  /* struct hek; the key's bytes start at key. */
+  struct {
+    uint16_t hash, len, key;
+  } hek;
+
+  /* Constants. */
+  struct {
+    uint8_t pvgv, pvhv, pvcv, mask;          /* SVt_* and SVTYPEMASK */
+  } svt;
+  uint32_t svpgv_gp;                         /* SVpgv_GP */
+  uint32_t svf_ook;                          /* SVf_OOK */
+  struct {
+    uint32_t isxsub, anon, named, lexical;   /* CVf_* */
+  } cvf;
+  struct {
+    uint8_t mask, null, sub, format, eval, sub_re_fake, evalblock;  /* CXTYPEMASK, CXt_*, CXp_* */
+  } cxt;
+  struct {
+    int8_t main, sort, signal, overload, destroy, warnhook, diehook, require, multicall;
+  } si_type;                                 /* PERLSI_* */
+  struct {
+    uint16_t nextstate, dbstate, entereval;  /* OP_* numbers (they change between versions) */
+  } opn;
+};
+
+extern const struct pl_layout *const pl_layouts[];   /* NULL-terminated */
+
+#endif

@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+"""Live tests of Perl stacks (fixtures/perl/stacks.pl): the Perl frames perl-stack reads
+from outside must equal caller()'s view of the same stack, which the fixture writes just
+before it spins (or blocks) on a marked line, under Debian's threaded perl (stripped) and a
+non-threaded perl built from Debian's source (fixtures/perl/prepare.sh).
+Usage: test_perl.py CASE  (a scenario of stacks.pl, or a special case; PERL_FLAVOUR=debian
+or nothread)"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+
+from vmtest import Skip, assert_running, main, run, settle, stop
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIX = os.path.normpath(os.path.join(HERE, "..", "..", "fixtures", "perl"))
+SCRIPT = os.path.join(FIX, "stacks.pl")
+VMSTACK = os.environ.get("VMSTACK", "vmstack")
+PERL_STACK = os.path.join(os.path.dirname(VMSTACK), "perl-stack")
+PERL = None
+
+
+def perl():
+    """The interpreter of the flavour under test."""
+    global PERL
+    if PERL:
+        return PERL
+    flavour = os.environ.get("PERL_FLAVOUR", "debian")
+    if flavour == "debian":
+        PERL = "/usr/bin/perl"
+        if not os.path.exists(PERL):
+            raise Skip("perl is not installed")
+    else:
+        cp = subprocess.run(["sh", os.path.join(FIX, "prepare.sh"), os.environ["PERL_SRC"]],
+                            capture_output=True, text=True, timeout=3000)
+        if cp.returncode == 77:
+            raise Skip("non-threaded perl unavailable: " + cp.stderr.strip())
+        assert cp.returncode == 0, cp.stderr[-3000:]
+        PERL = cp.stdout.splitlines()[-1]
+    return PERL
+
+
+def start_perl(scenario, script=SCRIPT, extra=()):
+    """Run the fixture (stdin: a pipe that never gets data); return (process, text written
+    before "ready")."""
+    r, w = os.pipe()
+    si_r, si_w = os.pipe()
+    p = subprocess.Popen([perl(), script, str(w), scenario] + list(extra), pass_fds=(w,),
+                         stdin=si_r, stdout=subprocess.DEVNULL)
+    os.close(w)
+    os.close(si_r)
+    p.stdin_w = si_w
+    buf = b""
+    deadline = time.monotonic() + 30
+    with os.fdopen(r, "rb") as rf:
+        while not (buf.endswith(b"ready\n") or buf.endswith(b"nothreads\n")):
+            chunk = rf.readline()
+            if not chunk or time.monotonic() > deadline:
+                p.kill()
+                raise AssertionError("fixture not ready: %r" % buf)
+            buf += chunk
+    return p, buf.decode()
+
+
+def stop_perl(p):
+    stop(p)
+    os.close(p.stdin_w)
+
+
+def parse_truth(text):
+    """{tid or None: [(sub, file, line, extra or None)]} from the fixture's lines."""
+    out = {}
+    cur = None
+    for l in text.splitlines():
+        f = l.split("\t")
+        if f[0] == "TID":
+            cur = int(f[2])
+            out[cur] = []
+        elif f[0] == "FRAME":
+            out.setdefault(cur, []).append((f[1], f[2], int(f[3]), f[4] if len(f) > 4 else None))
+    return out
+
+
+def name_matches(got, sub, extra):
+    """vmstack's frame name for caller()'s: evals are "(eval)" (string), "eval {...}"
+    (block, and the evals perl wraps around subs it calls itself), "require FILE"."""
+    if sub != "(eval)":
+        return got == sub
+    if got.startswith("require "):
+        return extra is not None and got == "require " + extra
+    if got == "(eval)":
+        return extra is not None
+    return got == "eval {...}" and extra is None
+
+
+def stack_json(pid, *args):
+    cp = subprocess.run([PERL_STACK, "-j"] + list(args) + ["-p", str(pid)],
+                        capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, (cp.returncode, cp.stdout, cp.stderr)
+    return json.loads(cp.stdout)
+
+
+def thread(doc, tid):
+    for t in doc["threads"]:
+        if t["tid"] == tid:
+            return t
+    raise AssertionError("no thread %d in %s" % (tid, [t["tid"] for t in doc["threads"]]))
+
+
+def check_thread(t, want):
+    assert t["runtime"] == "perl", t
+    assert t["vm_error"] is None and t["walk_error"] is None, (t["vm_error"], t["walk_error"])
+    vm = [f for f in t["frames"] if f["kind"] != "native"]
+    got = [(f["name"], f["file"], f["line"]) for f in vm]
+    ok = len(got) == len(want) and all(
+        name_matches(g[0], w[0], w[3]) and g[1:] == w[1:3] for g, w in zip(got, want))
+    assert ok, "vmstack:\n  %s\ncaller():\n  %s" % ("\n  ".join(map(str, got)),
+                                                   "\n  ".join(map(str, want)))
+    return vm
+
+
+def scenario(name, blocked=False):
+    def case():
+        p, text = start_perl(name)
+        try:
+            if text.endswith("nothreads\n"):
+                raise Skip("this perl has no threads")
+            truth = parse_truth(text)
+            if None in truth:
+                settle(p.pid, 0 if blocked else None)
+            doc = stack_json(p.pid)
+            frames = {}
+            for tid, want in truth.items():
+                t = thread(doc, tid if tid is not None else p.pid)
+                frames[tid] = (t, check_thread(t, want))
+            EXTRA.get(name, lambda p, f: None)(p, frames)
+            assert_running(p.pid)
+        finally:
+            stop_perl(p)
+    return case
+
+
+def natives(t):
+    return [(f["function"] or "", f["module"] or "") for f in t["frames"] if f["kind"] == "native"]
+
+
+def extra_blocked(p, frames):
+    """Mixed view: the C of sysread above the Perl frames, perl_run below them, and no
+    runops frame left (the Perl frames took its place)."""
+    t, vm = frames[None]
+    fr = t["frames"]
+    first = fr.index(vm[0])
+    above = [f["function"] for f in fr[:first]]
+    assert "Perl_pp_sysread" in above, above
+    below = [f["function"] for f in fr[fr.index(vm[-1]) + 1:]]
+    assert below[:1] == ["perl_run"], below
+    assert not any("runops" in (f.get("function") or "") for f in fr), fr
+    # the text view
+    cp = subprocess.run([PERL_STACK, "-p", str(p.pid)], capture_output=True, text=True)
+    assert cp.returncode == 0, cp.stderr
+    lines = cp.stdout.splitlines()
+    assert re.search(r"perl", lines[0], re.I), lines[0]
+    assert any(re.fullmatch(r"  #\d+  main::blocked_leaf \(%s:\d+\) \[perl\]" % re.escape(SCRIPT),
+                            l) for l in lines), cp.stdout
+
+
+def extra_xs_callback(p, frames):
+    """List::Util::first (an XS sub) calls the block: its C frame lies between the block's
+    Perl frames and the sub that called first()."""
+    t, vm = frames[None]
+    fr = t["frames"]
+    i = next(k for k, f in enumerate(fr) if f["kind"] != "native" and f["name"] == "main::__ANON__")
+    j = next(k for k, f in enumerate(fr) if k > i and f["kind"] != "native"
+             and f["name"] != "main::__ANON__")
+    between = [f["module"] or "" for f in fr[i + 1:j] if f["kind"] == "native"]
+    assert any("Util" in m for m in between), (between, fr[i:j + 1])
+
+
+EXTRA = {"blocked": extra_blocked, "xs_callback": extra_xs_callback}
+
+SCENARIOS = ["nested", "recurse", "anon", "eval_string", "eval_block", "require", "begin",
+             "use_begin", "use_import", "sort", "sort_named", "signal", "destroy", "threads",
+             "xs_callback", "deep30"]
+CASES = {s: scenario(s) for s in SCENARIOS}
+CASES["blocked"] = scenario("blocked", blocked=True)
+
+
+def case_views():
+    """--perl-only keeps the Perl frames (and the C above them); the native view none."""
+    p, text = start_perl("blocked")
+    try:
+        settle(p.pid, 0)
+        want = parse_truth(text)[None]
+        t = thread(stack_json(p.pid, "--perl-only"), p.pid)
+        kinds = [f["kind"] for f in t["frames"]]
+        n_vm = kinds.count("vm")
+        assert n_vm == len(want), kinds
+        assert all(k == "vm" for k in kinds[len(kinds) - n_vm:]), kinds
+        t = thread(stack_json(p.pid, "--native"), p.pid)
+        names = [f["function"] for f in t["frames"]]
+        assert all(f["kind"] == "native" for f in t["frames"]), t["frames"]
+        assert "Perl_runops_standard" in names, names
+    finally:
+        stop_perl(p)
+
+
+def case_no_perl():
+    """A process without Perl: exit 2 and one line."""
+    p = subprocess.Popen(["sleep", "60"])
+    try:
+        cp = subprocess.run([PERL_STACK, "-p", str(p.pid)], capture_output=True, text=True)
+        assert cp.returncode == 2, (cp.returncode, cp.stderr)
+        assert "no Perl interpreter found" in cp.stderr, cp.stderr
+        assert len(cp.stderr.strip().splitlines()) == 1, cp.stderr
+        rc, _, err = run(["record", "--nonblocking", "-d", "1", "-p", str(p.pid)])
+        assert rc == 64 and "--nonblocking: no runtime" in err, (rc, err)
+        assert_running(p.pid)
+    finally:
+        stop(p)
+
+
+SPLIT = os.path.join(FIX, "split.pl")
+
+
+def parse_folded(path):
+    stacks = []
+    with open(path) as f:
+        for line in f:
+            m = re.fullmatch(r"(.+) (\d+)\n", line)
+            assert m, "not a folded line: %r" % line
+            stacks.append((m.group(1).split(";"), int(m.group(2))))
+    return stacks
+
+
+def perl_subs(frames):
+    return [f.split("@")[0] for f in frames if "@" in f]
+
+
+def record_split(tmp, seconds=5, extra=()):
+    """record split.pl (a ready pipe, truth file); returns (folded stacks, truth shares)."""
+    truth = os.path.join(tmp, "truth")
+    r, w = os.pipe()
+    p = subprocess.Popen([perl(), SPLIT, str(w), truth], pass_fds=(w,),
+                         stdout=subprocess.DEVNULL)
+    os.close(w)
+    try:
+        with os.fdopen(r, "rb") as rf:
+            assert rf.readline() == b"ready\n"
+        deadline = time.monotonic() + 10
+        while not os.path.exists(truth):
+            assert time.monotonic() < deadline and p.poll() is None
+            time.sleep(0.01)
+        out = os.path.join(tmp, "p.folded")
+        rc, _, err = run(["record", "-p", str(p.pid), "-r", "499", "-d", str(seconds), "-o", out]
+                         + list(extra))
+        assert rc == 0, err
+        m = re.search(r"^Wrote %s \((\d+) samples, (\d+) errors, \d+ late\)$" % re.escape(out),
+                      err, re.M)
+        assert m and int(m.group(2)) * 100 <= int(m.group(1)), err
+        assert_running(p.pid)
+        with open(truth) as f:
+            a, b, c = map(float, f.read().split())
+    finally:
+        stop(p)
+    want = {"main::five": 100 * a / (a + b + c), "main::three": 100 * b / (a + b + c),
+            "main::two": 100 * c / (a + b + c)}
+    return parse_folded(out), want
+
+
+def incl_shares(stacks, names):
+    tot = {n: 0 for n in names}
+    for frames, c in stacks:
+        subs = perl_subs(frames)
+        for n in names:
+            if n in subs:
+                tot[n] += c
+    s = sum(tot.values())
+    assert s, stacks[:5]
+    return {n: 100.0 * v / s for n, v in tot.items()}
+
+
+def accuracy(extra):
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="vmstack-perl-")
+    try:
+        stacks, want = record_split(tmp, extra=extra)
+        got = incl_shares(stacks, list(want))
+        print("profile %s, in-process %s" % ({k: round(v, 1) for k, v in got.items()},
+                                            {k: round(v, 1) for k, v in want.items()}))
+        for k in want:
+            assert abs(got[k] - want[k]) <= 3.0, (k, got, want)
+        names = {f for frames, _ in stacks for f in frames if f.startswith("main::five@")}
+        assert names == {"main::five@%s:%d" % (SPLIT, 23)} or all(
+            re.fullmatch(r"main::five@%s:\d+" % re.escape(SPLIT), n) for n in names), names
+        return stacks
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def case_record_accuracy():
+    """record's shares of five/three/two (50/30/20 of split.pl's CPU, measured in-process)
+    within 3 points; folded names are Pkg::sub@file:line."""
+    accuracy(())
+
+
+def case_record_nonblocking():
+    """The same with --nonblocking (stacks read while perl runs): only Perl frames."""
+    stacks = accuracy(["--nonblocking"])
+    for frames, _ in stacks:
+        assert all("@" in f for f in frames), frames
+    rc, _, err = run(["record", "--nonblocking", "--view", "native", "-p", str(os.getpid())])
+    assert rc == 64 and "--view native" in err, (rc, err)
+
+
+NYTPROF_SUBS = r"""
+use Devel::NYTProf::Data;
+my $p = Devel::NYTProf::Data->new({ filename => $ARGV[0], quiet => 1 });
+my $m = $p->subname_subinfo_map;
+for my $si (values %$m) {
+    printf "%s\t%.6f\t%.6f\n", $si->subname, $si->incl_time, $si->excl_time;
+}
+"""
+
+
+def case_record_nytprof():
+    """The same workload under Devel::NYTProf: the sub with the most exclusive time is the
+    same, and the inclusive shares of five/three/two agree within 3 points."""
+    import tempfile
+    if subprocess.run([perl(), "-MDevel::NYTProf::Data", "-e", "1"],
+                      capture_output=True).returncode:
+        raise Skip("Devel::NYTProf is not installed for %s (libdevel-nytprof-perl)" % perl())
+    tmp = tempfile.mkdtemp(prefix="vmstack-nytprof-")
+    try:
+        out = os.path.join(tmp, "nytprof.out")
+        cp = subprocess.run([perl(), "-d:NYTProf", SPLIT, "-", os.path.join(tmp, "t0"), "4"],
+                            env=dict(os.environ, NYTPROF="file=%s" % out),
+                            capture_output=True, text=True, timeout=300)
+        assert cp.returncode == 0, cp.stderr
+        cp = subprocess.run([perl(), "-e", NYTPROF_SUBS, out], capture_output=True, text=True)
+        assert cp.returncode == 0, cp.stderr
+        incl, excl = {}, {}
+        for l in cp.stdout.splitlines():
+            n, i, e = l.split("\t")
+            incl[n], excl[n] = float(i), float(e)
+        stacks, _ = record_split(tmp)
+        ours_excl = {}
+        for frames, c in stacks:
+            subs = perl_subs(frames)
+            if subs and subs[-1] != "main":
+                ours_excl[subs[-1]] = ours_excl.get(subs[-1], 0) + c
+        top_ny = max(excl, key=excl.get)
+        top_vs = max(ours_excl, key=ours_excl.get)
+        names = ["main::five", "main::three", "main::two"]
+        ny = {n: 100 * incl[n] / sum(incl[k] for k in names) for n in names}
+        vs = incl_shares(stacks, names)
+        print("NYTProf: top exclusive %s, inclusive %s; vmstack: top exclusive %s, "
+              "inclusive %s" % (top_ny, {k: round(v, 1) for k, v in ny.items()}, top_vs,
+                                {k: round(v, 1) for k, v in vs.items()}))
+        assert top_ny == top_vs == "main::burn", (top_ny, top_vs)
+        for n in names:
+            assert abs(ny[n] - vs[n]) <= 3.0, (n, ny, vs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+CASES["record_accuracy"] = case_record_accuracy
+CASES["record_nonblocking"] = case_record_nonblocking
+CASES["record_nytprof"] = case_record_nytprof
+CASES["views"] = case_views
+CASES["no_perl"] = case_no_perl
+
+if __name__ == "__main__":
+    raise SystemExit(main(CASES))
