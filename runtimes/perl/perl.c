@@ -526,6 +526,11 @@ static int cop_info(struct pl_vm *vm, uint64_t cop, char *file, size_t cap, int 
   uint8_t b[128];
   if (!cop || (cop & 7) || lo->cop.size > sizeof b || mem_read(vm->t->mem, cop, b, lo->cop.size))
     return -VMS_E_BADDATA;
+  /* a statement's COP is a nextstate (or dbstate, under the debugger) op; PL_compiling,
+   * the parser's position, is the exception */
+  unsigned type = (unsigned)rd(b, lo->op.type_word, 2) & 0x1ff;
+  if (cop != vm->snap.compiling && type != lo->opn.nextstate && type != lo->opn.dbstate)
+    return -VMS_E_BADDATA;
   uint32_t line = (uint32_t)rd(b, lo->cop.line, 4);
   uint64_t f = rd(b, lo->cop.file, 8);
   file[0] = 0;
@@ -606,6 +611,12 @@ static int collect(struct pl_vm *vm, struct pframe *pf, size_t max, size_t *ret_
       if (sub) {
         uint64_t cv = rd(cx, t == lo->cxt.sub ? lo->cx.sub_cv : lo->cx.format_cv, 8);
         if (cv_name(vm, cv, f->func, sizeof f->func)) {
+          if (k == 0 && i == c->cxix) {
+            /* the innermost context is counted before it is filled in: one being
+             * entered right now; it is not a frame yet */
+            n--;
+            continue;
+          }
           fmt(f->func, sizeof f->func, "(unknown sub)");
           r = -VMS_E_BADDATA;
         }

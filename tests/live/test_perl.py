@@ -365,6 +365,40 @@ def case_record_nytprof():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def case_record_perltidy():
+    """A real program from Debian's packages: perltidy formatting a large module (its own
+    Tokenizer.pm), started by record -- CMD; the profile is Perl::Tidy's packages' subs."""
+    import tempfile
+    tidy = shutil.which("perltidy")
+    src = "/usr/share/perl5/Perl/Tidy/Tokenizer.pm"
+    if not tidy or not os.path.exists(src):
+        raise Skip("perltidy is not installed (apt-get install perltidy)")
+    tmp = tempfile.mkdtemp(prefix="vmstack-tidy-")
+    try:
+        out = os.path.join(tmp, "p.folded")
+        rc, _, err = run(["record", "-r", "499", "-f", "folded", "-o", out, "--", tidy, src,
+                          "-o", os.path.join(tmp, "tidy.out")], timeout=300)
+        assert rc == 0, err
+        m = re.search(r"\((\d+) samples, (\d+) errors", err)
+        assert m and int(m.group(1)) >= 200 and int(m.group(2)) * 50 <= int(m.group(1)), err
+        excl, pkg = {}, {}
+        for frames, c in parse_folded(out):
+            subs = perl_subs(frames)
+            if subs:
+                excl[subs[-1]] = excl.get(subs[-1], 0) + c
+                p = subs[-1].rsplit("::", 1)[0]
+                pkg[p] = pkg.get(p, 0) + c
+        top = sorted(pkg, key=pkg.get, reverse=True)[:3]
+        print("top packages %s; top subs %s" % (
+            [(p, pkg[p]) for p in top],
+            sorted(excl.items(), key=lambda kv: -kv[1])[:5]))
+        assert {"Perl::Tidy::Formatter", "Perl::Tidy::Tokenizer"} <= set(top), top
+        assert max(excl, key=excl.get).startswith("Perl::Tidy::"), excl
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+CASES["record_perltidy"] = case_record_perltidy
 CASES["record_accuracy"] = case_record_accuracy
 CASES["record_nonblocking"] = case_record_nonblocking
 CASES["record_nytprof"] = case_record_nytprof
