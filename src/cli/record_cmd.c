@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,6 +196,15 @@ static pid_t spawn(char **cmd)
   return pid;
 }
 
+/* A command we started whose recording could not begin is not left running. */
+static void discard_child(pid_t child)
+{
+  if (child > 0) {
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+  }
+}
+
 int cmd_record(int argc, char **argv)
 {
   struct ropts o = { 0 };
@@ -209,8 +219,10 @@ int cmd_record(int argc, char **argv)
     o.pid = child;
   }
   struct target *t;
-  if ((r = target_open(o.pid, &t)))
+  if ((r = target_open(o.pid, &t))) {
+    discard_child(child);
     return cli_target_error(o.pid, r);
+  }
   struct record_opts ro = {
     .rate = o.rate, .duration = o.duration, .view = o.view, .idle = o.idle, .max_depth = (size_t)o.max_depth, .stack_bytes = UNWIND_CAPTURE_DEFAULT,
     .progress = isatty(2), .follow = o.follow, .nonblocking = o.nonblocking,
@@ -221,6 +233,7 @@ int cmd_record(int argc, char **argv)
   if (r) {
     int code = cli_target_error(o.pid, r);
     target_close(t);
+    discard_child(child);
     return code;
   }
   /* the target runs freely from here on: name frames, write the file */

@@ -216,6 +216,11 @@ def case_no_perl():
         assert len(cp.stderr.strip().splitlines()) == 1, cp.stderr
         rc, _, err = run(["record", "--nonblocking", "-d", "1", "-p", str(p.pid)])
         assert rc == 64 and "--nonblocking: no runtime" in err, (rc, err)
+        # a command record started itself is not left running when it is refused
+        rc, _, err = run(["record", "--nonblocking", "-d", "1", "--", "sleep", "3600"])
+        assert rc == 64, (rc, err)
+        left = subprocess.run(["pgrep", "-f", "-x", "sleep 3600"], capture_output=True)
+        assert left.returncode == 1, "the command was left running: %s" % left.stdout
         assert_running(p.pid)
     finally:
         stop(p)
