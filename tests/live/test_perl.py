@@ -407,6 +407,23 @@ CASES["record_perltidy"] = case_record_perltidy
 CASES["record_accuracy"] = case_record_accuracy
 CASES["record_nonblocking"] = case_record_nonblocking
 CASES["record_nytprof"] = case_record_nytprof
+def case_unknown_build():
+    """A perl whose version no table describes (a program exporting the symbols of a threaded
+    5.30.1) is refused with one line naming version and flags, never walked."""
+    from vmtest import fixture, start
+    p = start([fixture("fakeperl"), "{fd}", "30"])
+    try:
+        cp = subprocess.run([PERL_STACK, "-p", str(p.pid)], capture_output=True, text=True)
+        assert cp.returncode == 2 and cp.stdout == "", (cp.returncode, cp.stdout, cp.stderr)
+        assert re.fullmatch(r"perl-stack: unsupported: Perl 5\.30\.1 in fakeperl \(threaded, "
+                            r"interpreter size 3600\): a build not known; known: perl-5\.32-"
+                            r"thread, .*\n", cp.stderr), cp.stderr
+        assert_running(p.pid)
+    finally:
+        stop(p)
+
+
+CASES["unknown_build"] = case_unknown_build
 CASES["views"] = case_views
 CASES["no_perl"] = case_no_perl
 
