@@ -331,7 +331,7 @@ for my $si (values %$m) {
 
 def case_record_nytprof():
     """The same workload under Devel::NYTProf: the sub with the most exclusive time is the
-    same, and the inclusive shares of five/three/two agree within 3 points."""
+    same, five/three/two rank the same and their inclusive shares agree within 5 points."""
     import tempfile
     if subprocess.run([perl(), "-MDevel::NYTProf::Data", "-e", "1"],
                       capture_output=True).returncode:
@@ -364,8 +364,10 @@ def case_record_nytprof():
               "inclusive %s" % (top_ny, {k: round(v, 1) for k, v in ny.items()}, top_vs,
                                 {k: round(v, 1) for k, v in vs.items()}))
         assert top_ny == top_vs == "main::burn", (top_ny, top_vs)
+        # two estimates of the same split, each within about 3 points of the truth
+        assert sorted(names, key=ny.get) == sorted(names, key=vs.get), (ny, vs)
         for n in names:
-            assert abs(ny[n] - vs[n]) <= 3.0, (n, ny, vs)
+            assert abs(ny[n] - vs[n]) <= 5.0, (n, ny, vs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
