@@ -26,6 +26,7 @@
 
 #include "pl_layout.h"
 #include "vmstack/elf.h"
+#include "vmstack/json.h"
 #include "vmstack/err.h"
 #include "vmstack/maps.h"
 #include "vmstack/mem.h"
@@ -49,6 +50,14 @@ struct si_copy {
   uint8_t *cx;               /* (cxix + 1) contexts */
   size_t cap;
 };
+
+/* Where a thread's stacks were at its last sample. */
+struct pl_where {
+  pid_t tid;
+  uint64_t interp, curcop_at, cursi_at, si, cxstack;
+  int32_t cxix, cxmax;
+};
+#define WHERE_SLOTS 64
 
 struct cop_entry {           /* COP address -> line and file */
   uint64_t cop;
@@ -85,6 +94,7 @@ struct pl_vm {
   } snap;
   struct cop_entry *cops;
   struct cv_entry *cvs;
+  struct pl_where where[WHERE_SLOTS];
 };
 
 __attribute__((format(printf, 3, 4))) static void fmt(char *buf, size_t cap, const char *f, ...)
@@ -286,6 +296,102 @@ static int thread_interp(struct pl_vm *vm, const struct thread *th, uint64_t *re
   return rptr(vm, vm->curinterp, ret);
 }
 
+/* Fill c from a stackinfo's bytes; its contexts come separately. */
+static int si_parse(const struct pl_layout *lo, uint64_t addr, const uint8_t *sib,
+                    struct si_copy *c, int32_t *ret_cxmax, uint64_t *ret_base)
+{
+  c->addr = addr;
+  c->prev = rd(sib, lo->si.prev, 8);
+  c->cxix = (int32_t)rd(sib, lo->si.cxix, 4);
+  c->type = (int32_t)rd(sib, lo->si.type, 4);
+  *ret_cxmax = (int32_t)rd(sib, lo->si.cxmax, 4);
+  *ret_base = rd(sib, lo->si.cxstack, 8);
+  if (c->cxix < -1 || c->cxix >= CX_MAX || *ret_cxmax < c->cxix || !*ret_base ||
+      (*ret_base & 7) || (size_t)(c->cxix + 1) * lo->cx.size > CX_BYTES_MAX)
+    return -VMS_E_BADDATA;
+  return 0;
+}
+
+static int si_room(struct si_copy *c, size_t n)
+{
+  if (n <= c->cap)
+    return 0;
+  uint8_t *nb = realloc(c->cx, n);
+  if (!nb)
+    return -ENOMEM;
+  c->cx = nb;
+  c->cap = n;
+  return 0;
+}
+
+/* Where PL_curcop and PL_curstackinfo of the thread are (0: the thread runs no Perl). */
+static int thread_vars(struct pl_vm *vm, const struct thread *th, uint64_t *ret_interp,
+                       uint64_t *ret_curcop, uint64_t *ret_cursi)
+{
+  const struct pl_layout *lo = vm->lo;
+  if (!lo->multiplicity) {
+    if (th->tid != vm->t->pid)
+      return -ENOENT;   /* without MULTIPLICITY only the main thread runs Perl */
+    *ret_interp = 0;
+    *ret_curcop = vm->g_curcop;
+    *ret_cursi = vm->g_curstackinfo;
+    return 0;
+  }
+  int r = thread_interp(vm, th, ret_interp);
+  if (r)
+    return r;
+  if (!*ret_interp)
+    return -ENOENT;
+  *ret_curcop = *ret_interp + lo->interp.curcop;
+  *ret_cursi = *ret_interp + lo->interp.curstackinfo;
+  return 0;
+}
+
+#define CX_SPARE 4   /* contexts read beyond the last depth seen, in the one-read path */
+
+/* The one-read path: where the thread's stacks were at its last sample, read in one call
+ * (its interpreter, PL_curcop and PL_curstackinfo, the stackinfo, its contexts) and
+ * accepted when they are still there. Fills snap.si[0]; -EAGAIN when they moved. */
+static int copy_fast(struct pl_vm *vm, const struct thread *th, uint64_t *ret_cursi_val)
+{
+  const struct pl_layout *lo = vm->lo;
+  struct pl_where *w = &vm->where[(unsigned)th->tid % WHERE_SLOTS];
+  if (w->tid != th->tid || !w->si)
+    return -EAGAIN;
+  struct si_copy *c = &vm->snap.si[0];
+  size_t ncx = (size_t)w->cxix + 1 + CX_SPARE;
+  if (ncx > (size_t)w->cxmax + 1)
+    ncx = (size_t)w->cxmax + 1;
+  if (si_room(c, ncx * lo->cx.size))
+    return -ENOMEM;
+  uint64_t interp = 0, v[2] = { 0, 0 };
+  uint8_t sib[256];
+  struct mem_iov iov[5];
+  size_t n = 0;
+  if (lo->multiplicity && vm->have_tls && th->regs.fs_base)
+    iov[n++] = (struct mem_iov){ th->regs.fs_base + (uint64_t)vm->tls_off, &interp, 8, 0 };
+  else if (lo->multiplicity && th->tid == vm->t->pid)
+    iov[n++] = (struct mem_iov){ vm->curinterp, &interp, 8, 0 };
+  else if (lo->multiplicity)
+    return -EAGAIN;
+  iov[n++] = (struct mem_iov){ w->curcop_at, &v[0], 8, 0 };
+  iov[n++] = (struct mem_iov){ w->cursi_at, &v[1], 8, 0 };
+  iov[n++] = (struct mem_iov){ w->si, sib, lo->si.size, 0 };
+  iov[n++] = (struct mem_iov){ w->cxstack, c->cx, ncx * lo->cx.size, 0 };
+  if (lo->si.size > sizeof sib || mem_readv(vm->t->mem, iov, n))
+    return -EAGAIN;
+  int32_t cxmax;
+  uint64_t base;
+  if ((lo->multiplicity && interp != w->interp) || v[1] != w->si ||
+      si_parse(lo, w->si, sib, c, &cxmax, &base) || base != w->cxstack ||
+      cxmax != w->cxmax || (size_t)(c->cxix + 1) > ncx)
+    return -EAGAIN;
+  vm->snap.interp = w->interp;
+  vm->snap.curcop = v[0];
+  *ret_cursi_val = v[1];
+  return 0;
+}
+
 /* Copy PL_curcop and every stackinfo with its contexts, innermost first. */
 static int copy_stacks(struct pl_vm *vm, const struct thread *th)
 {
@@ -294,76 +400,67 @@ static int copy_stacks(struct pl_vm *vm, const struct thread *th)
   vm->snap.valid = 0;
   vm->snap.nsi = 0;
   vm->snap.tid = th->tid;
-  uint64_t cur_si;
-  if (lo->multiplicity) {
-    uint64_t interp;
-    int r = thread_interp(vm, th, &interp);
+  uint64_t cur_si = 0, interp = 0, curcop_at = 0, cursi_at = 0;
+  int fast = copy_fast(vm, th, &cur_si) == 0;
+  if (fast) {
+    struct pl_where *w = &vm->where[(unsigned)th->tid % WHERE_SLOTS];
+    interp = w->interp;
+    curcop_at = w->curcop_at;
+    cursi_at = w->cursi_at;
+    vm->snap.nsi = 1;
+  } else {
+    int r = thread_vars(vm, th, &interp, &curcop_at, &cursi_at);
     if (r)
       return r;
-    if (!interp)
-      return -ENOENT;
     uint64_t v[2];
-    struct mem_iov iov[2] = {
-      { interp + lo->interp.curcop, &v[0], 8, 0 },
-      { interp + lo->interp.curstackinfo, &v[1], 8, 0 },
-    };
+    struct mem_iov iov[2] = { { curcop_at, &v[0], 8, 0 }, { cursi_at, &v[1], 8, 0 } };
     if (mem_readv(m, iov, 2))
       return -VMS_E_BADDATA;
     vm->snap.interp = interp;
     vm->snap.curcop = v[0];
-    vm->snap.compiling = interp + lo->interp.compiling;
-    cur_si = v[1];
-  } else {
-    if (th->tid != vm->t->pid)
-      return -ENOENT;   /* without MULTIPLICITY only the main thread runs Perl */
-    uint64_t v[2];
-    struct mem_iov iov[2] = {
-      { vm->g_curcop, &v[0], 8, 0 },
-      { vm->g_curstackinfo, &v[1], 8, 0 },
-    };
-    if (mem_readv(m, iov, 2))
-      return -VMS_E_BADDATA;
-    vm->snap.interp = 0;
-    vm->snap.curcop = v[0];
-    vm->snap.compiling = vm->g_compiling;
     cur_si = v[1];
   }
+  vm->snap.compiling = lo->multiplicity ? interp + lo->interp.compiling : vm->g_compiling;
   if (!cur_si)
     return -ENOENT;   /* an interpreter not yet (or no longer) set up */
   uint8_t sib[256];
   if (lo->si.size > sizeof sib)
     return -VMS_E_BADDATA;
-  for (uint64_t si = cur_si; si && vm->snap.nsi < SI_MAX;) {
+  uint64_t si = fast ? (vm->snap.si[0].type == lo->si_type.main ? 0 : vm->snap.si[0].prev)
+                     : cur_si;
+  uint64_t base0 = 0;
+  int32_t cxmax0 = 0;
+  while (si && vm->snap.nsi < SI_MAX) {
     for (size_t k = 0; k < vm->snap.nsi; k++)
       if (vm->snap.si[k].addr == si)
         return -VMS_E_BADDATA;   /* a loop */
-    if ((si & 7) || mem_read(m, si, sib, lo->si.size))
-      return -VMS_E_BADDATA;
     struct si_copy *c = &vm->snap.si[vm->snap.nsi];
-    c->addr = si;
-    c->prev = rd(sib, lo->si.prev, 8);
-    c->cxix = (int32_t)rd(sib, lo->si.cxix, 4);
-    c->type = (int32_t)rd(sib, lo->si.type, 4);
-    int32_t cxmax = (int32_t)rd(sib, lo->si.cxmax, 4);
-    uint64_t base = rd(sib, lo->si.cxstack, 8);
-    if (c->cxix < -1 || c->cxix >= CX_MAX || cxmax < c->cxix || !base || (base & 7))
+    int32_t cxmax;
+    uint64_t base;
+    if ((si & 7) || mem_read(m, si, sib, lo->si.size) ||
+        si_parse(lo, si, sib, c, &cxmax, &base))
       return -VMS_E_BADDATA;
     size_t n = (size_t)(c->cxix + 1) * lo->cx.size;
-    if (n > CX_BYTES_MAX)
-      return -VMS_E_BADDATA;
-    if (n > c->cap) {
-      uint8_t *nb = realloc(c->cx, n);
-      if (!nb)
-        return -ENOMEM;
-      c->cx = nb;
-      c->cap = n;
-    }
+    if (si_room(c, n))
+      return -ENOMEM;
     if (n && mem_read(m, base, c->cx, n))
       return -VMS_E_BADDATA;
+    if (vm->snap.nsi == 0) {
+      base0 = base;
+      cxmax0 = cxmax;
+    }
     vm->snap.nsi++;
     if (c->type == lo->si_type.main)
       break;
     si = c->prev;
+  }
+  if (!fast) {
+    /* remembered for the next sample of this thread: the one-read path */
+    struct pl_where *w = &vm->where[(unsigned)th->tid % WHERE_SLOTS];
+    *w = (struct pl_where){ th->tid, interp, curcop_at, cursi_at, cur_si, base0,
+                            vm->snap.si[0].cxix, cxmax0 };
+  } else {
+    vm->where[(unsigned)th->tid % WHERE_SLOTS].cxix = vm->snap.si[0].cxix;
   }
   vm->snap.valid = 1;
   return 0;
@@ -386,6 +483,23 @@ static size_t hash_addr(uint64_t a)
   return (size_t)((a >> 3) * 0x9e3779b97f4a7c15ull >> 54) & (CACHE_SIZE - 1);
 }
 
+/* Names and file names read from the target are text (UTF-8 under `use utf8`): bytes that
+ * are not are garbage, from a freed or reused object. Control characters become '?'. */
+static int text_ok(char *s)
+{
+  for (unsigned char *p = (unsigned char *)s; *p;) {
+    if (*p < 0x20) {
+      *p++ = '?';
+      continue;
+    }
+    size_t n = utf8_len(p);
+    if (!n)
+      return 0;
+    p += n;
+  }
+  return 1;
+}
+
 /* A HEK's key, cut at cap-1 bytes. */
 static int hek_str(struct pl_vm *vm, uint64_t hek, char *buf, size_t cap)
 {
@@ -397,10 +511,14 @@ static int hek_str(struct pl_vm *vm, uint64_t hek, char *buf, size_t cap)
   if (n && mem_read(vm->t->mem, hek + lo->hek.key, buf, n))
     return -VMS_E_BADDATA;
   buf[n] = 0;
-  for (size_t i = 0; i < n; i++)
-    if ((unsigned char)buf[i] < 0x20)
-      buf[i] = '?';
-  return 0;
+  /* (a name cut in the middle of a character keeps only whole characters) */
+  if (n == cap - 1)
+    for (size_t k = n; k > 0 && k + 4 > n; k--)
+      if (((unsigned char)buf[k - 1] & 0xc0) == 0xc0) {
+        buf[k - 1] = 0;
+        break;
+      }
+  return text_ok(buf) ? 0 : -VMS_E_BADDATA;
 }
 
 /* SV head fields. */
@@ -547,9 +665,10 @@ static int cop_info(struct pl_vm *vm, uint64_t cop, char *file, size_t cap, int 
       return -VMS_E_BADDATA;
     fmt(file, cap, "%s", strncmp(nm, "_<", 2) ? nm : nm + 2);
   }
-  for (char *c = file; *c; c++)
-    if ((unsigned char)*c < 0x20)
-      *c = '?';
+  if (!text_ok(file)) {
+    file[0] = 0;
+    return -VMS_E_BADDATA;
+  }
   *ret_line = line > 0x7fffffff ? 0 : (int)line;
   if (cop != vm->snap.compiling) {
     /* PL_compiling changes as the parser goes; statements of compiled code do not */
@@ -625,10 +744,12 @@ static int collect(struct pl_vm *vm, struct pframe *pf, size_t max, size_t *ret_
         struct svh h;
         char req[100];
         if (namesv && !sv_head(vm, namesv, &h) && h.u &&
-            mem_read_cstr(vm->t->mem, h.u, req, sizeof req) >= 0)
+            mem_read_cstr(vm->t->mem, h.u, req, sizeof req) >= 0 && text_ok(req))
           fmt(f->func, sizeof f->func, "require %s", req);
-        else if (namesv)
+        else if (namesv) {
           fmt(f->func, sizeof f->func, "require");
+          r = -VMS_E_BADDATA;
+        }
         else if (type & lo->cxt.evalblock)
           fmt(f->func, sizeof f->func, "eval {...}");
         else
