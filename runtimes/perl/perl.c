@@ -580,7 +580,7 @@ static int cv_name(struct pl_vm *vm, uint64_t cv, char *buf, size_t cap)
   struct svh h;
   uint8_t body[256];
   if (sv_head(vm, cv, &h) || ((h.flags & lo->svt.mask) != lo->svt.pvcv &&
-                              (h.flags & lo->svt.mask) != lo->svt.pvcv + 1u /* PVFM */) ||
+                              (h.flags & lo->svt.mask) != lo->svt.pvfm) ||
       !h.any || lo->xcv.size > sizeof body || mem_read(vm->t->mem, h.any, body, lo->xcv.size))
     return -VMS_E_BADDATA;
   uint64_t stash = rd(body, lo->xcv.stash, 8), gv = rd(body, lo->xcv.gv, 8);

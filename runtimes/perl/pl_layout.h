@@ -56,10 +56,14 @@ struct pl_layout {
   struct {
     uint16_t namehek, stash;
   } xgv;
-  /* struct gp (a GV's GP is at sv.u of the GV). */
+  /* struct gp (a GV's GP is at sv.u of the GV); hv is a stash for "Name::" entries. */
   struct {
-    uint16_t sv, cv, egv, file_hek;
+    uint16_t sv, cv, egv, file_hek, hv;
   } gp;
+  /* struct he, a hash entry (a stash's entries: name -> GV). */
+  struct {
+    uint16_t next, hek, val;
+  } he;
   /* XPVHV and its aux (name). aux_in_body: 1 when xpvhv_with_aux holds the aux at
    * xhv.aux (5.35+); 0 when it follows the bucket array (HvARRAY + (HvMAX+1) * 8). */
   struct {
@@ -75,10 +79,11 @@ struct pl_layout {
 
   /* Constants. */
   struct {
-    uint8_t pvgv, pvhv, pvcv, mask;          /* SVt_* and SVTYPEMASK */
+    uint8_t pvgv, pvhv, pvcv, pvfm, mask;    /* SVt_* and SVTYPEMASK */
   } svt;
   uint32_t svpgv_gp;                         /* SVpgv_GP */
   uint32_t svf_ook;                          /* SVf_OOK */
+  uint32_t svf_rok;                          /* SVf_ROK */
   struct {
     uint32_t isxsub, anon, named, lexical;   /* CVf_* */
   } cvf;

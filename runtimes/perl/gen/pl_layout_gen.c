@@ -238,7 +238,11 @@ int main(int argc, char **argv)
 
   open_group("gp");
   ofs("sv", OFS(GP, gp_sv)); ofs("cv", OFS(GP, gp_cv)); ofs("egv", OFS(GP, gp_egv));
-  ofs("file_hek", OFS(GP, gp_file_hek));
+  ofs("file_hek", OFS(GP, gp_file_hek)); ofs("hv", OFS(GP, gp_hv));
+  close_group();
+
+  open_group("he");
+  ofs("next", OFS(HE, hent_next)); ofs("hek", OFS(HE, hent_hek)); ofs("val", OFS(HE, he_valu));
   close_group();
 
   open_group("xhv");
@@ -256,10 +260,11 @@ int main(int argc, char **argv)
   close_group();
 
   open_group("svt");
-  num("pvgv", SVt_PVGV); num("pvhv", SVt_PVHV); num("pvcv", SVt_PVCV); flag("mask", SVTYPEMASK);
+  num("pvgv", SVt_PVGV); num("pvhv", SVt_PVHV); num("pvcv", SVt_PVCV); num("pvfm", SVt_PVFM);
+  flag("mask", SVTYPEMASK);
   close_group();
   col = printf(" ");
-  flag("svpgv_gp", SVpgv_GP); flag("svf_ook", SVf_OOK);
+  flag("svpgv_gp", SVpgv_GP); flag("svf_ook", SVf_OOK); flag("svf_rok", SVf_ROK);
   printf("\n");
 
   open_group("cvf");
