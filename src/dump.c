@@ -129,6 +129,9 @@ static int merge(struct target *t, const struct dump_opts *o, const struct dump_
       if (v->kind == VMF_CFUNC) {
         of->pc = v->cfunc;
         symbolize(t->maps, v->cfunc, 1, 0, &of->si);
+      } else if (v->kind == VMF_NATIVE_SUB) {
+        of->pc = v->cfunc;
+        symbolize(t->maps, v->cfunc, 0, 0, &of->si);
       }
     } else {
       const struct frame *f = &w->fr[pk[i].idx];

@@ -564,8 +564,8 @@ int elf_file_lookup(struct elf_file *ef, const char *name, uint64_t *ret_vaddr,
   return -ENOENT;
 }
 
-/* The GOT slot a TPOFF64 (initial-exec TLS) relocation against `name` fills in. */
-int elf_file_tls_got(struct elf_file *ef, const char *name, uint64_t *ret_got)
+/* The GOT slot a dynamic relocation of `type` against symbol `name` fills in. */
+static int tls_reloc(struct elf_file *ef, const char *name, unsigned type, uint64_t *ret_got)
 {
   Elf *elf = ef->main.elf;
   Elf_Scn *scn = NULL;
@@ -583,7 +583,7 @@ int elf_file_tls_got(struct elf_file *ef, const char *name, uint64_t *ret_got)
     for (size_t i = 0; i < n; i++) {
       GElf_Rela r;
       GElf_Sym sym;
-      if (!gelf_getrela(d, (int)i, &r) || GELF_R_TYPE(r.r_info) != R_X86_64_TPOFF64 ||
+      if (!gelf_getrela(d, (int)i, &r) || GELF_R_TYPE(r.r_info) != type ||
           !GELF_R_SYM(r.r_info) || !gelf_getsym(syms, (int)GELF_R_SYM(r.r_info), &sym))
         continue;
       const char *nm = elf_strptr(elf, symsh.sh_link, sym.st_name);
@@ -594,6 +594,18 @@ int elf_file_tls_got(struct elf_file *ef, const char *name, uint64_t *ret_got)
     }
   }
   return -ENOENT;
+}
+
+int elf_file_tls_got(struct elf_file *ef, const char *name, uint64_t *ret_got)
+{
+  return tls_reloc(ef, name, R_X86_64_TPOFF64, ret_got);
+}
+
+int elf_file_tls_dtv_got(struct elf_file *ef, const char *name, uint64_t *ret_modid_got,
+                         uint64_t *ret_off_got)
+{
+  int r = tls_reloc(ef, name, R_X86_64_DTPMOD64, ret_modid_got);
+  return r ? r : tls_reloc(ef, name, R_X86_64_DTPOFF64, ret_off_got);
 }
 
 /* -- DWARF ---------------------------------------------------------------- */

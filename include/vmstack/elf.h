@@ -32,6 +32,11 @@ int elf_file_lookup(struct elf_file *ef, const char *name, uint64_t *ret_vaddr,
 /* The GOT slot (file address) where the dynamic linker stores the thread-pointer offset of
  * TLS variable `name` (an initial-exec R_X86_64_TPOFF64 relocation); -ENOENT if none. */
 int elf_file_tls_got(struct elf_file *ef, const char *name, uint64_t *ret_got);
+/* The GOT slots of a general-dynamic TLS variable (a shared library's): the module id
+ * (R_X86_64_DTPMOD64) and the offset in the module's TLS block (R_X86_64_DTPOFF64). The
+ * address in a thread is dtv[modid].val + offset, with dtv = *(fs_base + 8). */
+int elf_file_tls_dtv_got(struct elf_file *ef, const char *name, uint64_t *ret_modid_got,
+                         uint64_t *ret_off_got);
 /* Source file and line from DWARF, when the file or its debug file has it. */
 int elf_file_line(struct elf_file *ef, uint64_t vaddr, const char **ret_file, int *ret_line);
 

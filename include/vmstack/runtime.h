@@ -43,6 +43,8 @@ enum vm_frame_kind {
   VMF_BUILTIN,    /* a VM builtin (LuaJIT fast function) */
   VMF_TRACE,      /* JIT-compiled code with no finer attribution */
   VMF_PARTIAL,    /* something the walk could not decode, labelled */
+  VMF_NATIVE_SUB, /* a native frame the VM knows by name (a Perl XS sub): it takes the
+                     place of native frame `anchor` (cfunc: its pc; file: its module) */
 };
 
 /* One VM frame, anchored to the native frame (index) it replaces in the mixed stack. */

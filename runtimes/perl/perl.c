@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pl_layout.h"
 #include "vmstack/elf.h"
@@ -41,6 +42,8 @@
 #define RUNOPS_MAX 4
 #define CACHE_SIZE 1024      /* entries of each name cache (direct-mapped) */
 
+enum { TLS_NONE, TLS_STATIC, TLS_DTV };
+
 /* -- State ------------------------------------------------------------------ */
 
 /* One stackinfo as copied during the stop. */
@@ -51,10 +54,15 @@ struct si_copy {
   size_t cap;
 };
 
+struct xs_entry {
+  uint64_t addr;             /* CvXSUB */
+  char name[NAME_MAX_LEN];
+};
+
 /* Where a thread's stacks were at its last sample. */
 struct pl_where {
   pid_t tid;
-  uint64_t interp, curcop_at, cursi_at, si, cxstack;
+  uint64_t interp, interp_at, curcop_at, cursi_at, si, cxstack;
   int32_t cxix, cxmax;
 };
 #define WHERE_SLOTS 64
@@ -78,8 +86,9 @@ struct pl_vm {
   int ver[3];
   /* where the interpreter is */
   uint64_t curinterp;        /* &PL_curinterp */
-  int have_tls;
-  int64_t tls_off;           /* PL_current_context at fs_base + tls_off */
+  int have_tls;              /* TLS_*: how PL_current_context is found in a thread */
+  int64_t tls_off;           /* TLS_STATIC: at fs_base + tls_off; TLS_DTV: offset in block */
+  uint64_t tls_modid;        /* TLS_DTV: the module's id */
   uint64_t g_curcop, g_curstackinfo, g_compiling;   /* without MULTIPLICITY: globals */
   uint64_t runops[RUNOPS_MAX][2];
   size_t nrunops;
@@ -95,6 +104,14 @@ struct pl_vm {
   struct cop_entry *cops;
   struct cv_entry *cvs;
   struct pl_where where[WHERE_SLOTS];
+  /* XS subs by the address of their C function (from the stashes), sorted */
+  struct xs_entry *xs;
+  size_t nxs;
+  uint64_t xs_built_ms;      /* when the table was last built (0: never) */
+  uint64_t xs_miss[16];      /* functions not found after a rebuild: no rebuild for them */
+  size_t nxs_miss;
+  uint64_t entersub[2];      /* Perl_pp_entersub's range: it calls XS subs */
+  uint64_t g_defstash;       /* &PL_defstash without MULTIPLICITY */
 };
 
 __attribute__((format(printf, 3, 4))) static void fmt(char *buf, size_t cap, const char *f, ...)
@@ -229,11 +246,18 @@ static int pl_probe(struct target *t, void **ret_vm)
     }
     /* each thread's interpreter: the C11 thread-local PL_current_context (5.36+, when
      * the compiler has one), through the GOT slot of its initial-exec relocation */
-    uint64_t got, off;
+    uint64_t got, off, modid_got, off_got, modid;
     if (!elf_file_tls_got(m->elf, "PL_current_context", &got) &&
         !mem_read(t->mem, got + m->bias, &off, 8) && off) {
       vm->tls_off = (int64_t)off;
-      vm->have_tls = 1;
+      vm->have_tls = TLS_STATIC;
+    } else if (!elf_file_tls_dtv_got(m->elf, "PL_current_context", &modid_got, &off_got) &&
+               !mem_read(t->mem, modid_got + m->bias, &modid, 8) &&
+               !mem_read(t->mem, off_got + m->bias, &off, 8) && modid && modid < 65536) {
+      /* a libperl.so: general-dynamic, through each thread's DTV */
+      vm->tls_modid = modid;
+      vm->tls_off = (int64_t)off;
+      vm->have_tls = TLS_DTV;
     }
   } else if (sym(vm, "PL_curcop", &vm->g_curcop, NULL) ||
              sym(vm, "PL_curstackinfo", &vm->g_curstackinfo, NULL)) {
@@ -251,6 +275,15 @@ static int pl_probe(struct target *t, void **ret_vm)
       vm->runops[vm->nrunops][1] = a + size;
       vm->nrunops++;
     }
+  }
+  {
+    uint64_t a, size;
+    if (!sym(vm, "Perl_pp_entersub", &a, &size) && size) {
+      vm->entersub[0] = a;
+      vm->entersub[1] = a + size;
+    }
+    if (!lo->multiplicity)
+      sym(vm, "PL_defstash", &vm->g_defstash, NULL);
   }
   vm->cops = calloc(CACHE_SIZE, sizeof *vm->cops);
   vm->cvs = calloc(CACHE_SIZE, sizeof *vm->cvs);
@@ -274,6 +307,7 @@ static void pl_free(void *vmv)
     free(vm->snap.si[i].cx);
   free(vm->cops);
   free(vm->cvs);
+  free(vm->xs);
   free(vm);
 }
 
@@ -281,18 +315,36 @@ static void pl_free(void *vmv)
 
 /* The thread's interpreter: its thread-local pointer, else PL_curinterp for the main
  * thread. 0 when the thread runs no Perl. */
-static int thread_interp(struct pl_vm *vm, const struct thread *th, uint64_t *ret)
+static int thread_interp(struct pl_vm *vm, const struct thread *th, uint64_t *ret,
+                         uint64_t *ret_at)
 {
   *ret = 0;
+  *ret_at = 0;
   if (vm->have_tls && th->regs.fs_base) {
-    uint64_t v;
-    if (mem_read(vm->t->mem, th->regs.fs_base + (uint64_t)vm->tls_off, &v, 8))
+    uint64_t addr, v;
+    if (vm->have_tls == TLS_STATIC) {
+      addr = th->regs.fs_base + (uint64_t)vm->tls_off;
+    } else {
+      /* glibc: tcbhead_t.dtv at fs_base + 8; dtv[-1] holds the number of entries; each
+       * entry is { void *val; void *to_free }, val -1 while the block is unallocated */
+      uint64_t dtv, len, ent;
+      if (rptr(vm, th->regs.fs_base + 8, &dtv) || !dtv || rptr(vm, dtv - 16, &len))
+        return -VMS_E_BADDATA;
+      if (vm->tls_modid > len || rptr(vm, dtv + 16 * vm->tls_modid, &ent))
+        return -VMS_E_BADDATA;
+      if (!ent || ent == UINT64_MAX)
+        return 0;   /* this thread never touched libperl's thread-locals: no Perl */
+      addr = ent + (uint64_t)vm->tls_off;
+    }
+    if (mem_read(vm->t->mem, addr, &v, 8))
       return -VMS_E_BADDATA;
     *ret = v;
+    *ret_at = addr;
     return 0;
   }
   if (th->tid != vm->t->pid)
     return 0;
+  *ret_at = vm->curinterp;
   return rptr(vm, vm->curinterp, ret);
 }
 
@@ -326,9 +378,10 @@ static int si_room(struct si_copy *c, size_t n)
 
 /* Where PL_curcop and PL_curstackinfo of the thread are (0: the thread runs no Perl). */
 static int thread_vars(struct pl_vm *vm, const struct thread *th, uint64_t *ret_interp,
-                       uint64_t *ret_curcop, uint64_t *ret_cursi)
+                       uint64_t *ret_interp_at, uint64_t *ret_curcop, uint64_t *ret_cursi)
 {
   const struct pl_layout *lo = vm->lo;
+  *ret_interp_at = 0;
   if (!lo->multiplicity) {
     if (th->tid != vm->t->pid)
       return -ENOENT;   /* without MULTIPLICITY only the main thread runs Perl */
@@ -337,7 +390,7 @@ static int thread_vars(struct pl_vm *vm, const struct thread *th, uint64_t *ret_
     *ret_cursi = vm->g_curstackinfo;
     return 0;
   }
-  int r = thread_interp(vm, th, ret_interp);
+  int r = thread_interp(vm, th, ret_interp, ret_interp_at);
   if (r)
     return r;
   if (!*ret_interp)
@@ -368,12 +421,10 @@ static int copy_fast(struct pl_vm *vm, const struct thread *th, uint64_t *ret_cu
   uint8_t sib[256];
   struct mem_iov iov[5];
   size_t n = 0;
-  if (lo->multiplicity && vm->have_tls && th->regs.fs_base)
-    iov[n++] = (struct mem_iov){ th->regs.fs_base + (uint64_t)vm->tls_off, &interp, 8, 0 };
-  else if (lo->multiplicity && th->tid == vm->t->pid)
-    iov[n++] = (struct mem_iov){ vm->curinterp, &interp, 8, 0 };
-  else if (lo->multiplicity)
+  if (lo->multiplicity && !w->interp_at)
     return -EAGAIN;
+  if (lo->multiplicity)
+    iov[n++] = (struct mem_iov){ w->interp_at, &interp, 8, 0 };
   iov[n++] = (struct mem_iov){ w->curcop_at, &v[0], 8, 0 };
   iov[n++] = (struct mem_iov){ w->cursi_at, &v[1], 8, 0 };
   iov[n++] = (struct mem_iov){ w->si, sib, lo->si.size, 0 };
@@ -400,7 +451,7 @@ static int copy_stacks(struct pl_vm *vm, const struct thread *th)
   vm->snap.valid = 0;
   vm->snap.nsi = 0;
   vm->snap.tid = th->tid;
-  uint64_t cur_si = 0, interp = 0, curcop_at = 0, cursi_at = 0;
+  uint64_t cur_si = 0, interp = 0, interp_at = 0, curcop_at = 0, cursi_at = 0;
   int fast = copy_fast(vm, th, &cur_si) == 0;
   if (fast) {
     struct pl_where *w = &vm->where[(unsigned)th->tid % WHERE_SLOTS];
@@ -409,7 +460,7 @@ static int copy_stacks(struct pl_vm *vm, const struct thread *th)
     cursi_at = w->cursi_at;
     vm->snap.nsi = 1;
   } else {
-    int r = thread_vars(vm, th, &interp, &curcop_at, &cursi_at);
+    int r = thread_vars(vm, th, &interp, &interp_at, &curcop_at, &cursi_at);
     if (r)
       return r;
     uint64_t v[2];
@@ -457,7 +508,7 @@ static int copy_stacks(struct pl_vm *vm, const struct thread *th)
   if (!fast) {
     /* remembered for the next sample of this thread: the one-read path */
     struct pl_where *w = &vm->where[(unsigned)th->tid % WHERE_SLOTS];
-    *w = (struct pl_where){ th->tid, interp, curcop_at, cursi_at, cur_si, base0,
+    *w = (struct pl_where){ th->tid, interp, interp_at, curcop_at, cursi_at, cur_si, base0,
                             vm->snap.si[0].cxix, cxmax0 };
   } else {
     vm->where[(unsigned)th->tid % WHERE_SLOTS].cxix = vm->snap.si[0].cxix;
@@ -679,6 +730,206 @@ static int cop_info(struct pl_vm *vm, uint64_t cop, char *file, size_t cap, int 
   return 0;
 }
 
+/* -- XS subs ---------------------------------------------------------------- */
+
+/* XS subs are C functions: a stripped module has no symbol for them, but perl knows each
+ * one's name (its CV, in a stash, holds the function's address). The stashes are walked
+ * (breadth first from PL_defstash, bounded) into a table from address to "Pkg::name";
+ * again when a function is not found, at most every XS_REBUILD_MS (modules load later). */
+#define XS_HV_MAX 4096        /* stashes visited at most */
+#define XS_HE_MAX 200000      /* entries read at most */
+#define XS_BUCKETS_MAX 65536  /* buckets of one stash at most */
+#define XS_REBUILD_MS 2000
+#define XS_MISSES 16
+
+static uint64_t now_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int xs_cmp(const void *a, const void *b)
+{
+  uint64_t x = ((const struct xs_entry *)a)->addr, y = ((const struct xs_entry *)b)->addr;
+  return x < y ? -1 : x > y;
+}
+
+struct xs_build {
+  struct xs_entry *v;
+  size_t n, cap;
+  uint64_t hv[XS_HV_MAX];
+  char pkg[XS_HV_MAX][NAME_MAX_LEN];
+  size_t nhv;
+  size_t nhe;
+};
+
+static void xs_add(struct pl_vm *vm, struct xs_build *b, uint64_t cv, const char *pkg,
+                   const char *name)
+{
+  const struct pl_layout *lo = vm->lo;
+  struct svh h;
+  uint8_t body[256];
+  if (sv_head(vm, cv, &h) || (h.flags & lo->svt.mask) != lo->svt.pvcv || !h.any ||
+      lo->xcv.size > sizeof body || mem_read(vm->t->mem, h.any, body, lo->xcv.size) ||
+      !((uint32_t)rd(body, lo->xcv.flags, 4) & lo->cvf.isxsub))
+    return;
+  uint64_t fn = rd(body, lo->xcv.root, 8);   /* xcv_root_u.xcv_xsub */
+  if (!fn)
+    return;
+  if (b->n == b->cap) {
+    size_t nc = b->cap ? b->cap * 2 : 256;
+    struct xs_entry *nv = realloc(b->v, nc * sizeof *nv);
+    if (!nv)
+      return;
+    b->v = nv;
+    b->cap = nc;
+  }
+  b->v[b->n].addr = fn;
+  fmt(b->v[b->n].name, sizeof b->v[b->n].name, "%s::%s", pkg, name);
+  b->n++;
+}
+
+static void xs_stash(struct pl_vm *vm, struct xs_build *b, size_t k)
+{
+  const struct pl_layout *lo = vm->lo;
+  struct svh h;
+  uint64_t max;
+  if (sv_head(vm, b->hv[k], &h) || (h.flags & lo->svt.mask) != lo->svt.pvhv || !h.u ||
+      rptr(vm, h.any + lo->xhv.max, &max) || max + 1 > XS_BUCKETS_MAX)
+    return;
+  size_t nb = (size_t)max + 1;
+  uint64_t *bucket = malloc(nb * 8);
+  if (!bucket || mem_read(vm->t->mem, h.u, bucket, nb * 8)) {
+    free(bucket);
+    return;
+  }
+  for (size_t i = 0; i < nb; i++) {
+    for (uint64_t he = bucket[i]; he && b->nhe < XS_HE_MAX; b->nhe++) {
+      uint64_t e[3];
+      if ((he & 7) || mem_read(vm->t->mem, he, e, sizeof e))
+        break;
+      uint64_t next = rd((uint8_t *)e, lo->he.next, 8), hek = rd((uint8_t *)e, lo->he.hek, 8),
+               val = rd((uint8_t *)e, lo->he.val, 8);
+      he = next;
+      char key[NAME_MAX_LEN];
+      struct svh v;
+      if (hek_str(vm, hek, key, sizeof key) || sv_head(vm, val, &v))
+        continue;
+      size_t kl = strlen(key);
+      if ((v.flags & lo->svt.mask) == lo->svt.pvgv && (v.flags & lo->svpgv_gp) && v.u) {
+        uint64_t gp[16];
+        if (mem_read(vm->t->mem, v.u, gp, sizeof gp))
+          continue;
+        uint64_t cv = rd((uint8_t *)gp, lo->gp.cv, 8), hv = rd((uint8_t *)gp, lo->gp.hv, 8);
+        if (cv)
+          xs_add(vm, b, cv, b->pkg[k], key);
+        if (hv && kl > 2 && !strcmp(key + kl - 2, "::") && b->nhv < XS_HV_MAX) {
+          /* a nested package; main:: holds itself */
+          int seen = 0;
+          for (size_t j = 0; j < b->nhv && !seen; j++)
+            seen = b->hv[j] == hv;
+          if (!seen) {
+            key[kl - 2] = 0;
+            b->hv[b->nhv] = hv;
+            if (!strcmp(b->pkg[k], "main"))
+              fmt(b->pkg[b->nhv], sizeof b->pkg[0], "%s", key);
+            else
+              fmt(b->pkg[b->nhv], sizeof b->pkg[0], "%s::%s", b->pkg[k], key);
+            b->nhv++;
+          }
+        }
+      } else if ((v.flags & lo->svf_rok) && v.u) {
+        xs_add(vm, b, v.u, b->pkg[k], key);   /* a sub stored in the stash as a reference */
+      }
+    }
+  }
+  free(bucket);
+}
+
+static void xs_build(struct pl_vm *vm)
+{
+  const struct pl_layout *lo = vm->lo;
+  vm->xs_built_ms = now_ms();
+  uint64_t defstash = 0;
+  if (lo->multiplicity)
+    rptr(vm, vm->snap.interp ? vm->snap.interp + lo->interp.defstash : 0, &defstash);
+  else
+    rptr(vm, vm->g_defstash, &defstash);
+  if (!defstash)
+    return;
+  struct xs_build *b = calloc(1, sizeof *b);
+  if (!b)
+    return;
+  b->hv[0] = defstash;
+  fmt(b->pkg[0], sizeof b->pkg[0], "main");
+  b->nhv = 1;
+  for (size_t k = 0; k < b->nhv && b->nhe < XS_HE_MAX; k++)
+    xs_stash(vm, b, k);
+  qsort(b->v, b->n, sizeof *b->v, xs_cmp);
+  free(vm->xs);
+  vm->xs = b->v;
+  vm->nxs = b->n;
+  free(b);
+}
+
+static const char *xs_find(const struct pl_vm *vm, uint64_t fn)
+{
+  size_t lo = 0, hi = vm->nxs;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (vm->xs[mid].addr < fn)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < vm->nxs && vm->xs[lo].addr == fn ? vm->xs[lo].name : NULL;
+}
+
+/* The XS sub a native frame is in: the frame was called by pp_entersub, and its function
+ * (from the module's unwind table) is a CV's XSUB. */
+static const char *xs_name(struct pl_vm *vm, const struct frame *native, size_t i,
+                           size_t nnative, char *module, size_t cap)
+{
+  if (!vm->entersub[1] || i + 1 >= nnative)
+    return NULL;
+  uint64_t ret = native[i + 1].pc - 1;
+  if (ret < vm->entersub[0] || ret >= vm->entersub[1])
+    return NULL;
+  uint64_t pc = native[i].flags & FRAME_F_EXACT ? native[i].pc : native[i].pc - 1;
+  struct module *m = maps_module(vm->t->maps, pc);
+  uint64_t hdr, table, count, start;
+  if (!m || !m->elf || elf_file_eh_frame_hdr(m->elf, &hdr, &table, &count) || !count)
+    return NULL;
+  /* the function's start: the last FDE starting at or below pc (the table is sorted) */
+  size_t lo = 0, hi = (size_t)count;
+  while (hi - lo > 1) {
+    size_t mid = (lo + hi) / 2;
+    if (elf_file_fde_start(m->elf, mid, &start))
+      return NULL;
+    if (start <= pc - m->bias)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  if (elf_file_fde_start(m->elf, lo, &start) || start > pc - m->bias)
+    return NULL;
+  uint64_t fn = start + m->bias;
+  const char *name = xs_find(vm, fn);
+  int known_miss = 0;
+  for (size_t k = 0; k < XS_MISSES && !known_miss; k++)
+    known_miss = vm->xs_miss[k] == fn;
+  if (!name && !known_miss && now_ms() - vm->xs_built_ms >= XS_REBUILD_MS) {
+    /* an XS sub loaded since, or a function pp_entersub calls that is none */
+    xs_build(vm);
+    if (!(name = xs_find(vm, fn)))
+      vm->xs_miss[vm->nxs_miss++ % XS_MISSES] = fn;
+  }
+  if (name)
+    fmt(module, cap, "%s", m->name);
+  return name;
+}
+
 /* -- The walk --------------------------------------------------------------- */
 
 struct pframe {
@@ -806,6 +1057,7 @@ static int pl_walk(void *vmv, struct target *t, struct thread *th,
   for (size_t i = 0; i < nnative && nruns < 64; i++)
     if (is_runops(vm, &native[i]))
       runs[nruns++] = i;
+  size_t first = out->n;
   for (size_t i = 0; i < n; i++) {
     size_t anchor = !nruns ? nnative
                    : runs[(size_t)pf[i].seg < nruns ? (size_t)pf[i].seg : nruns - 1];
@@ -817,6 +1069,31 @@ static int pl_walk(void *vmv, struct target *t, struct thread *th,
     fmt(v->func, sizeof v->func, "%s", pf[i].func);
     if (cop_info(vm, pf[i].cop, v->file, sizeof v->file, &v->line) && !r)
       r = -VMS_E_BADDATA;
+  }
+  /* XS subs among the native frames: named frames in their place */
+  for (size_t i = 0; i < nnative && !r; i++) {
+    char module[64];
+    const char *name = xs_name(vm, native, i, nnative, module, sizeof module);
+    if (!name)
+      continue;
+    struct vm_frame *v = vm_frames_push(out, i, VMF_NATIVE_SUB);
+    if (!v) {
+      r = -ENOMEM;
+      break;
+    }
+    fmt(v->func, sizeof v->func, "%s", name);
+    fmt(v->file, sizeof v->file, "%s", module);
+    v->cfunc = native[i].pc;
+  }
+  /* grouped by anchor, innermost first (stable: the Perl frames of a run keep their order) */
+  for (size_t a = first + 1; a < out->n; a++) {
+    struct vm_frame tmp = out->v[a];
+    size_t b = a;
+    while (b > first && out->v[b - 1].anchor > tmp.anchor) {
+      out->v[b] = out->v[b - 1];
+      b--;
+    }
+    out->v[b] = tmp;
   }
   fmt(out->state, sizeof out->state, "%s", vm->snap.curcop == vm->snap.compiling ?
       "compiling" : "running");

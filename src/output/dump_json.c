@@ -20,7 +20,8 @@ static const char *kind_name(enum frame_kind k)
 static const char *vm_kind_name(enum vm_frame_kind k)
 {
   switch (k) {
-  case VMF_LUA: return "lua";
+  case VMF_LUA: return "function";
+  case VMF_NATIVE_SUB: return "native_sub";
   case VMF_CFUNC: return "cfunc";
   case VMF_BUILTIN: return "builtin";
   case VMF_TRACE: return "trace";

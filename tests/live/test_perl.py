@@ -112,7 +112,8 @@ def thread(doc, tid):
 def check_thread(t, want):
     assert t["runtime"] == "perl", t
     assert t["vm_error"] is None and t["walk_error"] is None, (t["vm_error"], t["walk_error"])
-    vm = [f for f in t["frames"] if f["kind"] != "native"]
+    # (XS subs are named frames too, but caller() does not show them)
+    vm = [f for f in t["frames"] if f["kind"] != "native" and f["vm_kind"] != "native_sub"]
     got = [(f["name"], f["file"], f["line"]) for f in vm]
     ok = len(got) == len(want) and all(
         name_matches(g[0], w[0], w[3]) and g[1:] == w[1:3] for g, w in zip(got, want))
@@ -167,15 +168,19 @@ def extra_blocked(p, frames):
 
 
 def extra_xs_callback(p, frames):
-    """List::Util::first (an XS sub) calls the block: its C frame lies between the block's
-    Perl frames and the sub that called first()."""
+    """List::Util::first (an XS sub, in a stripped Util.so) calls the block: it is named from
+    perl's own tables and sits between the block's Perl frames and first()'s caller, in the
+    place of its native frame, which pp_entersub called."""
     t, vm = frames[None]
     fr = t["frames"]
-    i = next(k for k, f in enumerate(fr) if f["kind"] != "native" and f["name"] == "main::__ANON__")
-    j = next(k for k, f in enumerate(fr) if k > i and f["kind"] != "native"
-             and f["name"] != "main::__ANON__")
-    between = [f["module"] or "" for f in fr[i + 1:j] if f["kind"] == "native"]
-    assert any("Util" in m for m in between), (between, fr[i:j + 1])
+    i = fr.index(vm[1])     # main::__ANON__, the block
+    xs = fr[i + 1]
+    assert (xs["kind"], xs["vm_kind"], xs["name"], xs["file"]) == (
+        "vm", "native_sub", "List::Util::first", "Util.so"), fr[i:i + 4]
+    assert fr[i + 2]["function"] == "Perl_pp_entersub" and fr[i + 3] == vm[2], fr[i:i + 4]
+    # the text view
+    cp = subprocess.run([PERL_STACK, "-p", str(p.pid)], capture_output=True, text=True)
+    assert "  List::Util::first (Util.so) [perl]\n" in re.sub(r"#\d+ +", "", cp.stdout), cp.stdout
 
 
 EXTRA = {"blocked": extra_blocked, "xs_callback": extra_xs_callback}
