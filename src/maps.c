@@ -74,6 +74,13 @@ int maps_reload(struct maps *old, struct maps **ret_maps)
   int r = maps_load(old->pid, &mp);
   if (r)
     return r;
+  if (old->text && mp->text && old->text_len == mp->text_len &&
+      !memcmp(old->text, mp->text, mp->text_len)) {
+    /* nothing changed: keep the old maps (no retired copy piles up) */
+    maps_free(mp);
+    *ret_maps = old;
+    return 0;
+  }
   for (size_t i = 0; i < mp->nmods; i++) {
     struct module *nm = mp->mods[i];
     for (size_t j = 0; j < old->nmods; j++) {
@@ -132,6 +139,7 @@ int maps_parse(const char *text, pid_t pid, struct maps **ret_maps)
     free(mp);
     return -ENOMEM;
   }
+  mp->text_len = strlen(text);   /* (the text is cut into lines in place below) */
   mp->pid = pid;
   if (pid)
     snprintf(mp->root, sizeof mp->root, "/proc/%d/root", (int)pid);

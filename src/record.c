@@ -197,6 +197,7 @@ struct rec {
   pid_t failed[64];        /* children that could not be attached (not tried again) */
   size_t nfailed;
   int warned_max;
+  int warned_children;
 };
 
 static void on_chld(int sig)
@@ -389,35 +390,62 @@ static int known(const struct rec *rc, pid_t pid)
   return 0;
 }
 
-/* Children of every thread of pr (the kernel's list, or a scan of /proc without it). */
+/* Children of every thread of pr, from the kernel's lists (CONFIG_PROC_CHILDREN). */
 static void follow_children(struct rec *rc, struct rproc *pr)
 {
   struct target *t = pr->t;
   for (size_t i = 0; i < t->nthreads; i++) {
-    char path[64], buf[4096];
+    char path[64];
     snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)t->pid,
              (int)t->threads[i].tid);
     FILE *f = fopen(path, "re");
-    if (!f)
-      continue;
-    size_t len = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[len] = 0;
-    for (char *s = buf, *e; *s; s = e) {
-      long pid = strtol(s, &e, 10);
-      if (e == s)
-        break;
-      if (pid <= 0 || known(rc, (pid_t)pid))
-        continue;
-      struct target *ct;
-      if (target_open((pid_t)pid, &ct)) {
-        if (rc->nfailed < sizeof rc->failed / sizeof rc->failed[0])
-          rc->failed[rc->nfailed++] = (pid_t)pid;
-        continue;
+    if (!f) {
+      /* gone, or a kernel without the lists: then our own is missing too */
+      char self[64];
+      snprintf(self, sizeof self, "/proc/%d/task/%d/children", (int)getpid(), (int)getpid());
+      if (!rc->warned_children && access(self, F_OK)) {
+        rc->warned_children = 1;
+        fprintf(stderr, "vmstack: warning: -s cannot follow children: this kernel has no "
+                "/proc/PID/task/TID/children (CONFIG_PROC_CHILDREN)\n");
       }
-      if (proc_add(rc, ct))
-        target_close(ct);
+      continue;
     }
+    /* whole tokens only: read up to EOF, a number at the very end of a full buffer is
+     * read again with the rest */
+    char buf[4096];
+    size_t have = 0;
+    for (;;) {
+      size_t len = fread(buf + have, 1, sizeof buf - 1 - have, f);
+      int eof = len < sizeof buf - 1 - have;
+      have += len;
+      buf[have] = 0;
+      char *s = buf, *e;
+      for (;;) {
+        while (*s == ' ' || *s == '\n')
+          s++;
+        long pid = strtol(s, &e, 10);
+        if (e == s || (!*e && !eof))
+          break;   /* nothing more, or a number that may go on in the next read */
+        s = e;
+        if (pid <= 0 || known(rc, (pid_t)pid))
+          continue;
+        struct target *ct;
+        if (target_open((pid_t)pid, &ct)) {
+          if (rc->nfailed < sizeof rc->failed / sizeof rc->failed[0])
+            rc->failed[rc->nfailed++] = (pid_t)pid;
+          continue;
+        }
+        if (proc_add(rc, ct))
+          target_close(ct);
+      }
+      if (eof)
+        break;
+      have = strlen(s);
+      memmove(buf, s, have + 1);
+      if (have >= sizeof buf - 2)
+        break;   /* no number is that long */
+    }
+    fclose(f);
   }
 }
 

@@ -9,6 +9,15 @@ size_t stack_pick(const struct frame *fr, size_t n, const struct vm_frames *vf,
   size_t m = 0;
   size_t k = 0;   /* next VM frame; they come grouped by anchor, innermost first */
   (void)fr;
+  /* VM frames no native frame was found for (anchor n or more): innermost, above the
+   * native stack (they are the VM's state; where they sit in it is not known) */
+  int unplaced = 0;
+  if (view != VIEW_NATIVE)
+    for (size_t j = 0; j < vf->n; j++)
+      if (vf->v[j].anchor >= n) {
+        out[m++] = (struct pick){ 1, j };
+        unplaced = 1;
+      }
   for (size_t i = 0; i < n; i++) {
     int replaced = 0;
     for (size_t j = 0; j < vf->n; j++) {
@@ -28,14 +37,9 @@ size_t stack_pick(const struct frame *fr, size_t n, const struct vm_frames *vf,
     if (replaced && view != VIEW_NATIVE)
       continue;
     /* VM view: only the native frames above the innermost VM segment (the leaf C) */
-    if (view == VIEW_VM && vf->n && i > vf->v[0].anchor)
+    if (view == VIEW_VM && vf->n && (unplaced || i > vf->v[0].anchor))
       continue;
     out[m++] = (struct pick){ 0, i };
   }
-  /* VM frames no native frame could be found for (anchor n): at the root */
-  if (view != VIEW_NATIVE)
-    for (size_t j = 0; j < vf->n; j++)
-      if (vf->v[j].anchor >= n)
-        out[m++] = (struct pick){ 1, j };
   return m;
 }

@@ -34,7 +34,8 @@ struct maps {
   size_t n;
   struct module **mods;
   size_t nmods;
-  char *text;              /* the raw maps text, for snapshots */
+  char *text;              /* the raw maps text, for snapshots (lines NUL-terminated) */
+  size_t text_len;
   struct maps *retired;    /* the maps this one replaced: kept so that names stay valid */
 };
 

@@ -47,7 +47,9 @@ enum vm_frame_kind {
                      place of native frame `anchor` (cfunc: its pc; file: its module) */
 };
 
-/* One VM frame, anchored to the native frame (index) it replaces in the mixed stack. */
+/* One VM frame, anchored to the native frame (index) it replaces in the mixed stack. An
+ * anchor at or past the last native frame means "not placed": such frames are shown
+ * innermost, above the native stack. */
 struct vm_frame {
   size_t anchor;
   enum vm_frame_kind kind;

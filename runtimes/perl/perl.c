@@ -38,7 +38,7 @@
 #define SI_MAX 64            /* stackinfos followed at most */
 #define CX_MAX 65536         /* contexts of one stackinfo read at most */
 #define CX_BYTES_MAX (8u << 20)
-#define NAME_MAX_LEN 120
+#define NAME_MAX_LEN 128     /* as large as vm_frame.func */
 #define RUNOPS_MAX 4
 #define CACHE_SIZE 1024      /* entries of each name cache (direct-mapped) */
 
@@ -67,10 +67,10 @@ struct pl_where {
 };
 #define WHERE_SLOTS 64
 
-struct cop_entry {           /* COP address -> line and file */
-  uint64_t cop;
+struct cop_entry {           /* COP (address, file pointer, line) -> file */
+  uint64_t cop, fileptr;
   int line;
-  char file[200];
+  char file[256];            /* as large as vm_frame.file: a hit is never cut shorter */
 };
 
 struct cv_entry {            /* CV address (+ its GV and stash, checked) -> name */
@@ -551,6 +551,19 @@ static int text_ok(char *s)
   return 1;
 }
 
+/* Copy text, cut (when it must be) at a character boundary. */
+static void copy_text(char *dst, size_t cap, const char *src)
+{
+  size_t n = strlen(src);
+  if (n >= cap) {
+    n = cap - 1;
+    while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
+      n--;   /* src[n] would start the cut-off part: not in the middle of a character */
+  }
+  memcpy(dst, src, n);
+  dst[n] = 0;
+}
+
 /* A HEK's key, cut at cap-1 bytes. */
 static int hek_str(struct pl_vm *vm, uint64_t hek, char *buf, size_t cap)
 {
@@ -615,11 +628,11 @@ static int hv_name(struct pl_vm *vm, uint64_t hv, char *buf, size_t cap)
     return -VMS_E_BADDATA;
   uint64_t hek = name_u;
   if (count) {
-    /* several names: the first is the name, NULL when the stash was deleted */
+    /* several names (effective names too): the first is the name */
     uint64_t names[2];
     if (mem_read(vm->t->mem, name_u, names, sizeof names))
       return -VMS_E_BADDATA;
-    hek = names[0] ? names[0] : count < 0 ? names[1] : 0;
+    hek = names[0];   /* NULL when the stash was deleted: no name, as HvNAME */
   }
   return hek_str(vm, hek, buf, cap);
 }
@@ -638,7 +651,7 @@ static int cv_name(struct pl_vm *vm, uint64_t cv, char *buf, size_t cap)
   uint32_t cvflags = (uint32_t)rd(body, lo->xcv.flags, 4);
   struct cv_entry *e = &vm->cvs[hash_addr(cv)];
   if (e->cv == cv && e->gv == gv && e->stash == stash) {
-    fmt(buf, cap, "%s", e->name);
+    copy_text(buf, cap, e->name);
     return 0;
   }
   char name[NAME_MAX_LEN], pkg[NAME_MAX_LEN];
@@ -671,27 +684,22 @@ static int cv_name(struct pl_vm *vm, uint64_t cv, char *buf, size_t cap)
         hv_name(vm, gstash, pkg, sizeof pkg))
       snprintf(pkg, sizeof pkg, "__ANON__");
   }
-  if (pkg[0])
-    fmt(buf, cap, "%s::%s", pkg, name);
-  else
-    fmt(buf, cap, "%s", name);
+  char full[2 * NAME_MAX_LEN + 4];
+  snprintf(full, sizeof full, "%s%s%s", pkg, pkg[0] ? "::" : "", name);
+  copy_text(buf, cap, full);
   e->cv = cv;
   e->gv = gv;
   e->stash = stash;
-  fmt(e->name, sizeof e->name, "%s", buf);
+  copy_text(e->name, sizeof e->name, buf);
   return 0;
 }
 
-/* A COP's file and line. */
+/* A COP's file and line. The COP is always read (code is freed and its ops reused by new
+ * code at the same addresses: string evals, redefined subs); the cache keeps the file name
+ * for the same COP, file pointer and line. */
 static int cop_info(struct pl_vm *vm, uint64_t cop, char *file, size_t cap, int *ret_line)
 {
   const struct pl_layout *lo = vm->lo;
-  struct cop_entry *e = &vm->cops[hash_addr(cop)];
-  if (e->cop == cop && cop != vm->snap.compiling) {
-    fmt(file, cap, "%s", e->file);
-    *ret_line = e->line;
-    return 0;
-  }
   uint8_t b[128];
   if (!cop || (cop & 7) || lo->cop.size > sizeof b || mem_read(vm->t->mem, cop, b, lo->cop.size))
     return -VMS_E_BADDATA;
@@ -702,30 +710,37 @@ static int cop_info(struct pl_vm *vm, uint64_t cop, char *file, size_t cap, int 
     return -VMS_E_BADDATA;
   uint32_t line = (uint32_t)rd(b, lo->cop.line, 4);
   uint64_t f = rd(b, lo->cop.file, 8);
-  file[0] = 0;
+  *ret_line = line > 0x7fffffff ? 0 : (int)line;
+  struct cop_entry *e = &vm->cops[hash_addr(cop)];
+  if (e->cop == cop && e->fileptr == f && e->line == *ret_line && cop != vm->snap.compiling) {
+    copy_text(file, cap, e->file);
+    return 0;
+  }
+  char name[256];
+  name[0] = 0;
   if (lo->multiplicity) {
-    if (f && mem_read_cstr(vm->t->mem, f, file, cap) < 0)
+    if (f && mem_read_cstr(vm->t->mem, f, name, sizeof name) < 0)
       return -VMS_E_BADDATA;
   } else if (f) {
     /* the file's GV, named "_<file" */
     struct svh g;
     uint64_t hek;
-    char nm[256];
+    char nm[260];
     if (sv_head(vm, f, &g) || (g.flags & lo->svt.mask) != lo->svt.pvgv || !g.any ||
         rptr(vm, g.any + lo->xgv.namehek, &hek) || hek_str(vm, hek, nm, sizeof nm))
       return -VMS_E_BADDATA;
-    fmt(file, cap, "%s", strncmp(nm, "_<", 2) ? nm : nm + 2);
+    copy_text(name, sizeof name, strncmp(nm, "_<", 2) ? nm : nm + 2);
   }
-  if (!text_ok(file)) {
+  if (!text_ok(name)) {
     file[0] = 0;
     return -VMS_E_BADDATA;
   }
-  *ret_line = line > 0x7fffffff ? 0 : (int)line;
+  copy_text(file, cap, name);
   if (cop != vm->snap.compiling) {
-    /* PL_compiling changes as the parser goes; statements of compiled code do not */
     e->cop = cop;
+    e->fileptr = f;
     e->line = *ret_line;
-    fmt(e->file, sizeof e->file, "%s", file);
+    copy_text(e->file, sizeof e->file, name);
   }
   return 0;
 }
@@ -747,12 +762,6 @@ static uint64_t now_ms(void)
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int xs_cmp(const void *a, const void *b)
-{
-  uint64_t x = ((const struct xs_entry *)a)->addr, y = ((const struct xs_entry *)b)->addr;
-  return x < y ? -1 : x > y;
 }
 
 struct xs_build {
@@ -786,8 +795,54 @@ static void xs_add(struct pl_vm *vm, struct xs_build *b, uint64_t cv, const char
     b->cap = nc;
   }
   b->v[b->n].addr = fn;
-  fmt(b->v[b->n].name, sizeof b->v[b->n].name, "%s::%s", pkg, name);
+  /* named as caller() would (its own GV: an imported List::Util::first stays that), else
+   * by where it was found */
+  if (cv_name(vm, cv, b->v[b->n].name, sizeof b->v[b->n].name)) {
+    char full[2 * NAME_MAX_LEN + 4];
+    snprintf(full, sizeof full, "%s::%s", pkg, name);
+    copy_text(b->v[b->n].name, sizeof b->v[b->n].name, full);
+  }
   b->n++;
+}
+
+static int xs_cmp_name(const void *a, const void *b)
+{
+  const struct xs_entry *x = a, *y = b;
+  return x->addr != y->addr ? (x->addr < y->addr ? -1 : 1) : strcmp(x->name, y->name);
+}
+
+/* One entry per function. Several subs can share one (XS ALIAS: List::Util's any, all,
+ * none and notall; constant subs): their names are joined, "List::Util::all|any|none". */
+static size_t xs_merge(struct xs_entry *v, size_t n)
+{
+  qsort(v, n, sizeof *v, xs_cmp_name);
+  size_t out = 0;
+  for (size_t i = 0; i < n;) {
+    size_t j = i + 1;
+    char joined[4 * NAME_MAX_LEN];
+    snprintf(joined, sizeof joined, "%s", v[i].name);
+    const char *colon = strrchr(v[i].name, ':');
+    size_t pl = colon ? (size_t)(colon + 1 - v[i].name) : 0, names = 1;
+    for (; j < n && v[j].addr == v[i].addr; j++) {
+      if (!strcmp(v[j].name, v[j - 1].name))
+        continue;   /* the same sub, found twice (imported) */
+      size_t l = strlen(joined);
+      if (++names > 4) {
+        if (names == 5)
+          snprintf(joined + l, sizeof joined - l, "|...");
+        continue;
+      }
+      /* the package once when they share it */
+      const char *nm = pl && !strncmp(v[j].name, v[i].name, pl) && !strchr(v[j].name + pl, ':')
+                       ? v[j].name + pl : v[j].name;
+      snprintf(joined + l, sizeof joined - l, "|%s", nm);
+    }
+    v[out].addr = v[i].addr;
+    copy_text(v[out].name, sizeof v[out].name, joined);
+    out++;
+    i = j;
+  }
+  return out;
 }
 
 static void xs_stash(struct pl_vm *vm, struct xs_build *b, size_t k)
@@ -866,7 +921,7 @@ static void xs_build(struct pl_vm *vm)
   b->nhv = 1;
   for (size_t k = 0; k < b->nhv && b->nhe < XS_HE_MAX; k++)
     xs_stash(vm, b, k);
-  qsort(b->v, b->n, sizeof *b->v, xs_cmp);
+  b->n = xs_merge(b->v, b->n);
   free(vm->xs);
   vm->xs = b->v;
   vm->nxs = b->n;
