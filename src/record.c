@@ -56,6 +56,9 @@ struct profile {
   struct target *owned[PROC_MAX];  /* processes found while following children (the
                                       first, given by the caller, is not owned) */
   size_t nprocs;
+  /* native keys of processes let go while recording -> interned names */
+  struct { uint64_t key; uint32_t id; } *named;
+  size_t named_cap, named_n;
 };
 
 static uint64_t hash_bytes(const void *p, size_t n, uint64_t h)
@@ -156,6 +159,7 @@ void profile_free(struct profile *p)
   for (size_t i = 0; i < p->nprocs; i++)
     if (p->owned[i])
       target_close(p->owned[i]);
+  free(p->named);
   free(p->tab);
   free(p->strs);
   free(p->strtab);
@@ -174,6 +178,82 @@ static void vm_name(const struct vm_frame *v, char *buf, size_t cap)
     snprintf(buf, cap, "%s@%s", v->func, file);
 }
 
+/* -- Native names of processes let go early ------------------------------ */
+
+static int named_put(struct profile *p, uint64_t key, uint32_t id)
+{
+  if (p->named_n * 2 >= p->named_cap) {
+    size_t nc = p->named_cap ? p->named_cap * 2 : 1024;
+    __typeof__(p->named) nt = calloc(nc, sizeof *nt);
+    if (!nt)
+      return -ENOMEM;
+    for (size_t i = 0; i < p->named_cap; i++) {
+      if (!p->named[i].key)
+        continue;
+      size_t j = hash_bytes(&p->named[i].key, 8, 14695981039346656037ull) & (nc - 1);
+      while (nt[j].key)
+        j = (j + 1) & (nc - 1);
+      nt[j] = p->named[i];
+    }
+    free(p->named);
+    p->named = nt;
+    p->named_cap = nc;
+  }
+  size_t j = hash_bytes(&key, 8, 14695981039346656037ull) & (p->named_cap - 1);
+  while (p->named[j].key && p->named[j].key != key)
+    j = (j + 1) & (p->named_cap - 1);
+  if (!p->named[j].key)
+    p->named_n++;
+  p->named[j].key = key;
+  p->named[j].id = id;
+  return 0;
+}
+
+static const char *named_get(const struct profile *p, uint64_t key)
+{
+  if (!p->named_cap)
+    return NULL;
+  size_t j = hash_bytes(&key, 8, 14695981039346656037ull) & (p->named_cap - 1);
+  while (p->named[j].key) {
+    if (p->named[j].key == key)
+      return p->strs[p->named[j].id];
+    j = (j + 1) & (p->named_cap - 1);
+  }
+  return NULL;
+}
+
+static void native_name(struct maps *mp, uint64_t k, char *buf, size_t cap)
+{
+  struct sym_info si;
+  uint64_t pc = k & PC_MASK;
+  symbolize(mp, pc, !!(k & KEY_EXACT), 0, &si);
+  symbolize_name(&si, pc, buf, cap);
+  for (char *c = buf; *c; c++)
+    if (*c == ';' || *c == '\n')
+      *c = ':';
+}
+
+/* Name every native frame of process idx now, while its maps are there. */
+static void name_natives(struct profile *p, uint32_t idx)
+{
+  struct maps *mp = p->maps[idx];
+  char buf[512];
+  if (!mp)
+    return;
+  for (size_t i = 0; i < p->cap; i++) {
+    const struct pstack *s = &p->tab[i];
+    for (uint32_t j = 0; s->keys && j < s->n; j++) {
+      uint64_t k = s->keys[j];
+      if (KEY_TAG(k) != KEY_NATIVE || KEY_PROC_OF(k) != idx || named_get(p, k))
+        continue;
+      native_name(mp, k, buf, sizeof buf);
+      int64_t id = intern(p, buf);
+      if (id < 0 || named_put(p, k, (uint32_t)id))
+        return;
+    }
+  }
+}
+
 /* -- Sampling ----------------------------------------------------------- */
 
 /* One process being sampled: the target given, or a child found while following them. */
@@ -185,6 +265,7 @@ struct rproc {
   int perr;                /* why the probe failed (0: ok or no runtime yet) */
   size_t nmods_seen;
   int gone;                /* exited (or exec'd: a new entry took over) */
+  int retired;             /* named and let go (retire()) */
 };
 
 struct rec {
@@ -241,6 +322,8 @@ static void reap(struct rec *rc)
     if (!th || !WIFSTOPPED(status))
       continue;
     int sig = WSTOPSIG(status), ev = (unsigned)status >> 16;
+    if (ev == PTRACE_EVENT_EXEC)
+      pr->t->exec_seen = 1;   /* handled before its next sample: a new entry */
     if (ev == PTRACE_EVENT_STOP && (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN ||
                                     sig == SIGTTOU))
       ptrace(PTRACE_LISTEN, tid, 0, 0);
@@ -375,8 +458,35 @@ static int proc_add(struct rec *rc, struct target *t)
   if (rc->n)
     rc->p->owned[rc->n] = t;
   rc->p->nprocs = ++rc->n;
+  t->trace_exec = 1;
   target_attach(t);
   return 0;
+}
+
+/* A process that exited or started another program: its frames are named now, with its
+ * maps as they were, and everything held for it is let go (a long recording of a process
+ * starting many short children keeps no files open for the ones gone). An exec'd one is
+ * followed on as a new entry. */
+static void retire(struct rec *rc, struct rproc *pr)
+{
+  struct profile *p = rc->p;
+  int exec = pr->t->exec_seen && !pr->gone;
+  pid_t pid = pr->t->pid;
+  proc_release(pr);
+  pr->gone = 1;
+  pr->retired = 1;
+  p->maps[pr->idx] = pr->t->maps;   /* the latest (they are replaced when re-read) */
+  name_natives(p, pr->idx);
+  if (p->owned[pr->idx]) {
+    target_close(p->owned[pr->idx]);
+    p->owned[pr->idx] = NULL;
+  }
+  p->maps[pr->idx] = NULL;
+  if (exec && (rc->o->follow || pr->idx == 0 || rc->procs[0].retired)) {
+    struct target *nt;
+    if (!target_open(pid, &nt) && proc_add(rc, nt))
+      target_close(nt);
+  }
 }
 
 static int known(const struct rec *rc, pid_t pid)
@@ -449,26 +559,6 @@ static void follow_children(struct rec *rc, struct rproc *pr)
   }
 }
 
-/* The program a process runs changed (exec): the old entry keeps the old maps for naming
- * its samples; a new entry samples the new program. */
-static void check_exec(struct rec *rc, struct rproc *pr)
-{
-  char path[64], exe[sizeof pr->t->exe];
-  snprintf(path, sizeof path, "/proc/%d/exe", (int)pr->t->pid);
-  ssize_t n = readlink(path, exe, sizeof exe - 1);
-  if (n <= 0)
-    return;
-  exe[n] = 0;
-  if (!strcmp(exe, pr->t->exe))
-    return;
-  pid_t pid = pr->t->pid;
-  proc_release(pr);
-  pr->gone = 1;
-  struct target *nt;
-  if (!target_open(pid, &nt) && proc_add(rc, nt))
-    target_close(nt);
-}
-
 /* --nonblocking: the VM frames of a running thread, read from memory; each thread is
  * stopped once, when first seen, for its registers (the thread pointer). */
 static int sample_running(struct target *t, struct thread *th, struct rproc *pr,
@@ -514,6 +604,8 @@ static int proc_sample(struct rec *rc, struct rproc *pr, struct stack_capture *c
       pr->gone = 1;
       break;
     }
+    if (e == -VMS_E_EXEC || t->exec_seen)
+      break;   /* a new entry takes over (retire()) */
     if (e == -ESRCH)
       continue;   /* the thread exited since we looked at it: no sample, no error */
     if (e || (w->err && w->err != -VMS_E_TRUNCATED) || w->vf.err)
@@ -529,9 +621,9 @@ static int proc_sample(struct rec *rc, struct rproc *pr, struct stack_capture *c
   return 0;
 }
 
-/* Every 250 ms: threads started since are seized, exited ones forgotten; a program that
- * had no VM yet is probed again when its maps change (a libluajit mapped by the dynamic
- * loader after exec); children are followed. */
+/* Every 250 ms: threads started since are seized, exited ones forgotten; the maps are read
+ * again, and a program that had no VM yet is probed again when they changed (a libluajit
+ * mapped by the dynamic loader after exec); children are followed. */
 static void refresh(struct rec *rc)
 {
   reap(rc);
@@ -545,17 +637,15 @@ static void refresh(struct rec *rc)
       pr->gone = 1;
       continue;
     }
-    if (rc->o->follow && k) {
-      check_exec(rc, pr);
-      if (pr->gone)
-        continue;
-    }
     target_prune_threads(pr->t);
     target_attach(pr->t);
-    if (!pr->res.nvms && !pr->perr && !target_reload_maps(pr->t) &&
-        pr->t->maps->nmods != pr->nmods_seen) {
+    /* libraries mapped since (after an exec the dynamic loader maps them): read the maps
+     * again when they changed, and look for a VM again if there was none */
+    struct maps *before = pr->t->maps;
+    if (!target_reload_maps(pr->t) && pr->t->maps != before) {
       unwinder_flush(pr->u);
-      proc_probe(rc, pr);
+      if (!pr->res.nvms && !pr->perr && pr->t->maps->nmods != pr->nmods_seen)
+        proc_probe(rc, pr);
     }
     if (rc->o->follow)
       follow_children(rc, pr);
@@ -615,12 +705,17 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
   double period = 1.0 / o->rate, start = now_s(), next = start, last_refresh = start,
          last_progress = start, last_tick = start;
   uint64_t rng = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull | 1;
+  int alive = 1;
   for (;;) {
     reap(rc);
-    int alive = 0;
-    for (size_t k = 0; k < rc->n; k++)
+    alive = 0;
+    for (size_t k = 0; k < rc->n; k++) {
+      struct rproc *pr = &rc->procs[k];
+      if (!pr->retired && (pr->gone || pr->t->exec_seen))
+        retire(rc, pr);   /* (an exec'd one continues as a new entry) */
       alive += !rc->procs[k].gone;
-    if (target_interrupted() || !alive || (!o->follow && root->gone))
+    }
+    if (target_interrupted() || !alive)
       break;
     double now = now_s();
     if (o->duration > 0 && now - start >= o->duration)
@@ -650,12 +745,13 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
       last_tick = now;
       st->seconds = now - start;
       for (size_t k = 0; k < rc->n; k++)
-        p->maps[k] = rc->procs[k].t->maps;
+        if (!rc->procs[k].retired)
+          p->maps[k] = rc->procs[k].t->maps;
       if (o->tick(o->tick_arg, p, st))
         break;
     }
   }
-  st->target_gone = root->gone;
+  st->target_gone = !alive;
   st->processes = rc->n;
   st->seconds = now_s() - start;
   progress(rc, st->seconds, 1);
@@ -663,6 +759,8 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
 out:
   if (rc)
     for (size_t k = 0; k < rc->n; k++) {
+      if (rc->procs[k].retired)
+        continue;   /* let go already; its frames are named */
       proc_release(&rc->procs[k]);
       p->maps[k] = rc->procs[k].t->maps;   /* maps are replaced when they are re-read */
     }
@@ -713,14 +811,14 @@ int profile_each(struct profile *p, int with_threads, profile_fn fn, void *arg)
       uint64_t k = s->keys[s->n - 1 - j];
       switch (KEY_TAG(k)) {
       case KEY_NATIVE: {
-        struct sym_info si;
-        uint64_t pc = k & PC_MASK;
-        symbolize(p->maps[KEY_PROC_OF(k)], pc, !!(k & KEY_EXACT), 0, &si);
-        symbolize_name(&si, pc, bufs[j], sizeof bufs[j]);
-        for (char *c = bufs[j]; *c; c++)
-          if (*c == ';' || *c == '\n')
-            *c = ':';
-        names[j] = bufs[j];
+        struct maps *mp = p->maps[KEY_PROC_OF(k)];
+        const char *nm = mp ? NULL : named_get(p, k);
+        if (nm) {
+          names[j] = nm;
+        } else {
+          native_name(mp, k, bufs[j], sizeof bufs[j]);
+          names[j] = bufs[j];
+        }
         kinds[j] = PF_NATIVE;
         break;
       }

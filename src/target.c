@@ -398,7 +398,7 @@ static int seize(struct target *t, struct thread *th)
   if (th->seized)
     return 0;
   /* No PTRACE_O_EXITKILL: the target must outlive us whatever happens. */
-  if (ptrace(PTRACE_SEIZE, th->tid, 0, 0)) {
+  if (ptrace(PTRACE_SEIZE, th->tid, 0, (void *)(long)(t->trace_exec ? PTRACE_O_TRACEEXEC : 0))) {
     int e = errno;
     if (e == ESRCH)
       return th->err = th->tid == t->pid ? -VMS_E_GONE : -ESRCH;
@@ -486,8 +486,15 @@ static int wait_stop(struct target *t, struct thread *th)
       ptrace(PTRACE_CONT, th->tid, 0, (void *)(long)sig);
       continue;
     }
-    /* other events were not asked for; let it go on */
     ptrace(PTRACE_CONT, th->tid, 0, 0);
+    if (ev == PTRACE_EVENT_EXEC) {
+      /* another program now: what we know of this one is void (the stop asked for may
+       * still come; the caller's reaping lets it go) */
+      t->exec_seen = 1;
+      timer_arm(0);
+      return th->err = -VMS_E_EXEC;
+    }
+    /* other events were not asked for; let it go on */
   }
   timer_arm(0);
   if (deadline_hit)
@@ -532,8 +539,12 @@ static void release(struct target *t, struct thread *th)
   if (!th->seized)
     return;
   if (!th->stopped) {
-    /* PTRACE_DETACH needs a ptrace-stop; a running seized thread gets one first */
-    if (ptrace(PTRACE_INTERRUPT, th->tid, 0, 0) || wait_stop(t, th)) {
+    /* PTRACE_DETACH needs a ptrace-stop; a running seized thread gets one first (an
+     * exec reported meanwhile comes first: ask again) */
+    int r = -VMS_E_EXEC;
+    for (int tries = 0; r == -VMS_E_EXEC && tries < 3; tries++)
+      r = ptrace(PTRACE_INTERRUPT, th->tid, 0, 0) ? -errno : wait_stop(t, th);
+    if (r) {
       th->seized = 0;   /* gone, or stuck: the kernel releases it when we exit */
       return;
     }

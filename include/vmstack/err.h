@@ -23,7 +23,8 @@
   X(BADDATA,     "invalid or inconsistent target data") \
   X(CYCLE,       "cycle in target data") \
   X(TORN,        "target data changed while being read without stopping it") \
-  X(NONBLOCKING, "no runtime in the process can be read without stopping it")
+  X(NONBLOCKING, "no runtime in the process can be read without stopping it") \
+  X(EXEC,        "the process started another program")
 
 #define VMS_E_BASE 4096
 

@@ -33,6 +33,8 @@ struct target {
   struct mem *mem;
   struct maps *maps;
   int stop_timeout_ms;     /* how long a stop may take before the thread is skipped */
+  int trace_exec;          /* seize with PTRACE_O_TRACEEXEC: an exec is reported */
+  int exec_seen;           /* an exec happened (set when it is reported; the caller clears) */
 };
 
 /* Check the process (exists, not a kernel thread or zombie, not traced), read its name,

@@ -410,6 +410,65 @@ def case_record_perltidy():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+EXEC_SCRIPT = r"""
+sub before { my $n = 0; $n++ while $n < %d; return $n }
+before();
+exec %s, "-e", "local function after() local x = 0 for i = 1, 3e8 do x = x + i end end after()";
+"""
+
+
+def case_record_exec():
+    """record -- perl SCRIPT where perl execs luajit halfway: the samples before the exec
+    are named with perl's maps (never with the new program's), those after are luajit's;
+    and with -s the same for a child that execs its own binary again."""
+    import tempfile
+    lj = shutil.which("luajit")
+    if not lj:
+        raise Skip("luajit is not installed")
+    tmp = tempfile.mkdtemp(prefix="vmstack-exec-")
+    try:
+        script = os.path.join(tmp, "x.pl")
+        with open(script, "w") as f:
+            f.write(EXEC_SCRIPT % (20000000, '"%s"' % lj))
+        out = os.path.join(tmp, "p.folded")
+        rc, _, err = run(["record", "-f", "folded", "-o", out, "--", perl(), script],
+                         timeout=120)
+        assert rc == 0, err
+        before = after = 0
+        for frames, c in parse_folded(out):
+            assert not any(re.fullmatch(r"\[0x[0-9a-f]+\]", f) for f in frames), frames
+            if any(f.startswith("main::before@") for f in frames):
+                assert "perl_run" in frames, frames
+                before += c
+            if any(f.startswith("after@") for f in frames):
+                assert "lua_pcall" in frames, frames
+                after += c
+        assert before > 10 and after > 10, (before, after)
+        # a child exec'ing its own binary again (same program, new addresses)
+        with open(script, "w") as f:
+            f.write("sub phase1 { my $n = 0; $n++ while $n < 20000000 }\n"
+                    "sub phase2 { my $n = 0; $n++ while $n < 20000000 }\n"
+                    "if (($ARGV[0] // 1) == 1) { phase1(); exec $^X, $0, 2 } else { phase2() }\n")
+        rc, _, err = run(["record", "-s", "-f", "folded", "-o", out, "--", "sh", "-c",
+                          "%s %s; true" % (perl(), script)], timeout=120)
+        assert rc == 0, err
+        seen = {}
+        for frames, c in parse_folded(out):
+            subs = perl_subs(frames)
+            for ph in ("main::phase1", "main::phase2"):
+                if ph in subs:
+                    i = frames.index(next(f for f in frames if f.startswith(ph + "@")))
+                    # the runops frame replaced by the Perl frames (a stale view of the
+                    # program from before the exec would keep it and misplace them)
+                    assert "perl_run" in frames[:i] and "Perl_runops_standard" not in frames, \
+                        frames
+                    seen[ph] = seen.get(ph, 0) + c
+        assert seen.get("main::phase1", 0) > 10 and seen.get("main::phase2", 0) > 10, seen
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+CASES["record_exec"] = case_record_exec
 CASES["record_perltidy"] = case_record_perltidy
 CASES["record_accuracy"] = case_record_accuracy
 CASES["record_nonblocking"] = case_record_nonblocking
