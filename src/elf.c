@@ -608,6 +608,55 @@ int elf_file_tls_dtv_got(struct elf_file *ef, const char *name, uint64_t *ret_mo
   return r ? r : tls_reloc(ef, name, R_X86_64_DTPOFF64, ret_off_got);
 }
 
+/* A TLS symbol's offset in its module's TLS block (st_value; 0 is a valid value). */
+static int tls_sym(Elf *elf, const char *secname, const char *name, uint64_t *ret)
+{
+  GElf_Shdr sh;
+  Elf_Scn *s = find_scn(elf, secname, &sh);
+  Elf_Data *d = s ? elf_getdata(s, NULL) : NULL;
+  if (!d || !sh.sh_entsize)
+    return -ENOENT;
+  size_t n = sh.sh_size / sh.sh_entsize;
+  for (size_t i = 0; i < n; i++) {
+    GElf_Sym sym;
+    if (!gelf_getsym(d, (int)i, &sym) || GELF_ST_TYPE(sym.st_info) != STT_TLS ||
+        sym.st_shndx == SHN_UNDEF)
+      continue;
+    const char *nm = elf_strptr(elf, sh.sh_link, sym.st_name);
+    if (nm && !strcmp(nm, name)) {
+      *ret = sym.st_value;
+      return 0;
+    }
+  }
+  return -ENOENT;
+}
+
+int elf_file_tls_exe_offset(struct elf_file *ef, const char *name, int64_t *ret_off)
+{
+  Elf *elf = ef->main.elf;
+  uint64_t value;
+  if (tls_sym(elf, ".dynsym", name, &value) && tls_sym(elf, ".symtab", name, &value))
+    return -ENOENT;
+  size_t nph;
+  if (elf_getphdrnum(elf, &nph))
+    return -VMS_E_BADELF;
+  for (size_t i = 0; i < nph; i++) {
+    GElf_Phdr ph;
+    if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_TLS)
+      continue;
+    /* glibc, TLS_TCB_AT_TP: the executable's block is the first below the thread pointer,
+     * at off = roundup(memsz - firstbyte, align) + firstbyte */
+    uint64_t align = ph.p_align ? ph.p_align : 1;
+    if (align & (align - 1))
+      return -VMS_E_BADELF;
+    uint64_t firstbyte = (0 - (ph.p_vaddr & (align - 1))) & (align - 1);
+    uint64_t off = ((ph.p_memsz - firstbyte + align - 1) & ~(align - 1)) + firstbyte;
+    *ret_off = (int64_t)value - (int64_t)off;
+    return 0;
+  }
+  return -ENOENT;
+}
+
 /* -- DWARF ---------------------------------------------------------------- */
 
 /* dir/rel with "." and ".." folded, stored once per file. */

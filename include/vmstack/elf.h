@@ -37,6 +37,9 @@ int elf_file_tls_got(struct elf_file *ef, const char *name, uint64_t *ret_got);
  * address in a thread is dtv[modid].val + offset, with dtv = *(fs_base + 8). */
 int elf_file_tls_dtv_got(struct elf_file *ef, const char *name, uint64_t *ret_modid_got,
                          uint64_t *ret_off_got);
+/* A TLS variable of the main executable without a relocation (local-exec): its offset from
+ * the thread pointer (fs_base), from PT_TLS as glibc lays out static TLS on x86_64. */
+int elf_file_tls_exe_offset(struct elf_file *ef, const char *name, int64_t *ret_off);
 /* Source file and line from DWARF, when the file or its debug file has it. */
 int elf_file_line(struct elf_file *ef, uint64_t vaddr, const char **ret_file, int *ret_line);
 

@@ -258,6 +258,9 @@ static int pl_probe(struct target *t, void **ret_vm)
       vm->tls_modid = modid;
       vm->tls_off = (int64_t)off;
       vm->have_tls = TLS_DTV;
+    } else if (!strcmp(m->path, t->exe) &&
+               !elf_file_tls_exe_offset(m->elf, "PL_current_context", &vm->tls_off)) {
+      vm->have_tls = TLS_STATIC;   /* a perl executable using local-exec thread-locals */
     }
   } else if (sym(vm, "PL_curcop", &vm->g_curcop, NULL) ||
              sym(vm, "PL_curstackinfo", &vm->g_curstackinfo, NULL)) {

@@ -13,6 +13,7 @@
 
 int unit_global_fn(int x);
 int unit_global_obj = 42;
+__thread long unit_tls_var = 5;   /* local-exec in the executable: no relocation */
 static volatile int sink;
 
 enum { KNOWN_LINE = __LINE__ + 1 };
@@ -127,6 +128,18 @@ int main(void)
   CHECK_INT(pread(efd, &etype, 2, offsetof(Elf64_Ehdr, e_type)), 2, "read e_type");
   close(efd);
   CHECK_INT(elf_file_is_pie_or_dso(ef), etype == ET_DYN, "elf_file_is_pie_or_dso");
+
+  /* a TLS variable of the executable: where it is from the thread pointer */
+  {
+    uint64_t fsb;
+    __asm__("mov %%fs:0, %0" : "=r"(fsb));   /* tcbhead_t.tcb: the thread pointer itself */
+    int64_t want = (int64_t)(A(&unit_tls_var) - fsb), got = 0;
+    CHECK_INT(elf_file_tls_exe_offset(ef, "unit_tls_var", &got), 0, "elf_file_tls_exe_offset");
+    CHECK_HEX((uint64_t)got, (uint64_t)want, "TLS offset of unit_tls_var");
+    uint64_t got_slot;
+    CHECK(elf_file_tls_got(ef, "unit_tls_var", &got_slot) == -ENOENT,
+          "unit_tls_var has an initial-exec relocation");
+  }
 
   /* address -> symbol */
   uint64_t va = FN(known_static_fn) - bias;
