@@ -263,9 +263,10 @@ struct rproc {
   struct dump_result res;  /* runtimes found in it */
   struct unwinder *u;
   int perr;                /* why the probe failed (0: ok or no runtime yet) */
-  size_t nmods_seen;
+  const struct maps *probed;  /* the maps the last probe looked at */
   int gone;                /* exited (or exec'd: a new entry took over) */
   int retired;             /* named and let go (retire()) */
+  double added;            /* when sampling it began */
 };
 
 struct rec {
@@ -275,7 +276,8 @@ struct rec {
   struct profile_stats *st;
   struct rproc procs[PROC_MAX];
   size_t n;
-  pid_t failed[64];        /* children that could not be attached (not tried again) */
+  pid_t failed[64];        /* children that could not be attached (tried again after 1 s) */
+  double failed_at[64];
   size_t nfailed;
   int warned_max;
   int warned_children;
@@ -319,8 +321,14 @@ static void reap(struct rec *rc)
         pr->gone = 1;
       continue;
     }
-    if (!th || !WIFSTOPPED(status))
+    if (!WIFSTOPPED(status))
       continue;
+    if (!th) {
+      /* a thread of no live entry (of a process let go, or renamed by an exec): never
+       * left stopped */
+      ptrace(PTRACE_DETACH, tid, 0, 0);
+      continue;
+    }
     int sig = WSTOPSIG(status), ev = (unsigned)status >> 16;
     if (ev == PTRACE_EVENT_EXEC)
       pr->t->exec_seen = 1;   /* handled before its next sample: a new entry */
@@ -425,7 +433,7 @@ static void proc_probe(struct rec *rc, struct rproc *pr)
   for (size_t i = 0; i < pr->res.nvms; i++)
     if (pr->res.vms[i].rt->install)
       pr->res.vms[i].rt->install(pr->res.vms[i].vm, pr->u);
-  pr->nmods_seen = pr->t->maps->nmods;
+  pr->probed = pr->t->maps;
 }
 
 static void proc_release(struct rproc *pr)
@@ -450,6 +458,7 @@ static int proc_add(struct rec *rc, struct target *t)
   memset(pr, 0, sizeof *pr);
   pr->t = t;
   pr->idx = (uint32_t)rc->n;
+  pr->added = now_s();
   int r = unwinder_new(&pr->u);
   if (r)
     return r;
@@ -460,6 +469,15 @@ static int proc_add(struct rec *rc, struct target *t)
   rc->p->nprocs = ++rc->n;
   t->trace_exec = 1;
   target_attach(t);
+  /* an exec between reading the process and seizing it is not reported: look */
+  char path[64], exe[sizeof t->exe];
+  snprintf(path, sizeof path, "/proc/%d/exe", (int)t->pid);
+  ssize_t n = readlink(path, exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = 0;
+    if (strcmp(exe, t->exe))
+      t->exec_seen = 1;
+  }
   return 0;
 }
 
@@ -496,7 +514,7 @@ static int known(const struct rec *rc, pid_t pid)
       return 1;
   for (size_t k = 0; k < rc->nfailed; k++)
     if (rc->failed[k] == pid)
-      return 1;
+      return now_s() - rc->failed_at[k] < 1.0;
   return 0;
 }
 
@@ -541,8 +559,15 @@ static void follow_children(struct rec *rc, struct rproc *pr)
           continue;
         struct target *ct;
         if (target_open((pid_t)pid, &ct)) {
-          if (rc->nfailed < sizeof rc->failed / sizeof rc->failed[0])
-            rc->failed[rc->nfailed++] = (pid_t)pid;
+          size_t slot = 0;
+          while (slot < rc->nfailed && rc->failed[slot] != (pid_t)pid)
+            slot++;
+          if (slot == rc->nfailed && rc->nfailed < sizeof rc->failed / sizeof rc->failed[0])
+            rc->nfailed++;
+          if (slot < rc->nfailed) {
+            rc->failed[slot] = (pid_t)pid;
+            rc->failed_at[slot] = now_s();
+          }
           continue;
         }
         if (proc_add(rc, ct))
@@ -592,16 +617,25 @@ static int proc_sample(struct rec *rc, struct rproc *pr, struct stack_capture *c
     struct thread *th = &t->threads[i];
     if (!th->seized)
       continue;
+    if (t->exec_seen)
+      break;   /* another program now: retire() hands it to a new entry first */
     char state = 'R';
-    if (!rc->o->idle && (target_thread_state(t, th, &state) ||
-                         state == 'S' || state == 'D' || state == 'I' || state == 'T' ||
+    int se = target_thread_state(t, th, &state);
+    if (!se && (state == 'Z' || state == 'X'))
+      continue;   /* exiting (a thread of a process in exec): never waited for */
+    if (!rc->o->idle && (se || state == 'S' || state == 'D' || state == 'I' || state == 'T' ||
                          state == 't'))
       continue;
     int e = rc->o->nonblocking ? sample_running(t, th, pr, w)
                                : dump_sample_thread(t, th, &rc->dopts, pr->u, pr->res.vms,
                                                     pr->res.nvms, cap, w, 1);
     if (e == -VMS_E_GONE) {
-      pr->gone = 1;
+      /* the leader is gone, but the process is not: another thread exec'd (it took the
+       * leader's id) */
+      if (target_alive(t))
+        t->exec_seen = 1;
+      else
+        pr->gone = 1;
       break;
     }
     if (e == -VMS_E_EXEC || t->exec_seen)
@@ -639,14 +673,19 @@ static void refresh(struct rec *rc)
     }
     target_prune_threads(pr->t);
     target_attach(pr->t);
-    /* libraries mapped since (after an exec the dynamic loader maps them): read the maps
-     * again when they changed, and look for a VM again if there was none */
+    if (pr->t->exec_seen)
+      continue;   /* its maps are the new program's: retire() comes first */
+    /* libraries mapped since (after an exec the dynamic loader maps them, a VM may come
+     * with them): read the maps again, while there is no VM or in the first seconds of
+     * an entry; later, sampling reads them again when it meets an unknown address */
     struct maps *before = pr->t->maps;
-    if (!target_reload_maps(pr->t) && pr->t->maps != before) {
+    if ((!pr->res.nvms || now_s() - pr->added < 2.0) && !target_reload_maps(pr->t) &&
+        pr->t->maps != before)
       unwinder_flush(pr->u);
-      if (!pr->res.nvms && !pr->perr && pr->t->maps->nmods != pr->nmods_seen)
-        proc_probe(rc, pr);
-    }
+    /* maps that changed since the last probe (here, or while sampling): look again (a
+     * change of any mapping counts: a library may have been mapped in parts) */
+    if (!pr->res.nvms && !pr->perr && pr->t->maps != pr->probed)
+      proc_probe(rc, pr);
     if (rc->o->follow)
       follow_children(rc, pr);
   }
@@ -815,6 +854,9 @@ int profile_each(struct profile *p, int with_threads, profile_fn fn, void *arg)
         const char *nm = mp ? NULL : named_get(p, k);
         if (nm) {
           names[j] = nm;
+        } else if (!mp) {
+          snprintf(bufs[j], sizeof bufs[j], "[0x%" PRIx64 "]", (uint64_t)(k & PC_MASK));
+          names[j] = bufs[j];
         } else {
           native_name(mp, k, bufs[j], sizeof bufs[j]);
           names[j] = bufs[j];
