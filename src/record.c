@@ -305,6 +305,13 @@ static struct thread *find_thread(struct rec *rc, pid_t tid, struct rproc **ret_
 
 /* Stops we did not ask for: a signal for the target (passed on at once), job control
  * (kept: LISTEN), a thread or a whole process exiting. */
+static void reap_one(struct rec *rc, pid_t tid, int status);
+
+static void reap_hook(void *arg, pid_t tid, int status)
+{
+  reap_one(arg, tid, status);
+}
+
 static void reap(struct rec *rc)
 {
   for (;;) {
@@ -312,32 +319,37 @@ static void reap(struct rec *rc)
     pid_t tid = waitpid(-1, &status, WNOHANG | __WALL);
     if (tid <= 0)
       return;
-    struct rproc *pr = NULL;
-    struct thread *th = find_thread(rc, tid, &pr);
-    if (WIFEXITED(status) || WIFSIGNALED(status)) {
-      if (th)
-        th->seized = th->stopped = 0;
-      if (pr && tid == pr->t->pid)
-        pr->gone = 1;
-      continue;
-    }
-    if (!WIFSTOPPED(status))
-      continue;
-    if (!th) {
-      /* a thread of no live entry (of a process let go, or renamed by an exec): never
-       * left stopped */
-      ptrace(PTRACE_DETACH, tid, 0, 0);
-      continue;
-    }
-    int sig = WSTOPSIG(status), ev = (unsigned)status >> 16;
-    if (ev == PTRACE_EVENT_EXEC)
-      pr->t->exec_seen = 1;   /* handled before its next sample: a new entry */
-    if (ev == PTRACE_EVENT_STOP && (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN ||
-                                    sig == SIGTTOU))
-      ptrace(PTRACE_LISTEN, tid, 0, 0);
-    else
-      ptrace(PTRACE_CONT, tid, 0, (void *)(long)(ev == 0 ? sig : 0));
+    reap_one(rc, tid, status);
   }
+}
+
+static void reap_one(struct rec *rc, pid_t tid, int status)
+{
+  struct rproc *pr = NULL;
+  struct thread *th = find_thread(rc, tid, &pr);
+  if (WIFEXITED(status) || WIFSIGNALED(status)) {
+    if (th)
+      th->seized = th->stopped = 0;
+    if (pr && tid == pr->t->pid)
+      pr->gone = 1;
+    return;
+  }
+  if (!WIFSTOPPED(status))
+    return;
+  if (!th) {
+    /* a thread of no live entry (of a process let go, or renamed by an exec): never
+     * left stopped */
+    ptrace(PTRACE_DETACH, tid, 0, 0);
+    return;
+  }
+  int sig = WSTOPSIG(status), ev = (unsigned)status >> 16;
+  if (ev == PTRACE_EVENT_EXEC)
+    pr->t->exec_seen = 1;   /* handled before its next sample: a new entry */
+  if (ev == PTRACE_EVENT_STOP && (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN ||
+                                  sig == SIGTTOU))
+    ptrace(PTRACE_LISTEN, tid, 0, 0);
+  else
+    ptrace(PTRACE_CONT, tid, 0, (void *)(long)(ev == 0 ? sig : 0));
 }
 
 static double now_s(void)
@@ -737,6 +749,7 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
   sigaction(SIGCHLD, &sa, NULL);
   sigprocmask(SIG_BLOCK, &chld, &during);
   sigdelset(&during, SIGCHLD);
+  target_set_event_hook(reap_hook, rc);
   if ((r = target_attach(t)))
     goto out;
   if (o->follow)
@@ -803,6 +816,7 @@ out:
       proc_release(&rc->procs[k]);
       p->maps[k] = rc->procs[k].t->maps;   /* maps are replaced when they are re-read */
     }
+  target_set_event_hook(NULL, NULL);
   signal(SIGCHLD, SIG_DFL);
   sigprocmask(SIG_UNBLOCK, &chld, NULL);
   vm_frames_free(&w.vf);

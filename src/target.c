@@ -449,13 +449,57 @@ static void timer_arm(int ms)
 
 /* Wait for the stop that PTRACE_INTERRUPT asked for. Signal-delivery-stops that come first
  * are passed on (CONT with the signal): the interrupt trap stays pending and follows. */
+static target_event_fn event_hook;
+static void *event_arg;
+
+void target_set_event_hook(target_event_fn fn, void *arg)
+{
+  event_hook = fn;
+  event_arg = arg;
+}
+
+/* An event of a thread other than the one being waited for: passed to the hook, else
+ * handled here (never left stopped). */
+static void other_event(struct target *t, pid_t tid, int status)
+{
+  if (event_hook) {
+    event_hook(event_arg, tid, status);
+    return;
+  }
+  struct thread *o = NULL;
+  for (size_t i = 0; i < t->nthreads && !o; i++)
+    if (t->threads[i].tid == tid)
+      o = &t->threads[i];
+  if (WIFEXITED(status) || WIFSIGNALED(status)) {
+    if (o)
+      o->seized = o->stopped = 0;
+    return;
+  }
+  if (!WIFSTOPPED(status))
+    return;
+  int sig = WSTOPSIG(status), ev = (unsigned)status >> 16;
+  if (ev == PTRACE_EVENT_EXEC && o)
+    t->exec_seen = 1;
+  if (ev == PTRACE_EVENT_STOP && (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN ||
+                                  sig == SIGTTOU))
+    ptrace(PTRACE_LISTEN, tid, 0, 0);
+  else
+    ptrace(PTRACE_CONT, tid, 0, (void *)(long)(ev == 0 ? sig : 0));
+}
+
 static int wait_stop(struct target *t, struct thread *th)
 {
   int deadline_hit = 0;
   timer_arm(t->stop_timeout_ms);
   for (;;) {
     int status;
-    pid_t r = waitpid(th->tid, &status, __WALL);
+    /* any tracee's event, not only this thread's: an exec in another thread waits until
+     * we have reaped the threads it ended, and other stops must not wait for us */
+    pid_t r = waitpid(-1, &status, __WALL);
+    if (r > 0 && r != th->tid) {
+      other_event(t, r, status);
+      continue;
+    }
     if (r < 0) {
       if (errno == EINTR) {
         struct itimerval it;

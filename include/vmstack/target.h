@@ -64,6 +64,12 @@ void target_release(struct target *t, struct thread *th);
 /* Resume what is stopped and detach every thread. Safe to call more than once. */
 void target_detach(struct target *t);
 
+/* While a stop is waited for, events of other traced threads (of any target) are handed to
+ * fn (tid and waitpid status); without a hook they are handled for the target at hand
+ * (signals passed on, job control kept, exec noted). fn must never leave a thread
+ * stopped. NULL removes the hook. */
+typedef void (*target_event_fn)(void *arg, pid_t tid, int status);
+void target_set_event_hook(target_event_fn fn, void *arg);
 /* Install handlers for SIGINT/TERM/HUP/PIPE/QUIT and fatal signals (SEGV, BUS, ABRT, FPE,
  * ILL) that detach every attached thread before we exit or die. After a terminating
  * signal, target_interrupted() is true (the caller finishes its output, then exits). */
