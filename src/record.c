@@ -281,6 +281,9 @@ struct rec {
   size_t nfailed;
   int warned_max;
   int warned_children;
+  pid_t reopen[16];        /* exec'd processes whose new program could not be read yet */
+  double reopen_since[16];
+  size_t nreopen;
 };
 
 static void on_chld(int sig)
@@ -497,6 +500,9 @@ static int proc_add(struct rec *rc, struct target *t)
  * maps as they were, and everything held for it is let go (a long recording of a process
  * starting many short children keeps no files open for the ones gone). An exec'd one is
  * followed on as a new entry. */
+static void reopen(struct rec *rc, pid_t pid);
+static int known(const struct rec *rc, pid_t pid);
+
 static void retire(struct rec *rc, struct rproc *pr)
 {
   struct profile *p = rc->p;
@@ -512,10 +518,45 @@ static void retire(struct rec *rc, struct rproc *pr)
     p->owned[pr->idx] = NULL;
   }
   p->maps[pr->idx] = NULL;
-  if (exec && (rc->o->follow || pr->idx == 0 || rc->procs[0].retired)) {
-    struct target *nt;
-    if (!target_open(pid, &nt) && proc_add(rc, nt))
+  if (exec && (rc->o->follow || pr->idx == 0 || rc->procs[0].retired))
+    reopen(rc, pid);
+}
+
+/* Sample the program a process exec'd. Right at the exec its maps can be empty for a
+ * moment: then it is tried again at the next refreshes (reopen_pending). */
+static void reopen(struct rec *rc, pid_t pid)
+{
+  struct target *nt;
+  if (!target_open(pid, &nt)) {
+    if (proc_add(rc, nt))
       target_close(nt);
+    return;
+  }
+  if (rc->nreopen < sizeof rc->reopen / sizeof rc->reopen[0]) {
+    rc->reopen[rc->nreopen] = pid;
+    rc->reopen_since[rc->nreopen++] = now_s();
+  }
+}
+
+static void reopen_pending(struct rec *rc)
+{
+  size_t n = rc->nreopen;
+  double since[16];
+  pid_t pids[16];
+  memcpy(pids, rc->reopen, n * sizeof *pids);
+  memcpy(since, rc->reopen_since, n * sizeof *since);
+  rc->nreopen = 0;
+  for (size_t i = 0; i < n; i++) {
+    struct target *nt;
+    if (known(rc, pids[i]))
+      continue;
+    if (!target_open(pids[i], &nt)) {
+      if (proc_add(rc, nt))
+        target_close(nt);
+    } else if (now_s() - since[i] < 2.0 && rc->nreopen < 16) {
+      rc->reopen[rc->nreopen] = pids[i];
+      rc->reopen_since[rc->nreopen++] = since[i];
+    }
   }
 }
 
@@ -673,6 +714,7 @@ static int proc_sample(struct rec *rc, struct rproc *pr, struct stack_capture *c
 static void refresh(struct rec *rc)
 {
   reap(rc);
+  reopen_pending(rc);
   size_t n = rc->n;   /* not the ones added meanwhile */
   for (size_t k = 0; k < n; k++) {
     struct rproc *pr = &rc->procs[k];

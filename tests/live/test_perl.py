@@ -446,8 +446,8 @@ def case_record_exec():
         assert before > 10 and after > 10, (before, after)
         # a child exec'ing its own binary again (same program, new addresses)
         with open(script, "w") as f:
-            f.write("sub phase1 { my $n = 0; $n++ while $n < 20000000 }\n"
-                    "sub phase2 { my $n = 0; $n++ while $n < 20000000 }\n"
+            f.write("sub phase1 { my $n = 0; $n++ while $n < 100000000 }\n"
+                    "sub phase2 { my $n = 0; $n++ while $n < 100000000 }\n"
                     "if (($ARGV[0] // 1) == 1) { phase1(); exec $^X, $0, 2 } else { phase2() }\n")
         rc, _, err = run(["record", "-s", "-f", "folded", "-o", out, "--", "sh", "-c",
                           "%s %s; true" % (perl(), script)], timeout=120)
