@@ -44,88 +44,6 @@ static int die(const char *what, int err)
   return 1;
 }
 
-/* luajit's path from PATH, or 0 when there is none. */
-static int find_luajit(char *buf, size_t cap)
-{
-  const char *path = getenv("PATH");
-  while (path && *path) {
-    size_t l = strcspn(path, ":");
-    if (l && (size_t)snprintf(buf, cap, "%.*s/luajit", (int)l, path) < cap &&
-        !access(buf, X_OK))
-      return 1;
-    path += l + (path[l] == ':');
-  }
-  return 0;
-}
-
-/* Fork/exec luajit [-joff] SCRIPT FD; wait for "ready 0xTABLE" (the spin counter's table). */
-static pid_t start_fixture(const char *luajit, const char *script, int jit, uint64_t *ret_tab)
-{
-  int p[2];
-  if (pipe(p))
-    return -errno;
-  pid_t pid = fork();
-  if (pid < 0)
-    return -errno;
-  if (!pid) {
-    char fd[16];
-    close(p[0]);
-    snprintf(fd, sizeof fd, "%d", p[1]);
-    if (jit)
-      execl(luajit, luajit, script, fd, (char *)NULL);
-    else
-      execl(luajit, luajit, "-joff", script, fd, (char *)NULL);
-    char msg[16];
-    int len = snprintf(msg, sizeof msg, "E%d\n", errno);
-    ssize_t w = write(p[1], msg, (size_t)len);
-    (void)w;
-    _exit(127);
-  }
-  close(p[1]);
-  char buf[64];
-  size_t got = 0;
-  int r = -EPROTO;
-  while (got < sizeof buf - 1) {
-    struct pollfd pf = { p[0], POLLIN, 0 };
-    int pr = poll(&pf, 1, READY_TIMEOUT_MS);
-    if (pr < 0 && errno == EINTR)
-      continue;
-    if (pr <= 0) {
-      r = pr ? -errno : -ETIMEDOUT;
-      break;
-    }
-    ssize_t n = read(p[0], buf + got, sizeof buf - 1 - got);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      break;
-    got += (size_t)n;
-    buf[got] = 0;
-    if (strchr(buf, '\n')) {
-      char *end;
-      if (buf[0] == 'E' && atoi(buf + 1) > 0)
-        r = -atoi(buf + 1);
-      else if (!strncmp(buf, "ready 0x", 8) && (*ret_tab = strtoull(buf + 6, &end, 16)) &&
-               *end == '\n')
-        r = 0;
-      break;
-    }
-  }
-  close(p[0]);
-  if (r) {
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return r;
-  }
-  return pid;
-}
-
-static int peek(pid_t pid, uint64_t addr, void *buf, size_t len)
-{
-  struct iovec lo = { buf, len }, re = { (void *)(uintptr_t)addr, len };
-  return process_vm_readv(pid, &lo, 1, &re, 1, 0) == (ssize_t)len ? 0 : errno ? -errno : -EIO;
-}
-
 /* Address of counter[1]: the table's array part (an MRef in GCtab), slot 1. */
 static int counter_addr(pid_t pid, const struct lj_vm *vm, uint64_t tab, uint64_t *ret)
 {
@@ -149,21 +67,6 @@ static int wait_spins(pid_t pid, uint64_t addr, double spins)
     if (now_ns() - t0 > 10 * (int64_t)RUN_TIMEOUT_NS)
       return -ETIMEDOUT;
   return r;
-}
-
-/* Wait until the counter moves: the thread is back in its user-space loop (see pause_bench). */
-static int wait_running(pid_t pid, uint64_t addr)
-{
-  uint64_t v0, v;
-  int r = peek(pid, addr, &v0, sizeof v0);
-  int64_t t0 = now_ns();
-  do {
-    if (r || (r = peek(pid, addr, &v, sizeof v)))
-      return r;
-    if (now_ns() - t0 > RUN_TIMEOUT_NS)
-      return -ETIMEDOUT;
-  } while (v == v0);
-  return 0;
 }
 
 struct ctx {
@@ -247,7 +150,9 @@ static int run_mode(const char *luajit, const char *script, int jit, size_t n)
     return die("out of memory", -ENOMEM);
 
   uint64_t tab = 0, counter = 0;
-  pid_t pid = start_fixture(luajit, script, jit, &tab);
+  char *argv[] = { (char *)luajit, jit ? (char *)script : "-joff", jit ? "{fd}" : (char *)script,
+                   jit ? NULL : "{fd}", NULL };
+  pid_t pid = start_ready(argv, READY_TIMEOUT_MS, &tab);
   if (pid < 0)
     return die(script, pid);
 
@@ -303,11 +208,11 @@ static int run_mode(const char *luajit, const char *script, int jit, size_t n)
   }
   for (size_t i = 0; i < WARMUP + n && !target_interrupted(); i++) {
     int64_t b = 0, p[PH_N];
-    if ((r = wait_running(pid, counter)) || (r = bare_round(c.th->tid, &b))) {
+    if ((r = wait_running(pid, counter, RUN_TIMEOUT_NS)) || (r = bare_round(c.th->tid, &b))) {
       die("bare round", r);
       goto out;
     }
-    if ((r = wait_running(pid, counter))) {
+    if ((r = wait_running(pid, counter, RUN_TIMEOUT_NS))) {
       die("wait", r);
       goto out;
     }
@@ -452,7 +357,7 @@ int main(int argc, char **argv)
     }
   }
   char luajit[PATH_MAX];
-  if (!find_luajit(luajit, sizeof luajit)) {
+  if (!find_in_path("luajit", luajit, sizeof luajit)) {
     printf("{\"bench\":\"lua_pause\",\"skipped\":\"no luajit\"}\n");
     return 0;
   }

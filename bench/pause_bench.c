@@ -136,26 +136,6 @@ static int spins_addr(struct target *t, uint64_t *ret)
   return 0;
 }
 
-/* Wait until the spinner counts again: every timed stop starts from a thread that is back
- * in its user-space loop, not one still waking up from the previous stop (which stops
- * several times faster and would flatter both figures). */
-static int wait_running(pid_t pid, uint64_t addr)
-{
-  unsigned long v0 = 0, v;
-  struct iovec lo = { &v0, sizeof v0 }, re = { (void *)(uintptr_t)addr, sizeof v0 };
-  if (process_vm_readv(pid, &lo, 1, &re, 1, 0) != sizeof v0)
-    return -errno;
-  lo.iov_base = &v;
-  int64_t t0 = now_ns();
-  do {
-    if (process_vm_readv(pid, &lo, 1, &re, 1, 0) != sizeof v)
-      return -errno;
-    if (now_ns() - t0 > RUN_TIMEOUT_NS)
-      return -ETIMEDOUT;
-  } while (v == v0);
-  return 0;
-}
-
 /* What dump's capture_thread does: stop, invalidate, copy the stack, resume. */
 static int pause_round(struct target *t, struct thread *th, struct stack_capture *cap,
                        int64_t *ret_ns)
@@ -279,11 +259,11 @@ int main(int argc, char **argv)
   for (size_t i = 0; i < WARMUP + n && !target_interrupted(); i++) {
     int64_t b = 0, p = 0, w = 0;
     size_t ch = 0;
-    if ((r = wait_running(pid, spins)) || (r = bare_round(th->tid, &b))) {
+    if ((r = wait_running(pid, spins, RUN_TIMEOUT_NS)) || (r = bare_round(th->tid, &b))) {
       die("bare round", r);
       goto out;
     }
-    if ((r = wait_running(pid, spins)) || (r = pause_round(t, th, &cap, &p))) {
+    if ((r = wait_running(pid, spins, RUN_TIMEOUT_NS)) || (r = pause_round(t, th, &cap, &p))) {
       die("pause round", r);
       goto out;
     }
