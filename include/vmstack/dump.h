@@ -34,7 +34,7 @@ struct thread_stack {
   int vm_err;              /* why a VM walk stopped early (0 = complete or no VM) */
   int has_vm;              /* VM frames were found on this thread */
   const char *runtime;     /* the runtime of those frames */
-  char vm_state[40];       /* what that VM was doing when stopped */
+  char vm_state[96];       /* what that VM was doing when stopped */
 };
 
 struct dump_opts {

@@ -65,7 +65,7 @@ struct vm_frames {
   struct vm_frame *v;
   size_t n, cap;
   int err;                 /* why the walk stopped early (0 = complete) */
-  char state[40];          /* what the VM was doing: "interpreted", "trace 3", "GC" ... */
+  char state[96];          /* what the VM was doing: "interpreted", "JIT trace 3", "GC step in trace 3" ... */
 };
 
 /* A coroutine (green thread) that is not running, with its own stack. */

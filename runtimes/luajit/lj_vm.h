@@ -14,6 +14,15 @@ struct unwind_regs;
 
 #define LJ_MAX_CFRAMES 64
 
+/* How the unwinder found a VM native frame. */
+enum lj_cf_kind {
+  LJ_CF_INTERP,           /* the interpreter (or C it called): its cframe at rsp or rsp+8 */
+  LJ_CF_TRACE,            /* JIT-compiled code: cframe = rsp + CFRAME_SIZE_JIT + spadjust */
+  LJ_CF_GUESS,            /* code with no frame to read (exit handler, exit stubs, a VM
+                             helper, a foreign JIT): the running lua_State's innermost
+                             cframe above rsp; the frames in between are not known */
+};
+
 /* A VM native frame met by the unwinder (the interpreter's C frame). */
 struct lj_cframe {
   uint64_t ip, sp;        /* the native frame as the walk reported it */
@@ -21,14 +30,27 @@ struct lj_cframe {
   uint64_t L;
   uint64_t save_pc;
   uint64_t bx;            /* rbx in that frame: the VM's PC register */
-  int trace;              /* > 0: the frame is JIT-compiled code of this trace */
-  uint64_t jit_base;      /* on a trace: G->jit_base, the BASE of the trace's frame */
+  enum lj_cf_kind kind;
+  int trace;              /* > 0: the frame is JIT-compiled code of this trace (or, for a
+                             guess, the trace g->vmstate names) */
   uint64_t startpc;       /* on a trace: where the trace starts (a bytecode address) */
+  int vmhelper;           /* a VM helper without a frame (lj_vm_floor, ...) called from
+                             the trace sat above it */
+};
+
+/* A trace's machine code, for finding traces by address. */
+struct lj_trace_ent {
+  uint64_t mcode, end;    /* [mcode, mcode + szmcode) */
+  uint64_t T;             /* the GCtrace */
+  uint64_t startpc;
+  uint32_t traceno;
+  uint16_t spadjust;
 };
 
 /* A copy of one lua_State's stack. */
 struct lstack {
   uint64_t L, base, top, stack, lo, len;
+  uint64_t cframe;        /* L->cframe, flags masked off: the innermost VM entry of L */
   uint8_t *bytes;         /* [lo, lo+len) of the Lua stack */
   size_t cap;             /* allocated bytes (the buffer is reused) */
 };
@@ -72,6 +94,14 @@ struct lj_vm {
     uint64_t G;
   } tidG[64];
   struct lj_snap snap;
+  /* traces of one global_State by machine-code address (sorted by mcode), read again
+   * when an address is in none of them or one changed (at most once per walk) */
+  struct {
+    uint64_t G;
+    struct lj_trace_ent *v;
+    size_t n, cap;
+    int rebuilt;          /* in this walk already */
+  } tc;
   /* filled by the unwind step during one thread's walk */
   struct lj_cframe cf[LJ_MAX_CFRAMES];
   size_t ncf;
@@ -92,6 +122,9 @@ int lj_check_G(struct lj_vm *vm, uint64_t G);
 /* Find the global_States without any Lua frame to start from: scan writable memory for
  * dispatch tables (runs of pointers into the interpreter). Returns how many. */
 size_t lj_scan_G(struct lj_vm *vm, uint64_t *ret_G, size_t max);
+
+/* Is L the running lua_State (cur_L) of G? */
+int lj_is_curL(struct lj_vm *vm, uint64_t G, uint64_t L);
 
 /* Copy the running lua_State's stack and the VM state while the thread is stopped; -EAGAIN
  * when this thread's VM is not known yet. */

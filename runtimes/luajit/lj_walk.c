@@ -25,7 +25,9 @@
 #include "lj_vm.h"
 #include "vmstack/err.h"
 #include "vmstack/mem.h"
+#include "vmstack/maps.h"
 #include "vmstack/runtime.h"
+#include "vmstack/symbolize.h"
 #include "vmstack/target.h"
 #include "vmstack/unwind.h"
 
@@ -353,6 +355,7 @@ static int read_lstack(struct lj_vm *vm, uint64_t L, struct lstack *s, uint64_t 
   s->base = rd(b, lo->L.base, mw);
   s->top = rd(b, lo->L.top, mw);
   s->stack = rd(b, lo->L.stack, mw);
+  s->cframe = rd(b, lo->L.cframe, 8) & (uint64_t)lo->cf.rawmask;
   uint64_t stacksize = rd(b, lo->L.stacksize, 4) * 8ull;
   if (!s->stack || s->base < s->stack || s->base > s->stack + stacksize || !stacksize)
     return -VMS_E_BADDATA;
@@ -405,6 +408,30 @@ static int cont_pc(const struct lj_vm *vm, const struct lstack *s, uint64_t f, u
   int r = slot(s, f - (vm->lo->fr2 ? 16 : 8), &v);
   *ret = vm->lo->fr2 ? v : v >> 32;
   return r;
+}
+
+/* Does frame f hold a function (or the dummy frame of L)? */
+static int frame_ok(struct lj_vm *vm, const struct lstack *s, uint64_t f)
+{
+  const struct lj_layout *lo = vm->lo;
+  uint64_t fn;
+  int64_t link;
+  uint8_t gct;
+  if (!f || f <= s->stack || frame_at(vm, s, f, &fn, &link))
+    return 0;
+  if (fn == s->L)
+    return 1;
+  return fn && !(fn & 7) && !mem_read(vm->t->mem, fn + lo->L.gct, &gct, 1) &&
+         gct == lo->gct.func;
+}
+
+/* Is L the running lua_State of G? */
+int lj_is_curL(struct lj_vm *vm, uint64_t G, uint64_t L)
+{
+  uint64_t cur = 0;
+  if (vm->snap.valid && vm->snap.G == G)
+    return vm->snap.s.L == L;
+  return !mem_read(vm->t->mem, G + vm->lo->g.cur_L, &cur, vm->lo->gcref_size) && cur == L;
 }
 
 struct cursor {
@@ -539,24 +566,54 @@ static int lj_walk_L(struct lj_vm *vm, const struct lj_cframe *cf, size_t ncf, s
     size_t anchor = 0;
     while (anchor < nnative && !(native[anchor].sp == cf[i].sp && native[anchor].pc == cf[i].ip))
       anchor++;
-    if (anchor == nnative)
-      continue;
-    uint64_t pc;
-    if (i == i0 && cf[i].trace > 0) {
-      /* on a trace: the frames from jit_base down are exact; the trace's own position is
-       * only known as its start */
-      cur.f = cf[i].jit_base - 8;
-      pc = cf[i].startpc + 4;
-    } else if (i == i0) {
-      if (anchor == 0) {
-        /* stopped in the interpreter: BASE in rdx, PC (next instruction) in rbx */
-        cur.f = cap->regs.rdx - 8;
-        pc = cap->regs.rbx;
-      } else {
-        /* in C called from the VM: L->base is current; rbx still holds the VM's PC */
-        cur.f = s.base - 8;
-        pc = cf[i].bx;
+    if (anchor == nnative && cf[i].ip)
+      continue;   /* (ip 0: a VM entry below the native frames found, shown unplaced) */
+    uint64_t pc = 0;
+    if (i == i0) {
+      /* where the innermost frames of this lua_State start: candidates, best first; the
+       * first whose frame holds a function is taken */
+      uint64_t f[3] = { 0, 0, 0 }, p[3] = { 0, 0, 0 };
+      uint64_t jit_base = 0;
+      if (cf[i].L == s.L && vm->snap.valid && vm->snap.s.L == s.L)
+        jit_base = vm->snap.jit_base;
+      else if (vm->G && !lj_is_curL(vm, vm->G, s.L))
+        jit_base = 0;
+      else if (vm->G)
+        mem_read(vm->t->mem, vm->G + lo->g.jit_base, &jit_base, lo->mref_size);
+      uint64_t save_pc = cf[i].save_pc == cf[i].L ? 0 : cf[i].save_pc;
+      switch (cf[i].kind) {
+      case LJ_CF_TRACE:
+        /* on a trace: the frames from jit_base down are exact; the trace's own position
+         * is only known as its start */
+        f[0] = jit_base ? jit_base - 8 : 0, p[0] = cf[i].startpc + 4;
+        f[1] = s.base - 8, p[1] = cf[i].startpc + 4;
+        break;
+      case LJ_CF_GUESS:
+        /* the exit handler has moved jit_base to L->base; elsewhere L->base is current */
+        f[0] = jit_base ? jit_base - 8 : 0;
+        f[1] = s.base - 8, p[1] = jit_base ? 0 : save_pc;
+        break;
+      case LJ_CF_INTERP:
+        if (anchor == 0) {
+          /* stopped in the interpreter: BASE in rdx, PC (next instruction) in rbx */
+          f[0] = cap->regs.rdx - 8, p[0] = cap->regs.rbx;
+          f[1] = s.base - 8, p[1] = save_pc;
+        } else {
+          /* in C called from the VM: L->base is current; rbx still holds the VM's PC */
+          f[0] = s.base - 8, p[0] = cf[i].bx;
+          f[1] = s.base - 8, p[1] = save_pc;
+        }
+        break;
       }
+      size_t k = 0;
+      while (k < 3 && !frame_ok(vm, &s, f[k]))
+        k++;
+      if (k == 3) {
+        r = -VMS_E_BADDATA;
+        break;
+      }
+      cur.f = f[k];
+      pc = p[k];
     } else {
       pc = cf[i].save_pc == cf[i].L ? 0 : cf[i].save_pc;
     }
@@ -566,7 +623,7 @@ static int lj_walk_L(struct lj_vm *vm, const struct lj_cframe *cf, size_t ncf, s
     }
     size_t first = out->n;
     r = walk_segment(vm, &s, &cur, pc, anchor, out);
-    if (cf[i].trace > 0 && out->n > first)
+    if (cf[i].kind == LJ_CF_TRACE && i == i0 && out->n > first)
       out->v[first].trace = cf[i].trace;
   }
   (void)lo;
@@ -694,6 +751,99 @@ int lj_capture(void *vmv, struct target *t, struct thread *th, const struct stac
   return 0;
 }
 
+/* The G whose running lua_State has a VM entry on this thread's stack below the last
+ * native frame found (recorded as a guessed, unplaced VM frame), or 0. */
+static uint64_t lua_below(struct lj_vm *vm, const struct stack_capture *cap,
+                          const struct frame *native, size_t nnative)
+{
+  const struct lj_layout *lo = vm->lo;
+  uint64_t G = vm->snap.valid ? vm->snap.G : vm->G, L = 0, cf = 0, pc = 0, sL = 0;
+  int32_t st = 0;
+  if (vm->snap.valid) {
+    L = vm->snap.s.L;
+    cf = vm->snap.s.cframe;
+    st = vm->snap.vmstate;
+  } else {
+    uint64_t raw = 0;
+    if (mem_read(vm->t->mem, G + lo->g.cur_L, &L, lo->gcref_size) || !L ||
+        mem_read(vm->t->mem, L + lo->L.cframe, &raw, 8) ||
+        mem_read(vm->t->mem, G + lo->g.vmstate, &st, 4))
+      return 0;
+    cf = raw & (uint64_t)lo->cf.rawmask;
+  }
+  /* the entry must lie in this thread's stack, below (outside) the frames found */
+  if (!L || !cf || cf < cap->base || cf + lo->cf.size > cap->base + cap->len ||
+      cf <= native[nnative - 1].sp)
+    return 0;
+  memcpy(&sL, cap->bytes + (cf + lo->cf.ofs_l - cap->base), lo->gcref_size);
+  memcpy(&pc, cap->bytes + (cf + lo->cf.ofs_pc - cap->base), lo->gcref_size);
+  if (sL != L)
+    return 0;
+  vm->cf[0] = (struct lj_cframe){ 0, 0, cf, L, pc, 0, LJ_CF_GUESS, st > 0 ? st : 0, 0, 0 };
+  vm->ncf = 1;
+  return G;
+}
+
+/* The header's account of what the VM was doing: g->vmstate, and where the innermost VM
+ * frame was found (interpreter, a trace, or a guess) with what native code above it. */
+static void describe_state(struct lj_vm *vm, int32_t st, const struct frame *native,
+                           size_t nnative, char *buf, size_t cap)
+{
+  static const char *const names[] = { "interpreted", "in C", "in GC", "exiting a trace",
+                                       "JIT recording", "JIT optimising", "JIT assembling" };
+  const struct lj_cframe *c = &vm->cf[0];
+  const char *nm = st < 0 && (uint32_t)~st < sizeof names / sizeof *names ? names[~st] : "";
+  size_t anchor = 0;
+  while (anchor < nnative && !(native[anchor].sp == c->sp && native[anchor].pc == c->ip))
+    anchor++;
+  if (!vm->ncf) {
+    fmt(buf, cap, "%s", st > 0 ? "JIT trace" : nm);
+    if (st > 0)
+      fmt(buf, cap, "JIT trace %d", st);
+    return;
+  }
+  if (c->kind == LJ_CF_GUESS) {
+    const char *tail = anchor < nnative ? "innermost frames not known"
+                                        : "native frames between not unwound";
+    if (st == ~(int32_t)vm->lo->vmst.exit)
+      fmt(buf, cap, "exiting a trace, %s", tail);
+    else if (st > 0)
+      fmt(buf, cap, "JIT trace %d, %s", st, tail);
+    else
+      fmt(buf, cap, "%s, %s", nm, tail);
+    return;
+  }
+  if (c->kind == LJ_CF_INTERP || anchor == 0 || anchor >= nnative) {
+    if (c->kind == LJ_CF_TRACE)
+      fmt(buf, cap, "JIT trace %d", c->trace);
+    else if (st > 0)   /* a trace's vmstate while the interpreter runs: exit in progress */
+      fmt(buf, cap, "JIT trace %d", st);
+    else
+      fmt(buf, cap, "%s", nm);
+    return;
+  }
+  /* native code called from a trace: what is right above the trace's frame */
+  uint64_t above = native[anchor - 1].pc;
+  if (st == ~(int32_t)vm->lo->vmst.gc) {
+    fmt(buf, cap, "GC step in trace %d", c->trace);
+    return;
+  }
+  if (above >= vm->vm_start && above < vm->vm_end) {
+    fmt(buf, cap, "VM helper from trace %d", c->trace);
+    return;
+  }
+  struct sym_info si;
+  char name[64];
+  symbolize(vm->t->maps, above, anchor - 1 == 0 && (native[0].flags & FRAME_F_EXACT), 0, &si);
+  symbolize_name(&si, above, name, sizeof name);
+  for (char *q = name; *q; q++)
+    if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f)
+      *q = '?';
+  const struct map *m = maps_find(vm->t->maps, above);
+  int own = m && m->mod == vm->mod;
+  fmt(buf, cap, "%s (%s) from trace %d", own ? "C" : "FFI call", name, c->trace);
+}
+
 int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_capture *cap,
             const struct frame *native, size_t nnative, struct vm_frames *out)
 {
@@ -702,6 +852,12 @@ int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_c
   (void)th;
   out->runtime = "luajit";
   int r = 0;
+  /* the native walk stopped before it met any VM frame (code without unwind information
+   * called from Lua, e.g. an FFI library built without it), while this thread's VM runs
+   * Lua deeper in the stack: its Lua frames are still shown, unplaced */
+  uint64_t unplaced = 0;
+  if (!vm->ncf && nnative && cap && (vm->snap.valid || vm->G))
+    unplaced = lua_below(vm, cap, native, nnative);
   /* one pass per lua_State, innermost first (a coroutine's frames come before its resumer's) */
   for (size_t i = 0; i < vm->ncf && !r; i++) {
     int seen = 0;
@@ -716,14 +872,8 @@ int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_c
     st = vm->snap.vmstate;
   else if (!vm->G || mem_read(vm->t->mem, vm->G + vm->lo->g.vmstate, &st, 4))
     st = 0;
-  if (out->n && st) {
-    static const char *const names[] = { "interpreted", "in C", "in GC", "exiting a trace",
-                                         "JIT recording", "JIT optimising", "JIT assembling" };
-    if (st > 0)
-      fmt(out->state, sizeof out->state, "JIT trace %d", st);
-    else if ((uint32_t)~st < sizeof names / sizeof *names)
-      fmt(out->state, sizeof out->state, "%s", names[~st]);
-  }
+  if (out->n && st)
+    describe_state(vm, st, native, nnative, out->state, sizeof out->state);
   if (vm->layout_bad && !r)
     r = -VMS_E_UNSUPPORTED;
   /* remember this thread's VM (or that it ran none): the next capture can copy its state
@@ -732,6 +882,8 @@ int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_c
     size_t k = (size_t)th->tid % (sizeof vm->tidG / sizeof *vm->tidG);
     vm->tidG[k].tid = th->tid;
     vm->tidG[k].G = vm->ncf ? vm->G : 0;
+    if (unplaced)
+      vm->tidG[k].G = unplaced;
   }
   vm->snap.valid = 0;
   vm->ncf = 0;

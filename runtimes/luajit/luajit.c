@@ -172,6 +172,7 @@ static void lj_free(void *vmv)
   if (vm) {
     free(vm->names);
     free(vm->snap.s.bytes);
+    free(vm->tc.v);
   }
   free(vm);
 }
@@ -269,11 +270,10 @@ static int valid_L(struct lj_vm *vm, struct unwind_ctx *ctx, uint64_t L)
   return 1;
 }
 
-/* Frames inside the interpreter are walked with the VM's own frame layout rather than CFI:
- * VM-internal subroutines (vm_floor and others) are reached by call, so rsp can be 8 below
- * the cframe while the FDE assumes it is the cframe. The callee-saved registers the VM's
- * entry pushed sit right below the CFA (cframe + CFRAME_SIZE). */
-/* Pop the VM's C frame at cframe: the caller's registers sit right below the CFA. */
+/* Pop the VM's C frame at cframe: the caller's registers sit right below the CFA
+ * (cframe + CFRAME_SIZE). Frames inside the interpreter are walked this way rather than
+ * with CFI: VM-internal subroutines (vm_floor and others) are reached by call, so rsp can
+ * be 8 below the cframe while the FDE assumes it is the cframe. */
 static int pop_cframe(struct unwind_ctx *ctx, uint64_t cfa, struct unwind_regs *r)
 {
   uint64_t v[5];   /* r14, r15, rbx, rbp, return address (cfa-40 .. cfa-8) */
@@ -288,37 +288,255 @@ static int pop_cframe(struct unwind_ctx *ctx, uint64_t cfa, struct unwind_regs *
   return 0;
 }
 
-/* JIT-compiled code has no CFI. While a trace runs, g->vmstate holds its number and r14
- * holds DISPATCH (GC64), so G = r14 - GG_G2DISP; the trace's stack adjustment gives the
- * VM's C frame: CFA = rsp + CFRAME_SIZE_JIT + spadjust (lj_gdbjit.c's rule). */
-static int trace_in(struct lj_vm *vm, struct unwind_ctx *ctx, struct unwind_regs *r,
-                    uint64_t G);
-
-/* Which VM runs this trace? Each thread may have its own: on GC64 r14 (DISPATCH) names it;
- * otherwise try the one seen last, then every global_State in memory. */
-static int trace_step(struct lj_vm *vm, struct unwind_ctx *ctx, struct unwind_regs *r)
+/* Is cf one of L's VM entries (L->cframe, then each one's SAVE_CFRAME, outwards)?
+ * 1 yes, 0 no, -1 when L's chain cannot be read. */
+static int on_chain(struct lj_vm *vm, struct unwind_ctx *ctx, uint64_t L, uint64_t cf)
 {
   const struct lj_layout *lo = vm->lo;
-  if (r->ip < 4096 || vm->layout_bad)
-    return 0;
-  const struct map *xm = maps_find(vm->t->maps, r->ip);
-  if (!xm || (!xm->mod && !strchr(xm->perms, 'x'))) {
-    /* the JIT maps new machine-code areas as it goes, and flips their protection while it
-     * writes them: read the maps again (not more than every 50 ms: an address in no
-     * mapping can also be garbage) */
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    if (now - vm->maps_reloaded_ms >= 50 && !target_reload_maps(vm->t)) {
-      vm->maps_reloaded_ms = now;
-      xm = maps_find(vm->t->maps, r->ip);
+  uint64_t c;
+  if (vm->snap.valid && vm->snap.s.L == L)
+    c = vm->snap.s.cframe;
+  else if (unwind_read(ctx, L + lo->L.cframe, &c, 8))
+    return -1;
+  c &= (uint64_t)lo->cf.rawmask;
+  for (int i = 0; i < LJ_MAX_CFRAMES && c; i++) {
+    if (c == cf)
+      return 1;
+    if (c > cf)
+      return 0;   /* outer entries lie higher on the stack */
+    if (unwind_read(ctx, c + lo->cf.ofs_prev, &c, 8))
+      return -1;
+    c &= (uint64_t)lo->cf.rawmask;
+  }
+  return 0;
+}
+
+/* -- Traces by machine-code address ---------------------------------------- */
+
+#define TRACES_MAX 65536     /* J->sizetrace is at most LJ_MAX_TRACE + 1 */
+#define TRACE_MCODE_MAX (64u << 20)
+
+static int te_cmp(const void *a, const void *b)
+{
+  const struct lj_trace_ent *x = a, *y = b;
+  return x->mcode < y->mcode ? -1 : x->mcode > y->mcode;
+}
+
+/* Read every trace of G: J->trace[1 .. sizetrace-1], their headers in batches. */
+static int traces_build(struct lj_vm *vm, uint64_t G)
+{
+  const struct lj_layout *lo = vm->lo;
+  struct mem *m = vm->t->mem;
+  uint64_t J = G - lo->gg.g + lo->gg.J, traces = 0;
+  uint32_t sizetrace = 0;
+  vm->tc.G = G;
+  vm->tc.n = 0;
+  vm->tc.rebuilt = 1;
+  if (lo->tr.size > 128 || mem_read(m, J + lo->J.trace, &traces, 8) ||
+      mem_read(m, J + lo->J.sizetrace, &sizetrace, 4) || sizetrace > TRACES_MAX || !traces)
+    return -VMS_E_BADDATA;
+  size_t w = lo->gcref_size;
+  uint8_t *refs = malloc((size_t)sizetrace * w + 1);
+  if (!refs)
+    return -ENOMEM;
+  if (sizetrace && mem_read(m, traces, refs, (size_t)sizetrace * w)) {
+    free(refs);
+    return -VMS_E_BADDATA;
+  }
+  enum { BATCH = 64 };
+  uint8_t hdr[BATCH][128];
+  struct mem_iov iov[BATCH];
+  uint32_t no[BATCH];
+  size_t nb = 0;
+  for (uint32_t i = 1; i <= sizetrace; i++) {
+    if (i < sizetrace) {
+      uint64_t T = 0;
+      memcpy(&T, refs + (size_t)i * w, w);
+      if (lo->gcvmask)
+        T &= lo->gcvmask;
+      if (T && !(T & 7)) {
+        iov[nb] = (struct mem_iov){ T, hdr[nb], lo->tr.size, 0 };
+        no[nb++] = i;
+      }
+    }
+    if (nb == BATCH || (i == sizetrace && nb)) {
+      mem_readv(m, iov, nb);
+      for (size_t k = 0; k < nb; k++) {
+        const uint8_t *h = hdr[k];
+        uint64_t mcode = 0, startpc = 0;
+        uint32_t szmcode = 0;
+        uint16_t spadjust = 0, traceno = 0;
+        if (iov[k].err || h[lo->L.gct] != lo->gct.trace)
+          continue;
+        memcpy(&mcode, h + lo->tr.mcode, 8);
+        memcpy(&szmcode, h + lo->tr.szmcode, 4);
+        memcpy(&spadjust, h + lo->tr.spadjust, 2);
+        memcpy(&traceno, h + lo->tr.traceno, 2);
+        memcpy(&startpc, h + lo->tr.startpc, lo->mref_size);
+        if (traceno != no[k] || !mcode || !szmcode || szmcode > TRACE_MCODE_MAX)
+          continue;
+        if (vm->tc.n == vm->tc.cap) {
+          size_t nc = vm->tc.cap ? vm->tc.cap * 2 : 64;
+          struct lj_trace_ent *nv = realloc(vm->tc.v, nc * sizeof *nv);
+          if (!nv) {
+            free(refs);
+            return -ENOMEM;
+          }
+          vm->tc.v = nv;
+          vm->tc.cap = nc;
+        }
+        vm->tc.v[vm->tc.n++] = (struct lj_trace_ent){ mcode, mcode + szmcode, iov[k].addr,
+                                                      startpc, traceno, spadjust };
+      }
+      nb = 0;
     }
   }
-  if (!xm || xm->mod || !strchr(xm->perms, 'x'))
-    return 0;   /* traces live in anonymous executable memory */
-  if (lo->gc64 && r->r14 > lo->gg.g2disp && lj_check_G(vm, r->r14 - lo->gg.g2disp))
-    return trace_in(vm, ctx, r, r->r14 - lo->gg.g2disp);
-  if (vm->G && trace_in(vm, ctx, r, vm->G))
+  free(refs);
+  qsort(vm->tc.v, vm->tc.n, sizeof *vm->tc.v, te_cmp);
+  return 0;
+}
+
+static const struct lj_trace_ent *traces_find(const struct lj_vm *vm, uint64_t ip)
+{
+  size_t lo = 0, hi = vm->tc.n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (vm->tc.v[mid].mcode <= ip)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  /* the last trace starting at or below ip (a return address may be its very end) */
+  if (lo && ip <= vm->tc.v[lo - 1].end)
+    return &vm->tc.v[lo - 1];
+  return NULL;
+}
+
+/* The trace of G whose machine code holds ip: from the cache when the trace is still
+ * there as it was, else from the traces read again (once per walk). */
+static int trace_by_addr(struct lj_vm *vm, uint64_t G, uint64_t ip, struct lj_trace_ent *ret)
+{
+  const struct lj_layout *lo = vm->lo;
+  for (int pass = 0; pass < 2; pass++) {
+    const struct lj_trace_ent *e = vm->tc.G == G ? traces_find(vm, ip) : NULL;
+    if (e) {
+      uint8_t h[128];
+      uint64_t mcode = 0;
+      uint32_t szmcode = 0;
+      if (!mem_read(vm->t->mem, e->T, h, lo->tr.size) && h[lo->L.gct] == lo->gct.trace) {
+        memcpy(&mcode, h + lo->tr.mcode, 8);
+        memcpy(&szmcode, h + lo->tr.szmcode, 4);
+        if (mcode == e->mcode && mcode + szmcode == e->end) {
+          *ret = *e;
+          return 1;
+        }
+      }
+    }
+    if (pass || (vm->tc.rebuilt && vm->tc.G == G) || traces_build(vm, G))
+      return 0;
+  }
+  return 0;
+}
+
+/* -- Unwind step for VM and JIT frames ------------------------------------ */
+
+/* The running lua_State of G and its innermost VM entry: as copied while the thread was
+ * stopped, else read now. */
+static int running_cframe(struct lj_vm *vm, struct unwind_ctx *ctx, uint64_t G,
+                          uint64_t *ret_L, uint64_t *ret_cf)
+{
+  const struct lj_layout *lo = vm->lo;
+  uint64_t L, cf;
+  if (vm->snap.valid && vm->snap.G == G) {
+    L = vm->snap.s.L;
+    cf = vm->snap.s.cframe;
+  } else {
+    if (read_ptr(vm, ctx, G + lo->g.cur_L, &L) || !valid_L(vm, ctx, L) ||
+        unwind_read(ctx, L + lo->L.cframe, &cf, 8))
+      return 0;
+    cf &= (uint64_t)lo->cf.rawmask;
+  }
+  if (!L || !cf)
+    return 0;
+  *ret_L = L;
+  *ret_cf = cf;
+  return 1;
+}
+
+static int vmstate_of(struct lj_vm *vm, struct unwind_ctx *ctx, uint64_t G, int32_t *ret)
+{
+  if (vm->snap.valid && vm->snap.G == G) {
+    *ret = vm->snap.vmstate;
+    return 0;
+  }
+  return unwind_read(ctx, G + vm->lo->g.vmstate, ret, 4);
+}
+
+/* A frame in code of G's JIT or VM that has no frame of its own to read. In a trace's
+ * machine code the trace's stack adjustment gives the VM's C frame (lj_gdbjit.c's rule:
+ * CFA = rsp + CFRAME_SIZE_JIT + spadjust) and it must be the running lua_State's
+ * innermost VM entry; anywhere else (exit stubs and handler, a side trace's first
+ * instructions, foreign JIT code called from Lua) that entry is taken as it is, and the
+ * frames between are not known. */
+static int jit_frame_G(struct lj_vm *vm, struct unwind_ctx *ctx, struct unwind_regs *r,
+                       uint64_t G, int in_vm)
+{
+  const struct lj_layout *lo = vm->lo;
+  struct lj_trace_ent te;
+  int have_t = !in_vm && trace_by_addr(vm, G, r->ip, &te);
+  uint64_t runL = 0, cfr = 0, cf = 0, L = 0;
+  if (running_cframe(vm, ctx, G, &runL, &cfr) && (cfr < r->sp || cfr - r->sp > (1u << 20)))
+    cfr = 0;   /* not above this frame: another thread's, or not running */
+  enum lj_cf_kind kind = LJ_CF_GUESS;
+  if (have_t) {
+    uint64_t c = r->sp + lo->cf.size_jit + te.spadjust - lo->cf.size;
+    if (cfr ? c == cfr
+            : !read_ptr(vm, ctx, c + lo->cf.ofs_l, &L) && valid_L(vm, ctx, L) &&
+                  on_chain(vm, ctx, L, c) != 0) {
+      cf = c;
+      kind = LJ_CF_TRACE;
+    }
+  }
+  if (!cf)
+    cf = cfr;
+  if (!cf || read_ptr(vm, ctx, cf + lo->cf.ofs_l, &L) || !valid_L(vm, ctx, L))
+    return 0;
+  int32_t state = 0;
+  vmstate_of(vm, ctx, G, &state);
+  struct lj_cframe rec = { r->ip, r->sp, cf, L, 0, 0, kind, 0, 0, 0 };
+  if (kind == LJ_CF_TRACE) {
+    rec.trace = (int)te.traceno;
+    rec.startpc = te.startpc;
+  } else if (state > 0) {
+    rec.trace = state;
+  }
+  read_ptr(vm, ctx, cf + lo->cf.ofs_pc, &rec.save_pc);
+  /* compiled code keeps the caller's r12 and r13 in the cframe (JLOOP stores them) */
+  int onjit = kind == LJ_CF_TRACE || state > 0 || state == ~(int32_t)lo->vmst.exit;
+  uint64_t r12 = r->r12, r13 = r->r13;
+  if (onjit && (unwind_read(ctx, cf, &r12, 8) || unwind_read(ctx, cf - 8, &r13, 8)))
+    r12 = r->r12, r13 = r->r13;
+  if (pop_cframe(ctx, cf + lo->cf.size, r))
+    return 0;
+  r->r12 = r12;
+  r->r13 = r13;
+  if (vm->ncf < LJ_MAX_CFRAMES)
+    vm->cf[vm->ncf++] = rec;
+  return 1;
+}
+
+/* Which VM runs this code? Each thread may have its own: on GC64 r14 (DISPATCH, kept on
+ * traces) names it; otherwise the one copied at the stop, the one seen last, then every
+ * global_State in memory. */
+static int jit_frame(struct lj_vm *vm, struct unwind_ctx *ctx, struct unwind_regs *r, int in_vm)
+{
+  const struct lj_layout *lo = vm->lo;
+  if (lo->gc64 && r->r14 > lo->gg.g2disp && lj_check_G(vm, r->r14 - lo->gg.g2disp) &&
+      jit_frame_G(vm, ctx, r, r->r14 - lo->gg.g2disp, in_vm))
+    return 1;
+  if (vm->snap.valid && jit_frame_G(vm, ctx, r, vm->snap.G, in_vm))
+    return 1;
+  if (vm->G && vm->G != vm->snap.G && jit_frame_G(vm, ctx, r, vm->G, in_vm))
     return 1;
   if (!vm->nscanned) {
     vm->nscanned = lj_scan_G(vm, vm->scanned, sizeof vm->scanned / sizeof *vm->scanned);
@@ -326,78 +544,84 @@ static int trace_step(struct lj_vm *vm, struct unwind_ctx *ctx, struct unwind_re
       vm->nscanned = (size_t)-1;
   }
   for (size_t i = 0; vm->nscanned != (size_t)-1 && i < vm->nscanned; i++)
-    if (trace_in(vm, ctx, r, vm->scanned[i]))
+    if (vm->scanned[i] != vm->G && jit_frame_G(vm, ctx, r, vm->scanned[i], in_vm))
       return 1;
   return 0;
 }
 
-/* The trace of G running at r->ip, if any: pop the VM's C frame below it. */
-static int trace_in(struct lj_vm *vm, struct unwind_ctx *ctx, struct unwind_regs *r,
-                    uint64_t G)
+/* ip in anonymous executable memory (machine code of traces, exit stubs, or another
+ * JIT's)? The JIT maps new areas as it goes and flips their protection while it writes
+ * them: the maps are read again when ip is in none (not more than every 50 ms: an address
+ * in no mapping can also be garbage). */
+static int in_anon_code(struct lj_vm *vm, uint64_t ip)
 {
-  const struct lj_layout *lo = vm->lo;
-  uint64_t J, traces, T, mcode, L, jit_base, startpc;
-  int32_t state;
-  uint32_t sizetrace, szmcode;
-  uint16_t spadjust;
-  int snap = vm->snap.valid && vm->snap.G == G;   /* copied while the thread was stopped */
-  if (snap)
-    state = vm->snap.vmstate;
-  else if (!G || unwind_read(ctx, G + lo->g.vmstate, &state, 4))
+  if (ip < 4096)
     return 0;
-  if (state <= 0)
+  const struct map *xm = maps_find(vm->t->maps, ip);
+  if (!xm || (!xm->mod && !strchr(xm->perms, 'x'))) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (now - vm->maps_reloaded_ms >= 50 && !target_reload_maps(vm->t)) {
+      vm->maps_reloaded_ms = now;
+      xm = maps_find(vm->t->maps, ip);
+    }
+  }
+  return xm && !xm->mod && strchr(xm->perms, 'x');
+}
+
+/* A return address into a trace of any known VM? */
+static int into_trace(struct lj_vm *vm, uint64_t ip)
+{
+  struct lj_trace_ent te;
+  if (!in_anon_code(vm, ip))
     return 0;
-  J = G - lo->gg.g + lo->gg.J;
-  /* J.trace is a native pointer to GCRefs; startpc and jit_base are MRefs; mcode native */
-  if (unwind_read(ctx, J + lo->J.trace, &traces, 8) ||
-      unwind_read(ctx, J + lo->J.sizetrace, &sizetrace, 4) || (uint32_t)state >= sizetrace ||
-      read_ptr(vm, ctx, traces + (uint64_t)lo->gcref_size * (uint32_t)state, &T) || !T)
-    return 0;
-  if (lo->gcvmask)
-    T &= lo->gcvmask;
-  if (unwind_read(ctx, T + lo->tr.mcode, &mcode, 8) ||
-      unwind_read(ctx, T + lo->tr.szmcode, &szmcode, 4) ||
-      unwind_read(ctx, T + lo->tr.spadjust, &spadjust, 2) ||
-      read_ptr(vm, ctx, T + lo->tr.startpc, &startpc) ||
-      (!snap && read_ptr(vm, ctx, G + lo->g.jit_base, &jit_base)))
-    return 0;
-  if (snap)
-    jit_base = vm->snap.jit_base;
-  if (r->ip < mcode || r->ip >= mcode + szmcode)
-    return 0;
-  uint64_t cfa = r->sp + lo->cf.size_jit + spadjust, cf = cfa - lo->cf.size;
-  if (read_ptr(vm, ctx, cf + lo->cf.ofs_l, &L) || !valid_L(vm, ctx, L))
-    return 0;
-  if (vm->ncf < LJ_MAX_CFRAMES)
-    vm->cf[vm->ncf++] = (struct lj_cframe){ r->ip, r->sp, cf, L, 0, 0, state, jit_base,
-                                            startpc };
-  return pop_cframe(ctx, cfa, r) ? 0 : 1;
+  uint64_t Gs[3] = { vm->snap.valid ? vm->snap.G : 0, vm->G, vm->tc.G };
+  for (size_t i = 0; i < 3; i++)
+    if (Gs[i] && trace_by_addr(vm, Gs[i], ip, &te))
+      return 1;
+  return 0;
 }
 
 int lj_step(void *arg, struct unwind_ctx *ctx, struct unwind_regs *r)
 {
   struct lj_vm *vm = arg;
   const struct lj_layout *lo = vm->lo;
+  if (vm->layout_bad)
+    return 0;
   if (r->ip < vm->vm_start || r->ip >= vm->vm_end)
-    return trace_step(vm, ctx, r);
+    return in_anon_code(vm, r->ip) ? jit_frame(vm, ctx, r, 0) : 0;
+  /* the interpreter, or a VM subroutine it called (rsp 8 lower) */
   for (uint64_t adj = 0; adj <= 8; adj += 8) {
     uint64_t cf = r->sp + adj, L, pc;
-    if (read_ptr(vm, ctx, cf + lo->cf.ofs_l, &L) || !valid_L(vm, ctx, L))
+    if (read_ptr(vm, ctx, cf + lo->cf.ofs_l, &L) || !valid_L(vm, ctx, L) ||
+        !on_chain(vm, ctx, L, cf))
       continue;
     read_ptr(vm, ctx, cf + lo->cf.ofs_pc, &pc);
-    struct lj_cframe rec = { r->ip, r->sp, cf, L, pc, r->bx, 0, 0, 0 };
+    struct lj_cframe rec = { r->ip, r->sp, cf, L, pc, r->bx, LJ_CF_INTERP, 0, 0, 0 };
     if (pop_cframe(ctx, cf + lo->cf.size, r))
       return 0;
     if (vm->ncf < LJ_MAX_CFRAMES)
       vm->cf[vm->ncf++] = rec;
     return 1;
   }
-  return 0;
+  /* a VM helper called from a trace (lj_vm_floor, lj_vm_modi, ...): leaf code that keeps
+   * its return address at rsp */
+  uint64_t ret;
+  if (!unwind_read(ctx, r->sp, &ret, 8) && into_trace(vm, ret)) {
+    r->ip = ret;
+    r->sp += 8;
+    return 1;
+  }
+  /* the exit handler, vm_exit_interp, an entry before its frame is set up */
+  return jit_frame(vm, ctx, r, 1);
 }
 
 static void lj_walk_start(void *vmv)
 {
-  ((struct lj_vm *)vmv)->ncf = 0;
+  struct lj_vm *vm = vmv;
+  vm->ncf = 0;
+  vm->tc.rebuilt = 0;
 }
 
 static int lj_install(void *vmv, struct unwinder *u)
