@@ -34,8 +34,7 @@ struct lj_cframe {
   int trace;              /* > 0: the frame is JIT-compiled code of this trace (or, for a
                              guess, the trace g->vmstate names) */
   uint64_t startpc;       /* on a trace: where the trace starts (a bytecode address) */
-  int vmhelper;           /* a VM helper without a frame (lj_vm_floor, ...) called from
-                             the trace sat above it */
+  int nolua;              /* lua_cpcall's entry (NRES < 0): no Lua frame of its own */
 };
 
 /* A trace's machine code, for finding traces by address. */
@@ -105,6 +104,7 @@ struct lj_vm {
   /* filled by the unwind step during one thread's walk */
   struct lj_cframe cf[LJ_MAX_CFRAMES];
   size_t ncf;
+  int start_alt;          /* the innermost frame was not where the registers said */
 };
 
 struct thread;

@@ -410,6 +410,16 @@ static int cont_pc(const struct lj_vm *vm, const struct lstack *s, uint64_t f, u
   return r;
 }
 
+/* The innermost VM entry with Lua frames (lua_cpcall's have none: the JIT compiler, trace
+ * exits and C run protected under one). */
+static size_t lj_first_lua(const struct lj_vm *vm)
+{
+  size_t i = 0;
+  while (i + 1 < vm->ncf && vm->cf[i].nolua)
+    i++;
+  return i;
+}
+
 /* Does frame f hold a function (or the dummy frame of L)? */
 static int frame_ok(struct lj_vm *vm, const struct lstack *s, uint64_t f)
 {
@@ -560,6 +570,7 @@ static int lj_walk_L(struct lj_vm *vm, const struct lj_cframe *cf, size_t ncf, s
     return r;
   struct lstack s = *sp;
   struct cursor cur = { .L = cf[i0].L };
+  int started = 0;
   for (size_t i = i0; i < ncf && !r && !cur.done; i++) {
     if (cf[i].L != cf[i0].L)
       continue;
@@ -568,8 +579,10 @@ static int lj_walk_L(struct lj_vm *vm, const struct lj_cframe *cf, size_t ncf, s
       anchor++;
     if (anchor == nnative && cf[i].ip)
       continue;   /* (ip 0: a VM entry below the native frames found, shown unplaced) */
+    if (cf[i].nolua)
+      continue;   /* lua_cpcall's entry has no Lua frame: they belong to the next one */
     uint64_t pc = 0;
-    if (i == i0) {
+    if (!started++) {
       /* where the innermost frames of this lua_State start: candidates, best first; the
        * first whose frame holds a function is taken */
       uint64_t f[3] = { 0, 0, 0 }, p[3] = { 0, 0, 0 };
@@ -605,26 +618,38 @@ static int lj_walk_L(struct lj_vm *vm, const struct lj_cframe *cf, size_t ncf, s
         }
         break;
       }
-      size_t k = 0;
-      while (k < 3 && !frame_ok(vm, &s, f[k]))
-        k++;
-      if (k == 3) {
+      /* the first candidate whose segment reads to its end; if none does, the first
+       * with a function, with what it gave */
+      size_t first = out->n, k0 = 3;
+      for (size_t k = 0; k < 3; k++) {
+        if (!frame_ok(vm, &s, f[k]) || f[k] >= s.stack + s.len)
+          continue;
+        if (k0 == 3)
+          k0 = k;
+        cur = (struct cursor){ .L = s.L, .f = f[k] };
+        out->n = first;
+        r = walk_segment(vm, &s, &cur, p[k], anchor, out);
+        if (!r) {
+          if (k && cf + i == vm->cf + lj_first_lua(vm))
+            vm->start_alt = 1;
+          break;
+        }
+      }
+      if (k0 == 3) {
         r = -VMS_E_BADDATA;
         break;
       }
-      cur.f = f[k];
-      pc = p[k];
-    } else {
-      pc = cf[i].save_pc == cf[i].L ? 0 : cf[i].save_pc;
+      if (r && k0 < 3) {
+        cur = (struct cursor){ .L = s.L, .f = f[k0] };
+        out->n = first;
+        r = walk_segment(vm, &s, &cur, p[k0], anchor, out);
+      }
+      if (cf[i].kind == LJ_CF_TRACE && out->n > first)
+        out->v[first].trace = cf[i].trace;
+      continue;
     }
-    if (cur.f < s.stack || cur.f >= s.stack + s.len + (s.lo - s.stack)) {
-      r = -VMS_E_BADDATA;
-      break;
-    }
-    size_t first = out->n;
+    pc = cf[i].save_pc == cf[i].L ? 0 : cf[i].save_pc;
     r = walk_segment(vm, &s, &cur, pc, anchor, out);
-    if (cf[i].kind == LJ_CF_TRACE && i == i0 && out->n > first)
-      out->v[first].trace = cf[i].trace;
   }
   (void)lo;
   free(own.bytes);
@@ -791,15 +816,16 @@ static void describe_state(struct lj_vm *vm, int32_t st, const struct frame *nat
 {
   static const char *const names[] = { "interpreted", "in C", "in GC", "exiting a trace",
                                        "JIT recording", "JIT optimising", "JIT assembling" };
-  const struct lj_cframe *c = &vm->cf[0];
+  const struct lj_cframe *c = &vm->cf[lj_first_lua(vm)];
   const char *nm = st < 0 && (uint32_t)~st < sizeof names / sizeof *names ? names[~st] : "";
   size_t anchor = 0;
   while (anchor < nnative && !(native[anchor].sp == c->sp && native[anchor].pc == c->ip))
     anchor++;
   if (!vm->ncf) {
-    fmt(buf, cap, "%s", st > 0 ? "JIT trace" : nm);
     if (st > 0)
       fmt(buf, cap, "JIT trace %d", st);
+    else
+      fmt(buf, cap, "%s", nm);
     return;
   }
   if (c->kind == LJ_CF_GUESS) {
@@ -818,8 +844,14 @@ static void describe_state(struct lj_vm *vm, int32_t st, const struct frame *nat
       fmt(buf, cap, "JIT trace %d", c->trace);
     else if (st > 0)   /* a trace's vmstate while the interpreter runs: exit in progress */
       fmt(buf, cap, "JIT trace %d", st);
+    else if (c->kind == LJ_CF_INTERP && anchor > 0 && st == ~(int32_t)vm->lo->vmst.interp)
+      fmt(buf, cap, "in C");   /* a C helper of the interpreter (tables, strings, ...) */
     else
       fmt(buf, cap, "%s", nm);
+    if (vm->start_alt) {
+      size_t l = strlen(buf);
+      fmt(buf + l, cap - l, ", innermost frame not exact");
+    }
     return;
   }
   /* native code called from a trace: what is right above the trace's frame */
@@ -887,6 +919,7 @@ int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_c
   }
   vm->snap.valid = 0;
   vm->ncf = 0;
+  vm->start_alt = 0;
   out->err = r;
   return r;
 }

@@ -440,9 +440,10 @@ static int trace_by_addr(struct lj_vm *vm, uint64_t G, uint64_t ip, struct lj_tr
 
 /* -- Unwind step for VM and JIT frames ------------------------------------ */
 
-/* The running lua_State of G and its innermost VM entry: as copied while the thread was
- * stopped, else read now. */
-static int running_cframe(struct lj_vm *vm, struct unwind_ctx *ctx, uint64_t G,
+/* The running lua_State of G and its innermost VM entry at or above sp (entries below
+ * belong to frames already met, e.g. lua_cpcall's under the exit handler): L as copied
+ * while the thread was stopped, else read now. */
+static int running_cframe(struct lj_vm *vm, struct unwind_ctx *ctx, uint64_t G, uint64_t sp,
                           uint64_t *ret_L, uint64_t *ret_cf)
 {
   const struct lj_layout *lo = vm->lo;
@@ -456,7 +457,12 @@ static int running_cframe(struct lj_vm *vm, struct unwind_ctx *ctx, uint64_t G,
       return 0;
     cf &= (uint64_t)lo->cf.rawmask;
   }
-  if (!L || !cf)
+  for (int i = 0; i < LJ_MAX_CFRAMES && cf && cf < sp; i++) {
+    if (unwind_read(ctx, cf + lo->cf.ofs_prev, &cf, 8))
+      return 0;
+    cf &= (uint64_t)lo->cf.rawmask;
+  }
+  if (!L || !cf || cf < sp)
     return 0;
   *ret_L = L;
   *ret_cf = cf;
@@ -485,8 +491,8 @@ static int jit_frame_G(struct lj_vm *vm, struct unwind_ctx *ctx, struct unwind_r
   struct lj_trace_ent te;
   int have_t = !in_vm && trace_by_addr(vm, G, r->ip, &te);
   uint64_t runL = 0, cfr = 0, cf = 0, L = 0;
-  if (running_cframe(vm, ctx, G, &runL, &cfr) && (cfr < r->sp || cfr - r->sp > (1u << 20)))
-    cfr = 0;   /* not above this frame: another thread's, or not running */
+  if (running_cframe(vm, ctx, G, r->sp, &runL, &cfr) && cfr - r->sp > (1u << 20))
+    cfr = 0;   /* too far above this frame: another stack's (not this thread's VM) */
   enum lj_cf_kind kind = LJ_CF_GUESS;
   if (have_t) {
     uint64_t c = r->sp + lo->cf.size_jit + te.spadjust - lo->cf.size;
@@ -598,7 +604,9 @@ int lj_step(void *arg, struct unwind_ctx *ctx, struct unwind_regs *r)
         !on_chain(vm, ctx, L, cf))
       continue;
     read_ptr(vm, ctx, cf + lo->cf.ofs_pc, &pc);
-    struct lj_cframe rec = { r->ip, r->sp, cf, L, pc, r->bx, LJ_CF_INTERP, 0, 0, 0 };
+    int32_t nres = 0;
+    unwind_read(ctx, cf + lo->cf.ofs_nres, &nres, 4);
+    struct lj_cframe rec = { r->ip, r->sp, cf, L, pc, r->bx, LJ_CF_INTERP, 0, 0, nres < 0 };
     if (pop_cframe(ctx, cf + lo->cf.size, r))
       return 0;
     if (vm->ncf < LJ_MAX_CFRAMES)

@@ -154,11 +154,72 @@ def scenario_case(scenario, jit):
         stop(p)
 
 
+STATES = os.path.normpath(os.path.join(HERE, "..", "..", "fixtures", "lua", "states.lua"))
+STATE_SCENARIOS = ("tab", "str", "cdata", "ffi_jit", "ffi_interp", "index", "gc", "side",
+                   "stitch", "gcstep", "error", "exit", "record", "coro", "sortcb")
+DUMPS = 50
+
+
+def marker_lines(path, marker):
+    out = []
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            if line.rstrip().endswith("-- " + marker):
+                out.append(i)
+    assert out, marker
+    return out
+
+
+def states_case(scenario):
+    """fixtures/lua/states.lua keeps the CPU in one VM state (JIT code calling allocators,
+    GC steps, FFI calls from traces and from the interpreter, metamethods, finalizers,
+    side traces, stitching, trace exits, recording, coroutines, error throwing, C calling
+    back into Lua). Each of DUMPS one-shot dumps must show the Lua stack: the work
+    function at a line of its own, then the main chunk at the call line, exact."""
+    first = marker_lines(STATES, "BEGIN " + scenario)[0]
+    last = marker_lines(STATES, "END " + scenario)[0]
+    call = marker_lines(STATES, "CALL")[0]
+    r, w = os.pipe()
+    p = subprocess.Popen([luajit(), STATES, str(w), scenario], pass_fds=(w,),
+                         stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    os.close(w)
+    try:
+        with os.fdopen(r, "rb") as rf:
+            assert rf.readline() == b"ready\n"
+        settle(p.pid, None)
+        states, partial = {}, []
+        for k in range(DUMPS):
+            rc, doc, err = dump_json(p.pid)
+            t = doc["threads"][0]
+            frames = vm_frames(t)
+            got = [(f["name"], plain(f["file"]), f["line"]) for f in frames]
+            where = "dump %d: %s\nstate %r, vm_error %r, walk_error %r" % (
+                k, got, t["vm_state"], t["vm_error"], t["walk_error"])
+            assert got and got[-1] == ("main chunk", STATES, call), where
+            work = [g for g in got if g[0] == "fn" and g[1] == STATES]
+            assert work, where
+            # the innermost frame of a guessed entry (header: "... not known") has no line
+            inexact = "not known" in (t["vm_state"] or "") or "not exact" in (t["vm_state"] or "")
+            assert (work[-1][2] is None and inexact) or first <= (work[-1][2] or 0) <= last, where
+            st = re.sub(r"\d+", "N", re.sub(r"\(.*\)", "(...)", t["vm_state"] or "-"))
+            states[st] = states.get(st, 0) + 1
+            if rc != 0:
+                partial.append(where)
+        print("%s: %s" % (scenario, states))
+        # a sample's Lua stack is always there; the native stack may rarely end early
+        assert len(partial) <= DUMPS // 50, partial
+        assert_running(p.pid)
+    finally:
+        stop(p)
+
+
 CASES = {}
 for sc in ("nested", "recurse", "sort", "vararg", "loadstring", "xpcall", "lines16", "lines32",
            "metamethod"):
     for mode, jit in (("joff", False), ("jit", True)):
         CASES["%s_%s" % (sc, mode)] = (lambda s, j: lambda: scenario_case(s, j))(sc, jit)
+for sc in STATE_SCENARIOS:
+    CASES["states_" + sc] = (lambda s: lambda: states_case(s))(sc)
 
 
 def case_blocked():
