@@ -98,6 +98,26 @@ int dump_sample_thread(struct target *t, struct thread *th, const struct dump_op
   return r;
 }
 
+void dump_walk_where(struct target *t, const struct dump_walk *w, char *buf, size_t cap)
+{
+  buf[0] = 0;
+  if (!w->err || w->err == -VMS_E_TRUNCATED || !w->n)
+    return;
+  uint64_t pc = w->fr[w->n - 1].pc;
+  const struct map *m = maps_find(t->maps, pc);
+  if (!m)
+    snprintf(buf, cap, " at an unmapped address");
+  else if (m->mod) {
+    snprintf(buf, cap, " in %s", m->mod->name);
+    for (char *c = buf; *c; c++)
+      if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+        *c = '?';
+  } else if (strchr(m->perms, 'x'))
+    snprintf(buf, cap, " at JIT code");
+  else
+    snprintf(buf, cap, " at %s", m->path && m->path[0] == '[' ? m->path : "non-code memory");
+}
+
 /* Native frames with each VM frame replaced by its VM segment (or one of the views). */
 static int merge(struct target *t, const struct dump_opts *o, const struct dump_walk *w,
                  struct thread_stack *ts)
@@ -107,6 +127,7 @@ static int merge(struct target *t, const struct dump_opts *o, const struct dump_
   ts->runtime = w->vf.runtime;
   ts->walk_err = w->err;
   memcpy(ts->vm_state, w->vf.state, sizeof ts->vm_state);
+  dump_walk_where(t, w, ts->walk_where, sizeof ts->walk_where);
   if (!ts->has_vm && w->nvms && !ts->vm_err) {
     /* the process has a VM, this thread is not running it (an idle worker in epoll_wait) */
     ts->runtime = w->vm_name;

@@ -660,6 +660,31 @@ static int sample_running(struct target *t, struct thread *th, struct rproc *pr,
   return 0;
 }
 
+/* Count an error under its cause, with where the native walk stopped. */
+static void count_error(struct profile_stats *st, struct target *t, const struct dump_walk *w,
+                        int e)
+{
+  char what[sizeof st->causes[0].what], where[80] = "";
+  st->errors++;
+  if (e)
+    snprintf(what, sizeof what, "%s", vms_strerror(e));
+  else if (w->vf.err)
+    snprintf(what, sizeof what, "VM walk: %s", vms_strerror(w->vf.err));
+  else {
+    dump_walk_where(t, w, where, sizeof where);
+    snprintf(what, sizeof what, "%s%s", vms_strerror(w->err), where);
+  }
+  for (size_t i = 0; i < PROFILE_CAUSES; i++) {
+    if (!st->causes[i].n)
+      snprintf(st->causes[i].what, sizeof st->causes[i].what, "%s", what);
+    if (!strcmp(st->causes[i].what, what)) {
+      st->causes[i].n++;
+      return;
+    }
+  }
+  st->other_causes++;
+}
+
 static int proc_sample(struct rec *rc, struct rproc *pr, struct stack_capture *cap,
                        struct dump_walk *w, struct pick *pk, uint64_t *keys)
 {
@@ -695,8 +720,13 @@ static int proc_sample(struct rec *rc, struct rproc *pr, struct stack_capture *c
       break;   /* a new entry takes over (retire()) */
     if (e == -ESRCH)
       continue;   /* the thread exited since we looked at it: no sample, no error */
-    if (e || (w->err && w->err != -VMS_E_TRUNCATED) || w->vf.err)
-      st->errors++;
+    /* an error: nothing read, the VM walk failed, or the native walk failed with no VM
+     * frames to show; a native stack cut short below readable VM frames is not one */
+    int native_err = w->err && w->err != -VMS_E_TRUNCATED;
+    if (!e && native_err && w->vf.n && !w->vf.err)
+      st->cut++;
+    else if (e || native_err || w->vf.err)
+      count_error(st, t, w, e);
     if (e || (!w->n && !w->vf.n))
       continue;
     uint32_t n = 0;

@@ -35,6 +35,7 @@ struct thread_stack {
   int has_vm;              /* VM frames were found on this thread */
   const char *runtime;     /* the runtime of those frames */
   char vm_state[96];       /* what that VM was doing when stopped */
+  char walk_where[80];     /* where the native walk stopped early (dump_walk_where) */
 };
 
 struct dump_opts {
@@ -71,6 +72,11 @@ struct dump_walk {
   const char *vm_name;     /* the first of them */
   uint64_t reloaded_ms;    /* when the maps were last read again for a bad return address */
 };
+
+/* Where the native walk of w stopped, for error reports: " at JIT code" (anonymous
+ * executable memory), " in MODULE", " at an unmapped address"; "" when it did not stop
+ * early. */
+void dump_walk_where(struct target *t, const struct dump_walk *w, char *buf, size_t cap);
 
 /* Stop th, copy registers and stack, walk native and VM frames while it must stand still
  * (when a runtime is there), then resume it (keep) or detach it, and walk the rest. */

@@ -28,8 +28,19 @@ struct record_opts {
   double tick_s;
 };
 
+#define PROFILE_CAUSES 8
+
 struct profile_stats {
   uint64_t samples, errors, late;
+  /* errors by cause ("no unwind information for the address at JIT code"), the first
+   * PROFILE_CAUSES distinct ones; the rest counted together */
+  struct {
+    char what[112];
+    uint64_t n;
+  } causes[PROFILE_CAUSES];
+  uint64_t other_causes;
+  uint64_t cut;            /* samples whose VM frames were read but whose native stack
+                              ended early (not errors) */
   double seconds;
   int target_gone;
   size_t processes;        /* sampled (1 unless following children) */

@@ -275,6 +275,29 @@ int cmd_record(int argc, char **argv)
       fprintf(stderr, "Wrote %s (%llu samples, %llu errors, %llu late)\n",
               to_stdout ? "to stdout" : path, (unsigned long long)st.samples,
               (unsigned long long)st.errors, (unsigned long long)st.late);
+      if (st.errors) {
+        /* errors by cause, most frequent first */
+        char line[1024];
+        size_t l = (size_t)snprintf(line, sizeof line, "%llu errors:",
+                                    (unsigned long long)st.errors);
+        int done[PROFILE_CAUSES] = { 0 };
+        for (int k = 0; k < PROFILE_CAUSES; k++) {
+          int best = -1;
+          for (int i = 0; i < PROFILE_CAUSES; i++)
+            if (st.causes[i].n && !done[i] && (best < 0 || st.causes[i].n > st.causes[best].n))
+              best = i;
+          if (best < 0)
+            break;
+          done[best] = 1;
+          if (l < sizeof line)
+            l += (size_t)snprintf(line + l, sizeof line - l, "%s %llu %s", k ? "," : "",
+                                  (unsigned long long)st.causes[best].n, st.causes[best].what);
+        }
+        if (st.other_causes && l < sizeof line)
+          snprintf(line + l, sizeof line - l, ", %llu other",
+                   (unsigned long long)st.other_causes);
+        cli_error("%s", line);
+      }
       if (st.late * 10 > st.samples + 10)
         cli_error("warning: %llu samples came late: the rate of %g Hz could not be kept",
                   (unsigned long long)st.late, o.rate);

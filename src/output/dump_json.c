@@ -104,6 +104,8 @@ void dump_write_json(FILE *f, const struct target *t, const struct dump_result *
             ts->walk_err == -VMS_E_TRUNCATED ? "true" : "false");
     json_str(f, ts->walk_err && ts->walk_err != -VMS_E_TRUNCATED ? vms_strerror(ts->walk_err)
                                                                   : NULL);
+    fputs(",\"walk_error_at\":", f);
+    json_str(f, ts->walk_where[0] ? ts->walk_where + 1 : NULL);
     fputs(",\"runtime\":", f);
     json_str(f, ts->runtime);
     fputs(",\"vm_state\":", f);

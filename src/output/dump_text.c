@@ -76,7 +76,7 @@ void dump_write_text(FILE *f, const struct target *t, const struct dump_result *
     if (ts->walk_err == -VMS_E_TRUNCATED)
       fprintf(f, "  (truncated at %zu frames; raise --max-depth)\n", ts->n);
     else if (ts->walk_err)
-      fprintf(f, "  (walk stopped: %s)\n", vms_strerror(ts->walk_err));
+      fprintf(f, "  (walk stopped: %s%s)\n", vms_strerror(ts->walk_err), ts->walk_where);
     if (i + 1 < res->n)
       putc('\n', f);
   }

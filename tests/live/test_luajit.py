@@ -213,6 +213,64 @@ def states_case(scenario):
         stop(p)
 
 
+def case_record_mix():
+    """record on a program that splits its CPU between a table builder, a string renderer
+    and FFI calls (most of it C called from JIT code: allocation, GC steps, string
+    interning): each one's share of the samples within 3 points of its real CPU time
+    (os.clock in the program), and errors at most 1% of the samples."""
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="vmstack-mix-")
+    truth = os.path.join(tmp, "truth")
+    r, w = os.pipe()
+    p = subprocess.Popen([luajit(), STATES, str(w), "mix", truth], pass_fds=(w,),
+                         stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    os.close(w)
+    try:
+        with os.fdopen(r, "rb") as rf:
+            assert rf.readline() == b"ready\n"
+        deadline = time.monotonic() + 20
+        while not os.path.exists(truth):
+            assert time.monotonic() < deadline and p.poll() is None
+            time.sleep(0.01)
+        with open(truth) as f:
+            before = list(map(float, f.read().split()))
+        out = os.path.join(tmp, "p.folded")
+        rc, _, err = run(["record", "-p", str(p.pid), "-r", "499", "-d", "8", "-o", out])
+        assert rc == 0, err
+        with open(truth) as f:
+            after = list(map(float, f.read().split()))
+        m = re.search(r"^Wrote .* \((\d+) samples, (\d+) errors, \d+ late\)$", err, re.M)
+        assert m, err
+        samples, errors = int(m.group(1)), int(m.group(2))
+        assert samples > 1000 and errors * 100 <= samples, err
+        names = ("build", "render", "ffi")
+        ranges = [(marker_lines(STATES, "BEGIN " + n)[0], marker_lines(STATES, "END " + n)[0])
+                  for n in names]
+        got = [0, 0, 0]
+        with open(out) as f:
+            for line in f:
+                stack, count = line.rsplit(" ", 1)
+                for fr in stack.split(";"):
+                    mm = re.fullmatch(r"fn@(.*):(\d+)", fr)
+                    if mm and mm.group(1) == STATES:
+                        for k, (a, b) in enumerate(ranges):
+                            if a <= int(mm.group(2)) <= b:
+                                got[k] += int(count)
+        tot = sum(got)
+        assert tot > samples * 0.9, (got, samples)
+        spent = [y - x for x, y in zip(before, after)]
+        want = [100.0 * v / sum(spent) for v in spent]
+        share = [100.0 * v / tot for v in got]
+        print("profile %s, in-process %s, %s" % ([round(v, 1) for v in share],
+                                                 [round(v, 1) for v in want], err.strip()))
+        for k in range(3):
+            assert abs(share[k] - want[k]) <= 3.0, (names[k], share, want)
+        assert_running(p.pid)
+    finally:
+        stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 CASES = {}
 for sc in ("nested", "recurse", "sort", "vararg", "loadstring", "xpcall", "lines16", "lines32",
            "metamethod"):
