@@ -301,6 +301,64 @@ def case_file():
                "ngx_http_lua_content_handler_file"])
 
 
+def case_load():
+    """`record` of a worker serving /render under wrk: a handler that builds and renders
+    tables, so most of the Lua time is C called from JIT-compiled code (allocation, string
+    interning, GC steps, lua-resty-core's FFI calls). Errors at most 1% of the samples,
+    and the handler's functions lead the Lua view."""
+    import shutil
+    wrk = shutil.which("wrk")
+    if not wrk:
+        raise Skip("wrk is not installed")
+    paths = prepare()
+    ngx = Nginx(paths)
+    out = tempfile.mktemp(suffix=".folded")
+    try:
+        ngx.start()
+        load = subprocess.Popen([wrk, "-t2", "-c8", "-d8s", "http://127.0.0.1:%d/render" % ngx.port],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # wait until the handler has run (its traces are compiled under load)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.create_connection(("127.0.0.1", ngx.port)) as c:
+                c.sendall(b"GET /render HTTP/1.0\r\n\r\n")
+                if b"200 OK" in c.recv(4096):
+                    break
+            time.sleep(0.05)
+        rc = subprocess.run([VMSTACK, "record", "-p", str(ngx.worker), "-d", "4", "-r", "499",
+                             "--view", "vm", "-f", "folded", "-o", out],
+                            capture_output=True, text=True, timeout=60)
+        load.wait(30)
+        assert rc.returncode == 0, rc
+        m = re.search(r"Wrote .* \((\d+) samples, (\d+) errors", rc.stderr)
+        assert m and int(m.group(1)) > 500, rc.stderr
+        samples, errors = int(m.group(1)), int(m.group(2))
+        handler = os.path.join(FIX, "handler.lua")
+        leaf, with_handler = {}, 0
+        with open(out) as f:
+            for line in f:
+                stack, n = line.rsplit(" ", 1)
+                frames = stack.split(";")
+                lua = [fr for fr in frames if re.search(r"@.*:\d+$", fr)]
+                if any(handler in fr for fr in lua):
+                    with_handler += int(n)
+                if lua:
+                    leaf[lua[-1]] = leaf.get(lua[-1], 0) + int(n)
+        top = sorted(leaf.items(), key=lambda kv: -kv[1])[:5]
+        print("%s; %d of %d samples in the handler; Lua leaves: %s" % (
+            rc.stderr.strip(), with_handler, samples, top))
+        assert errors * 100 <= samples, rc.stderr
+        assert top and handler in top[0][0], top
+        assert with_handler * 2 > samples, (with_handler, samples)
+        assert_running(ngx.worker)
+    finally:
+        try:
+            os.unlink(out)
+        except FileNotFoundError:
+            pass
+        ngx.stop()
+
+
 def case_follow():
     """`record -s -p MASTER` while wrk loads /busy on two workers, with a reload (SIGHUP)
     a second in: the old workers and the ones started by the reload are all sampled, each
