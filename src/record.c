@@ -396,7 +396,7 @@ static int keys_of(struct rec *rc, const struct rproc *pr, const struct thread *
   for (size_t i = 0; i < m; i++) {
     if (pk[i].vm) {
       const struct vm_frame *v = &w->vf.v[pk[i].idx];
-      if (v->kind == VMF_CFUNC) {
+      if (v->kind == VMF_CFUNC && !v->func[0]) {
         keys[n++] = (v->cfunc & PC_MASK) | proc | KEY_EXACT;
         continue;
       }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lj_vm.h"
 #include "vmstack/mem.h"
@@ -126,7 +127,11 @@ static int name_cmp(const void *a, const void *b)
 static void build(struct lj_vm *vm)
 {
   const struct lj_layout *lo = vm->lo;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
   vm->names_built = 1;
+  vm->names_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+  vm->nnames = 0;
   uint64_t reg = 0, loaded = 0;
   if (!vm->G || mem_read(vm->t->mem, vm->G + lo->g.registrytv, &reg, 8))
     return;
@@ -141,10 +146,29 @@ static void build(struct lj_vm *vm)
     qsort(vm->names, vm->nnames, sizeof *vm->names, name_cmp);
 }
 
+static const char *lookup(const struct lj_vm *vm, uint64_t fn);
+
 const char *lj_func_name(struct lj_vm *vm, uint64_t fn)
 {
   if (!vm->names_built)
     build(vm);
+  const char *n = lookup(vm, fn);
+  if (!n) {
+    /* modules are required as the program goes (an nginx worker's, per request): read
+     * package.loaded again, at most once a second */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (now - vm->names_ms >= 1000) {
+      build(vm);
+      n = lookup(vm, fn);
+    }
+  }
+  return n;
+}
+
+static const char *lookup(const struct lj_vm *vm, uint64_t fn)
+{
   size_t lo = 0, hi = vm->nnames;
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;

@@ -86,6 +86,7 @@ struct lj_vm {
   struct lj_name *names;
   size_t nnames, capnames;
   int names_built;
+  uint64_t names_ms;       /* when they were last read (CLOCK_MONOTONIC) */
   /* which global_State each thread ran last, 0 for none (learned by walks, used by
    * capture), indexed by tid % 64 */
   struct {

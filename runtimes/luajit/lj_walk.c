@@ -511,8 +511,11 @@ static int walk_segment(struct lj_vm *vm, const struct lstack *s, struct cursor 
         else
           fmt(vf->func, sizeof vf->func, "function <%s:%d>", vf->file, p.firstline);
       } else if (ffid == lo->ff_c) {
+        /* a Lua C module's function as package.loaded names it ("cjson.encode"), else as
+         * its caller does (below); empty: the consumer names it by symbol */
         vf->cfunc = rd(fb, lo->fn.c_f, 8);
-        fmt(vf->func, sizeof vf->func, "C function 0x%" PRIx64, vf->cfunc);
+        const char *cn = lj_func_name(vm, fn);
+        fmt(vf->func, sizeof vf->func, "%s", cn ? cn : "");
       } else {
         const char *bn = lj_func_name(vm, fn);
         if (bn)
@@ -528,7 +531,8 @@ static int walk_segment(struct lj_vm *vm, const struct lstack *s, struct cursor 
         cont_pc(vm, s, nf, &cpc);
       uint64_t cfn;
       int64_t clink;
-      if (cpc && prev > bot && !frame_at(vm, s, prev, &cfn, &clink)) {
+      int keep = ffid == lo->ff_c && vf->func[0];   /* a module's name is steadier */
+      if (!keep && cpc && prev > bot && !frame_at(vm, s, prev, &cfn, &clink)) {
         uint8_t cb[64];
         struct proto cp;
         char nm[STR_MAX];

@@ -38,7 +38,7 @@ static void vm_json(FILE *f, size_t i, const struct out_frame *of)
   fprintf(f, ",\"vm_kind\":\"%s\",\"name\":", vm_kind_name(v->kind));
   if (v->kind == VMF_CFUNC) {
     symbolize_name(&of->si, of->pc, name, sizeof name);
-    json_str(f, name);
+    json_str(f, v->func[0] ? v->func : name);
     fputs(",\"function\":", f);
     json_str(f, of->si.func);
     fprintf(f, ",\"pc\":\"0x%" PRIx64 "\",\"module\":", of->pc);

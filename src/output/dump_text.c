@@ -12,7 +12,14 @@ static void vm_line(FILE *f, size_t i, const struct out_frame *of)
   const struct vm_frame *v = &of->vm;
   char name[512];
   fprintf(f, "  #%-2zu ", i);
-  if (v->kind == VMF_CFUNC) {
+  if (v->kind == VMF_CFUNC && v->func[0]) {
+    /* the VM's name, then the symbol and module when there is one */
+    fprintf(f, "%s", v->func);
+    if (of->si.func)
+      fprintf(f, " (%s, %s)", of->si.func, of->si.module ? of->si.module : "?");
+    else if (of->si.module)
+      fprintf(f, " (%s)", of->si.module);
+  } else if (v->kind == VMF_CFUNC) {
     symbolize_name(&of->si, of->pc, name, sizeof name);
     fprintf(f, "%s", name);
     if (of->si.module && of->si.func)
