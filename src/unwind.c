@@ -102,6 +102,12 @@ void unwind_capture_free(struct stack_capture *cap)
 
 /* -- Memory as the walk sees it ------------------------------------------- */
 
+int unwind_in_capture(const struct unwind_ctx *ctx, uint64_t addr, size_t len)
+{
+  const struct stack_capture *c = ctx->cap;
+  return c && addr >= c->base && addr - c->base <= c->len && len <= c->len - (addr - c->base);
+}
+
 int unwind_read(struct unwind_ctx *ctx, uint64_t addr, void *buf, size_t len)
 {
   const struct stack_capture *c = ctx->cap;

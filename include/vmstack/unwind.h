@@ -65,6 +65,9 @@ int unwind_stack(struct unwinder *u, struct maps *mp, struct mem *m,
                  const struct stack_capture *cap, struct frame *frames, size_t max,
                  size_t *ret_n);
 
+/* Is [addr, addr+len) inside the stack bytes captured at the stop (this thread's stack)? */
+int unwind_in_capture(const struct unwind_ctx *ctx, uint64_t addr, size_t len);
+
 /* Memory as the walk sees it: the capture, then immutable module bytes, then live. */
 int unwind_read(struct unwind_ctx *ctx, uint64_t addr, void *buf, size_t len);
 

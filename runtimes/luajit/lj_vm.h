@@ -101,6 +101,7 @@ struct lj_vm {
     struct lj_trace_ent *v;
     size_t n, cap;
     int rebuilt;          /* in this walk already */
+    uint64_t built_ms;    /* when (not more often than every 50 ms) */
   } tc;
   /* filled by the unwind step during one thread's walk */
   struct lj_cframe cf[LJ_MAX_CFRAMES];

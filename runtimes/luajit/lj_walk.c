@@ -55,7 +55,7 @@ static uint64_t rd(const uint8_t *b, size_t off, size_t w)
 
 static int slot(const struct lstack *s, uint64_t addr, uint64_t *ret)
 {
-  if (addr < s->lo || addr + 8 > s->lo + s->len || (addr & 7))
+  if (addr < s->lo || s->len < 8 || addr - s->lo > s->len - 8 || (addr & 7))
     return -VMS_E_BADDATA;
   memcpy(ret, s->bytes + (addr - s->lo), 8);
   return 0;
@@ -427,7 +427,7 @@ static int frame_ok(struct lj_vm *vm, const struct lstack *s, uint64_t f)
   uint64_t fn;
   int64_t link;
   uint8_t gct;
-  if (!f || f <= s->stack || frame_at(vm, s, f, &fn, &link))
+  if (!f || f <= s->stack || f - s->lo >= s->len || frame_at(vm, s, f, &fn, &link))
     return 0;
   if (fn == s->L)
     return 1;
@@ -531,8 +531,9 @@ static int walk_segment(struct lj_vm *vm, const struct lstack *s, struct cursor 
         cont_pc(vm, s, nf, &cpc);
       uint64_t cfn;
       int64_t clink;
-      int keep = ffid == lo->ff_c && vf->func[0];   /* a module's name is steadier */
-      if (!keep && cpc && prev > bot && !frame_at(vm, s, prev, &cfn, &clink)) {
+      /* (a C function keeps its package.loaded name or none: a caller's local name would
+       * merge different functions in a profile) */
+      if (ffid != lo->ff_c && cpc && prev > bot && !frame_at(vm, s, prev, &cfn, &clink)) {
         uint8_t cb[64];
         struct proto cp;
         char nm[STR_MAX];
@@ -615,6 +616,13 @@ static int lj_walk_L(struct lj_vm *vm, const struct lj_cframe *cf, size_t ncf, s
           /* stopped in the interpreter: BASE in rdx, PC (next instruction) in rbx */
           f[0] = cap->regs.rdx - 8, p[0] = cap->regs.rbx;
           f[1] = s.base - 8, p[1] = save_pc;
+          /* a call being entered (lua_call's vm_call): the frame's link is written, its
+           * function not yet; the frame below it is whole */
+          uint64_t fn0;
+          int64_t link0;
+          if (!frame_at(vm, &s, f[0], &fn0, &link0) && (link0 & lo->frame.type) != lo->frame.lua &&
+              (link0 & ~(int64_t)7) > 0 && (uint64_t)(link0 & ~(int64_t)7) < f[0] - s.stack)
+            f[2] = f[0] - (uint64_t)(link0 & ~(int64_t)7), p[2] = 0;
         } else {
           /* in C called from the VM: L->base is current; rbx still holds the VM's PC */
           f[0] = s.base - 8, p[0] = cf[i].bx;
@@ -875,9 +883,9 @@ static void describe_state(struct lj_vm *vm, int32_t st, const struct frame *nat
   for (char *q = name; *q; q++)
     if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f)
       *q = '?';
-  const struct map *m = maps_find(vm->t->maps, above);
-  int own = m && m->mod == vm->mod;
-  fmt(buf, cap, "%s (%s) from trace %d", own ? "C" : "FFI call", name, c->trace);
+  /* (whether it is an FFI call or a helper the JIT calls, libm's sin as much as
+   * lj_str_new, the code does not say) */
+  fmt(buf, cap, "C (%s) from trace %d", name, c->trace);
 }
 
 int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_capture *cap,

@@ -424,15 +424,25 @@ static int trace_by_addr(struct lj_vm *vm, uint64_t G, uint64_t ip, struct lj_tr
       uint64_t mcode = 0;
       uint32_t szmcode = 0;
       if (!mem_read(vm->t->mem, e->T, h, lo->tr.size) && h[lo->L.gct] == lo->gct.trace) {
+        uint16_t spadjust = 0, traceno = 0;
         memcpy(&mcode, h + lo->tr.mcode, 8);
         memcpy(&szmcode, h + lo->tr.szmcode, 4);
-        if (mcode == e->mcode && mcode + szmcode == e->end) {
+        memcpy(&spadjust, h + lo->tr.spadjust, 2);
+        memcpy(&traceno, h + lo->tr.traceno, 2);
+        if (mcode == e->mcode && mcode + szmcode == e->end && spadjust == e->spadjust &&
+            traceno == e->traceno) {
           *ret = *e;
           return 1;
         }
       }
     }
-    if (pass || (vm->tc.rebuilt && vm->tc.G == G) || traces_build(vm, G))
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (pass || (vm->tc.G == G && (vm->tc.rebuilt || now - vm->tc.built_ms < 50)))
+      return 0;
+    vm->tc.built_ms = now;
+    if (traces_build(vm, G))
       return 0;
   }
   return 0;
@@ -491,14 +501,15 @@ static int jit_frame_G(struct lj_vm *vm, struct unwind_ctx *ctx, struct unwind_r
   struct lj_trace_ent te;
   int have_t = !in_vm && trace_by_addr(vm, G, r->ip, &te);
   uint64_t runL = 0, cfr = 0, cf = 0, L = 0;
-  if (running_cframe(vm, ctx, G, r->sp, &runL, &cfr) && cfr - r->sp > (1u << 20))
-    cfr = 0;   /* too far above this frame: another stack's (not this thread's VM) */
+  if (running_cframe(vm, ctx, G, r->sp, &runL, &cfr) &&
+      !unwind_in_capture(ctx, cfr, lo->cf.size))
+    cfr = 0;   /* not in this thread's stack as copied: another thread's VM, or too deep */
   enum lj_cf_kind kind = LJ_CF_GUESS;
   if (have_t) {
     uint64_t c = r->sp + lo->cf.size_jit + te.spadjust - lo->cf.size;
     if (cfr ? c == cfr
             : !read_ptr(vm, ctx, c + lo->cf.ofs_l, &L) && valid_L(vm, ctx, L) &&
-                  on_chain(vm, ctx, L, c) != 0) {
+                  on_chain(vm, ctx, L, c) == 1) {
       cf = c;
       kind = LJ_CF_TRACE;
     }
@@ -520,7 +531,9 @@ static int jit_frame_G(struct lj_vm *vm, struct unwind_ctx *ctx, struct unwind_r
   /* compiled code keeps the caller's r12 and r13 in the cframe (JLOOP stores them) */
   int onjit = kind == LJ_CF_TRACE || state > 0 || state == ~(int32_t)lo->vmst.exit;
   uint64_t r12 = r->r12, r13 = r->r13;
-  if (onjit && (unwind_read(ctx, cf, &r12, 8) || unwind_read(ctx, cf - 8, &r13, 8)))
+  /* (vm_x64.dasc's JLOOP stores r13 at cf-8, vm_x86.dasc's, used without GC64, at cf+8) */
+  uint64_t r13_at = lo->gc64 ? cf - 8 : cf + 8;
+  if (onjit && (unwind_read(ctx, cf, &r12, 8) || unwind_read(ctx, r13_at, &r13, 8)))
     r12 = r->r12, r13 = r->r13;
   if (pop_cframe(ctx, cf + lo->cf.size, r))
     return 0;

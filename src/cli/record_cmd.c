@@ -298,6 +298,9 @@ int cmd_record(int argc, char **argv)
                    (unsigned long long)st.other_causes);
         cli_error("%s", line);
       }
+      if (st.cut)
+        cli_error("%llu samples have their Lua frames but a native stack cut short",
+                  (unsigned long long)st.cut);
       if (st.late * 10 > st.samples + 10)
         cli_error("warning: %llu samples came late: the rate of %g Hz could not be kept",
                   (unsigned long long)st.late, o.rate);

@@ -348,6 +348,9 @@ def case_load():
         print("%s; %d of %d samples in the handler; Lua leaves: %s" % (
             rc.stderr.strip(), with_handler, samples, top))
         assert errors * 100 <= samples, rc.stderr
+        cut = re.search(r"(\d+) samples have their Lua frames but a native stack cut short",
+                        rc.stderr)
+        assert not cut or int(cut.group(1)) * 100 <= samples, rc.stderr
         assert top and handler in top[0][0], top
         assert with_handler * 2 > samples, (with_handler, samples)
         assert_running(ngx.worker)
