@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import time
 
-from vmtest import Skip, assert_running, dump_json, main, run, settle, stop
+from vmtest import Skip, assert_running, dump_json, main, run, settle, start, stop, wait_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.normpath(os.path.join(HERE, "..", "..", "fixtures", "lua", "stacks.lua"))
@@ -198,13 +198,8 @@ def states_case(scenario):
     first = marker_lines(STATES, "BEGIN " + scenario)[0]
     last = marker_lines(STATES, "END " + scenario)[0]
     call = marker_lines(STATES, "CALL")[0]
-    r, w = os.pipe()
-    p = subprocess.Popen([luajit(), STATES, str(w), scenario], pass_fds=(w,),
-                         stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    os.close(w)
+    p = start([luajit(), STATES, "{fd}", scenario], stdin=subprocess.DEVNULL)
     try:
-        with os.fdopen(r, "rb") as rf:
-            assert rf.readline() == b"ready\n"
         settle(p.pid, None)
         states, partial, seen, inexacts, missing = {}, [], 0, 0, []
         for k in range(DUMPS):
@@ -251,17 +246,9 @@ def case_record_mix():
     import tempfile
     tmp = tempfile.mkdtemp(prefix="vmstack-mix-")
     truth = os.path.join(tmp, "truth")
-    r, w = os.pipe()
-    p = subprocess.Popen([luajit(), STATES, str(w), "mix", truth], pass_fds=(w,),
-                         stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    os.close(w)
+    p = start([luajit(), STATES, "{fd}", "mix", truth], stdin=subprocess.DEVNULL)
     try:
-        with os.fdopen(r, "rb") as rf:
-            assert rf.readline() == b"ready\n"
-        deadline = time.monotonic() + 20
-        while not os.path.exists(truth):
-            assert time.monotonic() < deadline and p.poll() is None
-            time.sleep(0.01)
+        wait_file(truth, p)
         with open(truth) as f:
             before = list(map(float, f.read().split()))
         out = os.path.join(tmp, "p.folded")

@@ -282,10 +282,24 @@ def case_top():
         for l in last[2:]:
             m = re.fullmatch(r"\s*([\d.]+)% +([\d.]+)%  (.+?)( \[jit\]| \[vm\])?", l)
             assert m, l
-            rows[m.group(3).split("@")[0]] = (float(m.group(1)), float(m.group(2)))
-        for fn, share in (("five", 50), ("three", 30), ("two", 20)):
-            assert abs(rows[fn][1] - share) <= 8, (fn, rows)
-        assert rows["burn"][0] > 50, rows
+            # (a function at several lines is several rows: added up)
+            k = m.group(3).split("@")[0]
+            a, b = rows.get(k, (0.0, 0.0))
+            rows[k] = (a + float(m.group(1)), b + float(m.group(2)))
+        # against the program's own account of its time (os.clock, the truth file)
+        with open(os.path.join(tmp, "truth")) as f:
+            t = list(map(float, f.read().split()))
+        # (25 rows by self share: stripped native code, one row per address, can push
+        # callers with no self time off the table; record's accuracy tests check shares)
+        assert "main" in rows and "lua_pcall" in rows, rows
+        tot = sum(v for v in t)
+        for fn, v in zip(("five", "three", "two"), t):
+            if fn in rows:
+                assert abs(rows[fn][1] - 100 * v / tot * rows["burn"][1] / 100) <= 8, (fn, t, rows)
+        # burn is the hot function: the largest self share (the C its trace calls for
+        # `i % 7`, lj_vm_modi, takes part of it, more or less on different CPUs) and
+        # nearly all of the time under it
+        assert max(rows.values(), key=lambda v: v[0]) == rows["burn"] and rows["burn"][1] > 80, rows
         # on a terminal: q quits at the next refresh
         pid, fd = pty.fork()
         if pid == 0:

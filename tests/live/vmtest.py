@@ -50,6 +50,14 @@ def start(argv, ready_timeout=20, **kw):
     return p
 
 
+def wait_file(path, p, timeout=20):
+    """Wait until the fixture p (still running) has written path (e.g. its truth file)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline and p.poll() is None, "no %s from %s" % (path, p.args)
+        time.sleep(0.01)
+
+
 def settle(pid, want_syscall):
     """ready() is written just before the fixture enters its final state: wait until the
     kernel shows it there (in user space for a spin, in read(2) when blocked)."""
