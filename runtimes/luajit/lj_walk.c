@@ -448,6 +448,7 @@ struct cursor {
   uint64_t L;
   uint64_t f;          /* next frame to report */
   int done;
+  int noline;          /* a Lua frame of this segment had a PC outside its code */
 };
 
 /* Emit the frames of one segment, from frame f with the leaf PC pc, until a C/CP link. */
@@ -504,8 +505,10 @@ static int walk_segment(struct lj_vm *vm, const struct lstack *s, struct cursor 
         if (read_proto(vm, fpc - lo->pt.size, &p))
           return -VMS_E_BADDATA;
         chunk_name(vm, &p, vf->file, sizeof vf->file);
-        if (have_pc)
+        if (have_pc) {
           vf->line = proto_line(vm, &p, proto_pos(&p, next_link_pc));
+          cur->noline |= !vf->line && p.lineinfo;
+        }
         if (p.firstline == 0 && p.numline)
           fmt(vf->func, sizeof vf->func, "main chunk");
         else
@@ -642,7 +645,7 @@ static int lj_walk_L(struct lj_vm *vm, const struct lj_cframe *cf, size_t ncf, s
         out->n = first;
         r = walk_segment(vm, &s, &cur, p[k], anchor, out);
         if (!r) {
-          if (k && cf + i == vm->cf + lj_first_lua(vm))
+          if ((k || cur.noline) && cf + i == vm->cf + lj_first_lua(vm))
             vm->start_alt = 1;
           break;
         }
