@@ -65,6 +65,7 @@ int dump_sample_thread(struct target *t, struct thread *th, const struct dump_op
   w->vf.n = 0;
   w->vf.err = 0;
   w->vf.state[0] = 0;
+  w->vf.state_sym = 0;
   int r = target_stop(t, th);
   if (r)
     return r;
@@ -127,6 +128,21 @@ static int merge(struct target *t, const struct dump_opts *o, const struct dump_
   ts->runtime = w->vf.runtime;
   ts->walk_err = w->err;
   memcpy(ts->vm_state, w->vf.state, sizeof ts->vm_state);
+  char *ph = strstr(ts->vm_state, "{}");
+  if (ph && w->vf.state_sym && w->vf.state_sym <= w->n) {
+    /* the runtime's state names a native frame: by its symbol (target bytes: printable
+     * ASCII only) */
+    const struct frame *f = &w->fr[w->vf.state_sym - 1];
+    struct sym_info si;
+    char name[64], rest[sizeof ts->vm_state];
+    symbolize(t->maps, f->pc, f->flags & FRAME_F_EXACT, 0, &si);
+    symbolize_name(&si, f->pc, name, sizeof name);
+    for (char *q = name; *q; q++)
+      if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f)
+        *q = '?';
+    snprintf(rest, sizeof rest, "%s", ph + 2);
+    snprintf(ph, sizeof ts->vm_state - (size_t)(ph - ts->vm_state), "%s%s", name, rest);
+  }
   dump_walk_where(t, w, ts->walk_where, sizeof ts->walk_where);
   if (!ts->has_vm && w->nvms && !ts->vm_err) {
     /* the process has a VM, this thread is not running it (an idle worker in epoll_wait) */

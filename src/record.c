@@ -647,6 +647,7 @@ static int sample_running(struct target *t, struct thread *th, struct rproc *pr,
   w->vf.n = 0;
   w->vf.err = 0;
   w->vf.state[0] = 0;
+  w->vf.state_sym = 0;
   if (!th->regs.fs_base) {
     int r = target_stop(t, th);
     if (r)

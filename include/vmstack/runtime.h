@@ -66,6 +66,9 @@ struct vm_frames {
   size_t n, cap;
   int err;                 /* why the walk stopped early (0 = complete) */
   char state[96];          /* what the VM was doing: "interpreted", "JIT trace 3", "GC step in trace 3" ... */
+  size_t state_sym;        /* nonzero: "{}" in state stands for the name of native frame
+                              state_sym - 1, put in by whoever shows the state (after the
+                              thread runs again; a profile never needs it) */
 };
 
 /* A coroutine (green thread) that is not running, with its own stack. */

@@ -27,7 +27,6 @@
 #include "vmstack/mem.h"
 #include "vmstack/maps.h"
 #include "vmstack/runtime.h"
-#include "vmstack/symbolize.h"
 #include "vmstack/target.h"
 #include "vmstack/unwind.h"
 
@@ -805,9 +804,11 @@ static uint64_t lua_below(struct lj_vm *vm, const struct stack_capture *cap,
     st = vm->snap.vmstate;
   } else {
     uint64_t raw = 0;
-    if (mem_read(vm->t->mem, G + lo->g.cur_L, &L, lo->gcref_size) || !L ||
-        mem_read(vm->t->mem, L + lo->L.cframe, &raw, 8) ||
-        mem_read(vm->t->mem, G + lo->g.vmstate, &st, 4))
+    struct mem_iov v[2] = {
+      { G + lo->g.cur_L, &L, lo->gcref_size, 0 },
+      { G + lo->g.vmstate, &st, 4, 0 },
+    };
+    if (mem_readv(vm->t->mem, v, 2) || !L || mem_read(vm->t->mem, L + lo->L.cframe, &raw, 8))
       return 0;
     cf = raw & (uint64_t)lo->cf.rawmask;
   }
@@ -827,7 +828,7 @@ static uint64_t lua_below(struct lj_vm *vm, const struct stack_capture *cap,
 /* The header's account of what the VM was doing: g->vmstate, and where the innermost VM
  * frame was found (interpreter, a trace, or a guess) with what native code above it. */
 static void describe_state(struct lj_vm *vm, int32_t st, const struct frame *native,
-                           size_t nnative, char *buf, size_t cap)
+                           size_t nnative, char *buf, size_t cap, size_t *ret_sym)
 {
   static const char *const names[] = { "interpreted", "in C", "in GC", "exiting a trace",
                                        "JIT recording", "JIT optimising", "JIT assembling" };
@@ -879,16 +880,10 @@ static void describe_state(struct lj_vm *vm, int32_t st, const struct frame *nat
     fmt(buf, cap, "VM helper from trace %d", c->trace);
     return;
   }
-  struct sym_info si;
-  char name[64];
-  symbolize(vm->t->maps, above, anchor - 1 == 0 && (native[0].flags & FRAME_F_EXACT), 0, &si);
-  symbolize_name(&si, above, name, sizeof name);
-  for (char *q = name; *q; q++)
-    if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f)
-      *q = '?';
   /* (whether it is an FFI call or a helper the JIT calls, libm's sin as much as
-   * lj_str_new, the code does not say) */
-  fmt(buf, cap, "C (%s) from trace %d", name, c->trace);
+   * lj_str_new, the code does not say; the consumer names the frame) */
+  fmt(buf, cap, "C ({}) from trace %d", c->trace);
+  *ret_sym = anchor;
 }
 
 int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_capture *cap,
@@ -920,7 +915,7 @@ int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_c
   else if (!vm->G || mem_read(vm->t->mem, vm->G + vm->lo->g.vmstate, &st, 4))
     st = 0;
   if (out->n && st)
-    describe_state(vm, st, native, nnative, out->state, sizeof out->state);
+    describe_state(vm, st, native, nnative, out->state, sizeof out->state, &out->state_sym);
   if (vm->layout_bad && !r)
     r = -VMS_E_UNSUPPORTED;
   /* remember this thread's VM (or that it ran none): the next capture can copy its state
