@@ -98,6 +98,10 @@ static void add_fn(struct lj_vm *vm, const char *key, uint64_t val, void *arg)
     snprintf(n->name, sizeof n->name, "%.63s", key);
   else
     snprintf(n->name, sizeof n->name, "%.30s.%.32s", mc->mod, key);
+  /* target bytes: printable ASCII only (names reach terminals and profiles) */
+  for (char *q = n->name; *q; q++)
+    if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f)
+      *q = '?';
 }
 
 static void add_mod(struct lj_vm *vm, const char *key, uint64_t val, void *arg)
