@@ -267,6 +267,10 @@ struct rproc {
   int gone;                /* exited (or exec'd: a new entry took over) */
   int retired;             /* named and let go (retire()) */
   double added;            /* when sampling it began */
+  /* VM view: an unnamed C function at the root of the VM frames (a host's entry such as
+   * luajit's pmain) and the key it is shown by (see vm_root_key) */
+  uint64_t root_cf[8], root_key[8];
+  size_t nroot;
 };
 
 struct rec {
@@ -384,7 +388,42 @@ static double uniform(uint64_t *s)
   return ((*s >> 11) + 1) / 9007199254740992.0;
 }
 
-static int keys_of(struct rec *rc, const struct rproc *pr, const struct thread *th,
+/* The key of the root of the VM view when it is a C function the VM does not name and no
+ * symbol covers (luajit's pmain, stripped): the process's native entry below it, `main`
+ * when the native stack has it, else the nearest native frame below that has a symbol.
+ * 0: keep the function's own address. Cached per function: symbols are looked up once. */
+static uint64_t vm_root_key(struct rproc *pr, const struct dump_walk *w,
+                            const struct vm_frame *v)
+{
+  for (size_t i = 0; i < pr->nroot; i++)
+    if (pr->root_cf[i] == v->cfunc)
+      return pr->root_key[i];
+  struct sym_info si;
+  uint64_t key = 0;
+  symbolize(pr->t->maps, v->cfunc, 1, 0, &si);
+  uint64_t proc = (uint64_t)pr->idx << PROC_SHIFT;
+  for (size_t i = v->anchor + 1; !si.func && i < w->n; i++) {
+    const struct frame *f = &w->fr[i];
+    struct sym_info fi;
+    symbolize(pr->t->maps, f->pc, f->flags & FRAME_F_EXACT, 0, &fi);
+    if (!fi.func)
+      continue;
+    uint64_t k = (f->pc & PC_MASK) | proc | (f->flags & FRAME_F_EXACT ? KEY_EXACT : 0);
+    if (!key)
+      key = k;
+    if (!strcmp(fi.func, "main")) {
+      key = k;
+      break;
+    }
+  }
+  if (pr->nroot < sizeof pr->root_cf / sizeof *pr->root_cf) {
+    pr->root_cf[pr->nroot] = v->cfunc;
+    pr->root_key[pr->nroot++] = key;
+  }
+  return key;
+}
+
+static int keys_of(struct rec *rc, struct rproc *pr, const struct thread *th,
                    const struct dump_walk *w, struct pick *pk, uint64_t *keys,
                    uint32_t *ret_n)
 {
@@ -397,7 +436,10 @@ static int keys_of(struct rec *rc, const struct rproc *pr, const struct thread *
     if (pk[i].vm) {
       const struct vm_frame *v = &w->vf.v[pk[i].idx];
       if (v->kind == VMF_CFUNC && !v->func[0]) {
-        keys[n++] = (v->cfunc & PC_MASK) | proc | KEY_EXACT;
+        uint64_t root = 0;
+        if (rc->o->view == VIEW_VM && pk[i].idx == w->vf.n - 1)
+          root = vm_root_key(pr, w, v);
+        keys[n++] = root ? root : (v->cfunc & PC_MASK) | proc | KEY_EXACT;
         continue;
       }
       vm_name(v, buf, sizeof buf);

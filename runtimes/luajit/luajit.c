@@ -204,6 +204,10 @@ size_t lj_scan_G(struct lj_vm *vm, uint64_t *ret_G, size_t max)
   uint64_t *buf = malloc(1u << 20);
   if (!buf)
     return 0;
+  /* the maps as they are now: the allocator maps and unmaps as it goes (a range read
+   * at attach may have been given back, or merged with its neighbour) */
+  if (!target_reload_maps(vm->t))
+    mp = vm->t->maps;
   for (size_t i = 0; i < mp->n; i++) {
     const struct map *m = &mp->v[i];
     if (m->perms[0] != 'r' || m->perms[1] != 'w' || (m->path && strcmp(m->path, "[heap]")))
@@ -213,8 +217,19 @@ size_t lj_scan_G(struct lj_vm *vm, uint64_t *ret_G, size_t max)
       continue;
     for (uint64_t a = m->start; a < m->end; a += (1u << 20) - need * 8) {
       size_t len = m->end - a < (1u << 20) ? (size_t)(m->end - a) : (1u << 20);
-      if (mem_read(vm->t->mem, a, buf, len))
-        break;
+      if (mem_read(vm->t->mem, a, buf, len)) {
+        /* part of it is gone: the pages that are left, the others as zeros */
+        size_t ok = 0;
+        for (size_t o = 0; o < len; o += 4096) {
+          size_t pl = len - o < 4096 ? len - o : 4096;
+          if (mem_read(vm->t->mem, a + o, (uint8_t *)buf + o, pl))
+            memset((uint8_t *)buf + o, 0, pl);
+          else
+            ok = 1;
+        }
+        if (!ok)
+          break;
+      }
       size_t run = 0;
       for (size_t k = 0; k < len / 8; k++) {
         run = buf[k] >= vm->vm_start && buf[k] < vm->vm_end ? run + 1 : 0;
