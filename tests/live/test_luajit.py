@@ -158,7 +158,7 @@ STATES = os.path.normpath(os.path.join(HERE, "..", "..", "fixtures", "lua", "sta
 STATE_SCENARIOS = ("tab", "str", "cdata", "ffi_jit", "ffi_interp", "index", "gc", "side",
                    "stitch", "gcstep", "error", "exit", "record", "coro", "sortcb")
 DUMPS = 50
-MISSING_MAX = 4
+MISSING_MAX = 1
 # the header at least one of the dumps must show (the state the scenario is about)
 STATE_SEEN = {
     "tab": r"C \(.*\) from trace \d+|GC step in trace \d+",
@@ -201,7 +201,7 @@ def states_case(scenario):
     p = start([luajit(), STATES, "{fd}", scenario], stdin=subprocess.DEVNULL)
     try:
         settle(p.pid, None)
-        states, partial, seen, inexacts, missing = {}, [], 0, 0, []
+        states, partial, seen, inexacts, missing, between = {}, [], 0, 0, [], 0
         for k in range(DUMPS):
             rc, doc, err = dump_json(p.pid)
             t = doc["threads"][0]
@@ -210,6 +210,9 @@ def states_case(scenario):
             where = "dump %d: %s\nstate %r, vm_error %r, walk_error %r" % (
                 k, got, t["vm_state"], t["vm_error"], t["walk_error"])
             work = [g for g in got if g[0] == "fn" and g[1] == STATES]
+            if got == [("main chunk", STATES, call)] and t["vm_state"] == "interpreted":
+                between += 1   # the main chunk's own loop, between two calls: right too
+                continue
             if not got or got[-1] != ("main chunk", STATES, call) or not work:
                 missing.append(where)
                 continue
@@ -222,10 +225,11 @@ def states_case(scenario):
             states[st] = states.get(st, 0) + 1
             if rc != 0:
                 partial.append(where)
-        print("%s: %s; %d of %d without their Lua stack" % (scenario, states, len(missing), DUMPS))
-        # not yet every one: a sample in the few instructions of a VM entry or a trace
-        # exit can still come out without Lua frames (seen: about 1 in 50 in the cdata,
-        # sortcb and ffi_interp scenarios)
+        print("%s: %s; %d of %d without their Lua stack, %d between calls" % (
+            scenario, states, len(missing), DUMPS, between))
+        assert between * 10 <= DUMPS, between
+        # every one (none was missing in 2,250 dumps over the three builds; one is let
+        # pass so that a race not met yet does not hide the rest of the run)
         assert len(missing) <= MISSING_MAX, missing
         # a sample's Lua stack is always there; the native stack may rarely end early
         assert len(partial) <= DUMPS // 50, partial
@@ -285,6 +289,58 @@ def case_record_mix():
         for k in range(3):
             assert abs(share[k] - want[k]) <= 3.0, (names[k], share, want)
         assert_running(p.pid)
+    finally:
+        stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def case_record_jp():
+    """record against LuaJIT's own profiler in the same run: luajit -jp=l samples the mix
+    (table builder, string renderer, FFI calls) from inside while record samples it from
+    outside; each work function's share (by its lines) agrees within 4 points."""
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="vmstack-jp-")
+    jp = os.path.join(tmp, "jp.txt")
+    names = ("build", "render", "ffi")
+    ranges = [(marker_lines(STATES, "BEGIN " + n)[0], marker_lines(STATES, "END " + n)[0])
+              for n in names]
+    env = dict(os.environ)
+    here = os.path.dirname(luajit())
+    if os.path.isdir(os.path.join(here, "jit")):   # a build in its source tree
+        env["LUA_PATH"] = os.path.join(here, "?.lua") + ";;"
+    with open(jp, "w") as jpf:
+        p = start([luajit(), "-jp=l", STATES, "{fd}", "jp", "14"], stdin=subprocess.DEVNULL,
+                  stdout=jpf, env=env)
+    try:
+        out = os.path.join(tmp, "p.folded")
+        rc, _, err = run(["record", "-p", str(p.pid), "-r", "499", "-d", "8", "-o", out])
+        assert rc == 0, err
+        assert_running(p.pid)
+        p.wait(timeout=120)
+        got = [0, 0, 0]
+        with open(out) as f:
+            for line in f:
+                stack, count = line.rsplit(" ", 1)
+                lua = [fr for fr in stack.split(";") if re.fullmatch(r".*@.*:\d+", fr)]
+                mm = lua and re.fullmatch(r"fn@(.*):(\d+)", lua[-1])
+                if mm and mm.group(1) == STATES:
+                    for k, (a, b) in enumerate(ranges):
+                        if a <= int(mm.group(2)) <= b:
+                            got[k] += int(count)
+        want = [0, 0, 0]
+        with open(jp) as f:
+            text = f.read()
+        for pct, line in re.findall(r"(\d+)%\s+states\.lua:(\d+)", text):
+            for k, (a, b) in enumerate(ranges):
+                if a <= int(line) <= b:
+                    want[k] += int(pct)
+        assert sum(want) >= 90 and sum(got) > 1000, (text, got)
+        share = [100.0 * v / sum(got) for v in got]
+        want = [100.0 * v / sum(want) for v in want]
+        print("profile %s, luajit -jp %s" % ([round(v, 1) for v in share],
+                                             [round(v, 1) for v in want]))
+        for k in range(3):
+            assert abs(share[k] - want[k]) <= 4.0, (names[k], share, want)
     finally:
         stop(p)
         shutil.rmtree(tmp, ignore_errors=True)
