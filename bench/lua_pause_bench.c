@@ -88,9 +88,7 @@ static int pause_round(struct ctx *c, int64_t ph[PH_N], uint64_t *ret_walk_sys)
   int64_t t[PH_N + 1];
   struct mem_stats w0, w1;
   c->nfr = 0;
-  c->vf.n = 0;
-  c->vf.err = 0;
-  c->vf.state[0] = 0;
+  vm_frames_reset(&c->vf);
   t[0] = now_ns();
   int r = target_stop(c->t, c->th);
   if (r)
@@ -129,7 +127,7 @@ static size_t chain_frames(const struct vm_frames *vf)
   size_t n = 0;
   for (size_t i = 0; i < vf->n; i++) {
     const char *f = vf->v[i].func;
-    if (vf->v[i].kind == VMF_LUA && f[0] == 'd' && f[1] >= '0' && f[1] <= '3' &&
+    if (vf->v[i].kind == FK_FUNCTION && f[0] == 'd' && f[1] >= '0' && f[1] <= '3' &&
         f[2] >= '0' && f[2] <= '9' && !f[3])
       n++;
   }
@@ -225,7 +223,7 @@ static int run_mode(const char *luajit, const char *script, int jit, size_t n)
     /* checks, outside the timed region */
     size_t lua = 0;
     for (size_t k = 0; k < c.vf.n; k++)
-      lua += c.vf.v[k].kind == VMF_LUA;
+      lua += c.vf.v[k].kind == FK_FUNCTION;
     size_t ch = chain_frames(&c.vf);
     if (lua < lua_min)
       lua_min = lua;

@@ -88,9 +88,7 @@ static int pause_round(struct ctx *c, struct round *rd)
   int64_t t[PH_N + 1], l[LT_N + 1];
   struct mem_stats s0, s1, s2;
   c->nfr = 0;
-  c->vf.n = 0;
-  c->vf.err = 0;
-  c->vf.state[0] = 0;
+  vm_frames_reset(&c->vf);
   mem_get_stats(c->t->mem, &s0);
   t[0] = now_ns();
   int r = target_stop(c->t, c->th);
@@ -142,7 +140,7 @@ static size_t perl_frames(const struct vm_frames *vf, size_t *ret_chain)
   size_t n = 0, chain = 0;
   for (size_t i = 0; i < vf->n; i++) {
     const struct vm_frame *v = &vf->v[i];
-    if (v->kind != VMF_LUA)
+    if (v->kind != FK_FUNCTION)
       continue;
     if (n < DEPTH)
       chain += !strcmp(v->func, chain_name[(DEPTH - 1 - n) % 4]) &&

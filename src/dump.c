@@ -3,6 +3,7 @@
  * thread is stopped (VM state changes as soon as it runs); symbolising always comes after. */
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,32 +14,22 @@
 #include "vmstack/maps.h"
 #include "vmstack/mem.h"
 #include "vmstack/runtime.h"
+#include "vmstack/seams.h"
 #include "vmstack/target.h"
 #include "vmstack/unwind.h"
 
-/* Test seam, off unless set: VMSTACK_TEST_HOLD_MS keeps each thread stopped that long
- * (a signal cuts it short) and VMSTACK_TEST_CRASH=1 crashes vmstack while it holds one, so
- * that tests can check the target never stays stopped whatever happens to us. */
+/* Test seam (seams.h): keep each thread stopped seams.hold_ms (a signal cuts it short), or
+ * crash while holding one, so that tests can check the target never stays stopped
+ * whatever happens to us. */
 static void test_hold(void)
 {
-  static int init;
-  static long hold_ms;
-  static int crash;
-  if (!init) {
-    const char *h = getenv("VMSTACK_TEST_HOLD_MS"), *c = getenv("VMSTACK_TEST_CRASH");
-    hold_ms = h ? atol(h) : 0;
-    crash = c && *c == '1';
-    init = 1;
-  }
-  if (crash)
+  if (seams.crash)
     raise(SIGSEGV);
-  if (hold_ms > 0 && !target_interrupted()) {
-    struct timespec ts = { hold_ms / 1000, (hold_ms % 1000) * 1000000 };
+  if (seams.hold_ms > 0 && !target_interrupted()) {
+    struct timespec ts = { seams.hold_ms / 1000, (seams.hold_ms % 1000) * 1000000 };
     nanosleep(&ts, NULL);
   }
 }
-
-
 
 static void native_walk(struct target *t, struct unwinder *u, const struct dump_opts *o,
                         const struct stack_capture *cap, struct dump_walk *w)
@@ -56,16 +47,25 @@ static void native_walk(struct target *t, struct unwinder *u, const struct dump_
   }
 }
 
+/* Each runtime walks into its own list. */
+static void vm_walks(struct target *t, struct thread *th, const struct dump_vm *vms, size_t nvms,
+                     const struct stack_capture *cap, struct dump_walk *w)
+{
+  for (size_t i = 0; i < nvms && i < DUMP_VMS_MAX; i++)
+    vms[i].rt->walk(vms[i].vm, t, th, cap, w->fr, w->n, &w->vf[i]);
+}
+
 int dump_sample_thread(struct target *t, struct thread *th, const struct dump_opts *o,
                        struct unwinder *u, const struct dump_vm *vms, size_t nvms,
                        struct stack_capture *cap, struct dump_walk *w, int keep)
 {
   w->n = 0;
   w->err = 0;
-  w->vf.n = 0;
-  w->vf.err = 0;
-  w->vf.state[0] = 0;
-  w->vf.state_sym = 0;
+  for (size_t i = 0; i < nvms && i < DUMP_VMS_MAX; i++) {
+    vm_frames_reset(&w->vf[i]);
+    w->vf[i].runtime = vms[i].rt->name;
+  }
+  w->nvms = nvms < DUMP_VMS_MAX ? nvms : DUMP_VMS_MAX;
   int r = target_stop(t, th);
   if (r)
     return r;
@@ -83,8 +83,7 @@ int dump_sample_thread(struct target *t, struct thread *th, const struct dump_op
     late = vms[i].rt->capture && !vms[i].rt->capture(vms[i].vm, t, th, cap);
   if (!r && nvms && !late) {
     native_walk(t, u, o, cap, w);
-    for (size_t i = 0; i < nvms; i++)
-      vms[i].rt->walk(vms[i].vm, t, th, cap, w->fr, w->n, &w->vf);
+    vm_walks(t, th, vms, nvms, cap, w);
   }
   test_hold();
   if (keep)
@@ -93,10 +92,33 @@ int dump_sample_thread(struct target *t, struct thread *th, const struct dump_op
     target_release(t, th);
   if (!r && (late || !nvms)) {
     native_walk(t, u, o, cap, w);
-    for (size_t i = 0; i < nvms; i++)
-      vms[i].rt->walk(vms[i].vm, t, th, cap, w->fr, w->n, &w->vf);
+    vm_walks(t, th, vms, nvms, cap, w);
   }
   return r;
+}
+
+size_t dump_walk_vm_frames(const struct dump_walk *w)
+{
+  size_t n = 0;
+  for (size_t i = 0; i < w->nvms; i++)
+    n += w->vf[i].n;
+  return n;
+}
+
+int dump_walk_vm_err(const struct dump_walk *w)
+{
+  for (size_t i = 0; i < w->nvms; i++)
+    if (w->vf[i].err)
+      return w->vf[i].err;
+  return 0;
+}
+
+void dump_walk_free(struct dump_walk *w)
+{
+  for (size_t i = 0; i < DUMP_VMS_MAX; i++)
+    vm_frames_free(&w->vf[i]);
+  free(w->fr);
+  w->fr = NULL;
 }
 
 void dump_walk_where(struct target *t, const struct dump_walk *w, char *buf, size_t cap)
@@ -120,61 +142,87 @@ void dump_walk_where(struct target *t, const struct dump_walk *w, char *buf, siz
 }
 
 /* Native frames with each VM frame replaced by its VM segment (or one of the views). */
-static int merge(struct target *t, const struct dump_opts *o, const struct dump_walk *w,
-                 struct thread_stack *ts)
+/* A runtime's state, its "{}" replaced by the name of the native frame it stands for
+ * (target bytes: printable ASCII only). */
+static void state_text(struct target *t, const struct dump_walk *w, const struct vm_frames *vf,
+                       char *buf, size_t cap)
 {
-  ts->has_vm = w->vf.n > 0;
-  ts->vm_err = w->vf.err;
-  ts->runtime = w->vf.runtime;
+  snprintf(buf, cap, "%s", vf->state);
+  char *ph = strstr(buf, "{}");
+  if (!ph || !vf->state_sym || vf->state_sym > w->n)
+    return;
+  const struct frame *f = &w->fr[vf->state_sym - 1];
+  struct sym_info si;
+  char name[64], rest[sizeof vf->state];
+  symbolize(t->maps, f->pc, f->flags & FRAME_F_EXACT, 0, &si);
+  symbolize_name(&si, f->pc, name, sizeof name);
+  for (char *q = name; *q; q++)
+    if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f)
+      *q = '?';
+  snprintf(rest, sizeof rest, "%s", ph + 2);
+  snprintf(ph, cap - (size_t)(ph - buf), "%s%s", name, rest);
+}
+
+/* Native frames with each VM frame replaced by its VM segment (or one of the views). */
+static int merge(struct target *t, const struct dump_opts *o, const struct dump_walk *w,
+                 struct arena *strs, struct thread_stack *ts)
+{
   ts->walk_err = w->err;
-  memcpy(ts->vm_state, w->vf.state, sizeof ts->vm_state);
-  char *ph = strstr(ts->vm_state, "{}");
-  if (ph && w->vf.state_sym && w->vf.state_sym <= w->n) {
-    /* the runtime's state names a native frame: by its symbol (target bytes: printable
-     * ASCII only) */
-    const struct frame *f = &w->fr[w->vf.state_sym - 1];
-    struct sym_info si;
-    char name[64], rest[sizeof ts->vm_state];
-    symbolize(t->maps, f->pc, f->flags & FRAME_F_EXACT, 0, &si);
-    symbolize_name(&si, f->pc, name, sizeof name);
-    for (char *q = name; *q; q++)
-      if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f)
-        *q = '?';
-    snprintf(rest, sizeof rest, "%s", ph + 2);
-    snprintf(ph, sizeof ts->vm_state - (size_t)(ph - ts->vm_state), "%s%s", name, rest);
+  /* the runtimes met on this thread, innermost first */
+  size_t order[DUMP_VMS_MAX], no = 0;
+  for (size_t i = 0; i < w->nvms; i++)
+    if (w->vf[i].n || w->vf[i].err) {
+      size_t at = w->vf[i].n ? w->vf[i].v[0].anchor : SIZE_MAX, k = no++;
+      while (k > 0 && (w->vf[order[k - 1]].n ? w->vf[order[k - 1]].v[0].anchor : SIZE_MAX) > at) {
+        order[k] = order[k - 1];
+        k--;
+      }
+      order[k] = i;
+    }
+  for (size_t k = 0; k < no; k++) {
+    const struct vm_frames *vf = &w->vf[order[k]];
+    struct thread_vm *tv = &ts->vms[ts->nvms++];
+    tv->runtime = vf->runtime;
+    tv->err = vf->err;
+    state_text(t, w, vf, tv->state, sizeof tv->state);
   }
   dump_walk_where(t, w, ts->walk_where, sizeof ts->walk_where);
-  if (!ts->has_vm && w->nvms && !ts->vm_err) {
+  if (!ts->nvms && w->nvms) {
     /* the process has a VM, this thread is not running it (an idle worker in epoll_wait) */
-    ts->runtime = w->vm_name;
-    snprintf(ts->vm_state, sizeof ts->vm_state, "not running code");
+    ts->vms[0].runtime = w->vm_name;
+    snprintf(ts->vms[0].state, sizeof ts->vms[0].state, "not running code");
+    ts->nvms = 1;
   }
-  struct pick *pk = malloc((w->n + w->vf.n + 1) * sizeof *pk);
-  ts->frames = calloc(w->n + w->vf.n + 1, sizeof *ts->frames);
+  size_t nvf = dump_walk_vm_frames(w);
+  struct pick *pk = malloc((w->n + nvf + 1) * sizeof *pk);
+  ts->frames = calloc(w->n + nvf + 1, sizeof *ts->frames);
   if (!pk || !ts->frames) {
     free(pk);
     return -ENOMEM;
   }
-  ts->n = stack_pick(w->fr, w->n, &w->vf, o->view, pk);
+  ts->n = stack_pick(w->fr, w->n, w->vf, w->nvms, o->view, pk);
   for (size_t i = 0; i < ts->n; i++) {
     struct out_frame *of = &ts->frames[i];
     if (pk[i].vm) {
-      const struct vm_frame *v = &w->vf.v[pk[i].idx];
-      of->kind = v->kind == VMF_TRACE ? FRAME_JIT : FRAME_VM;
-      of->runtime = w->vf.runtime;
-      of->vm = *v;
-      if (v->kind == VMF_CFUNC) {
-        of->pc = v->cfunc;
-        symbolize(t->maps, v->cfunc, 1, 0, &of->si);
-      } else if (v->kind == VMF_NATIVE_SUB) {
-        of->pc = v->cfunc;
-        symbolize(t->maps, v->cfunc, 0, 0, &of->si);
+      const struct vm_frame *v = &w->vf[pk[i].list].v[pk[i].idx];
+      of->kind = v->kind;
+      of->runtime = w->vf[pk[i].list].runtime;
+      if (vm_frame_copy(strs, v, &of->vm)) {
+        free(pk);
+        return -ENOMEM;
+      }
+      if (v->kind == FK_CFUNC) {
+        of->pc = v->pc;
+        symbolize(t->maps, v->pc, 1, 0, &of->si);
+      } else if (v->kind == FK_NATIVE_SUB) {
+        of->pc = v->pc;
+        symbolize(t->maps, v->pc, 0, 0, &of->si);
       }
     } else {
       const struct frame *f = &w->fr[pk[i].idx];
       of->pc = f->pc;
       of->flags = f->flags;
-      of->kind = FRAME_NATIVE;
+      of->kind = FK_NATIVE;
       symbolize(t->maps, f->pc, f->flags & FRAME_F_EXACT, o->lines, &of->si);
     }
   }
@@ -262,7 +310,7 @@ int dump_collect(struct target *t, const struct dump_opts *o, struct dump_result
       r = ts->err;
       break;
     }
-    if (!ts->err && (r = merge(t, o, &w, ts)))
+    if (!ts->err && (r = merge(t, o, &w, &res->strs, ts)))
       break;
     if (target_interrupted())
       break;
@@ -270,14 +318,16 @@ int dump_collect(struct target *t, const struct dump_opts *o, struct dump_result
   if (!r && o->coroutines && !target_interrupted()) {
     /* coroutines are read with the process's first thread held still (in a one-threaded
      * VM nothing else can resume them meanwhile) */
-    for (size_t i = 0; i < res->nvms && !res->coros_runtime; i++) {
+    for (size_t i = 0; i < res->nvms && !res->coros.runtime; i++) {
       const struct dump_vm *v = &res->vms[i];
       if (!v->rt->coroutines || !t->nthreads || target_stop(t, &t->threads[0]))
         continue;
       mem_invalidate(t->mem);
       v->rt->coroutines(v->vm, t, &res->coros);
       target_release(t, &t->threads[0]);
-      res->coros_runtime = v->rt->name;
+      res->coros.runtime = v->rt->name;
+      for (size_t j = 0; j < res->coros.n; j++)
+        res->coros.v[j].vf.runtime = v->rt->name;
     }
   }
   target_detach(t);
@@ -285,15 +335,17 @@ int dump_collect(struct target *t, const struct dump_opts *o, struct dump_result
     r = -VMS_E_GONE;
   /* a runtime that found out during the walk that it does not know this build */
   for (size_t i = 0; !r && i < res->n && !res->runtime_err[0]; i++)
-    if (res->threads[i].vm_err == -VMS_E_UNSUPPORTED)
-      for (size_t j = 0; j < res->nvms; j++)
-        snprintf(res->runtime_err, sizeof res->runtime_err, "%s",
-                 res->vms[j].rt->describe(res->vms[j].vm));
+    for (size_t k = 0; k < res->threads[i].nvms; k++) {
+      const struct thread_vm *tv = &res->threads[i].vms[k];
+      for (size_t j = 0; tv->err == -VMS_E_UNSUPPORTED && j < res->nvms; j++)
+        if (!strcmp(res->vms[j].rt->name, tv->runtime) && !res->runtime_err[0])
+          snprintf(res->runtime_err, sizeof res->runtime_err, "%s",
+                   res->vms[j].rt->describe(res->vms[j].vm));
+    }
   if (!r && o->only_runtime && res->runtime_err[0])
     r = -VMS_E_UNSUPPORTED;
 out:
-  vm_frames_free(&w.vf);
-  free(w.fr);
+  dump_walk_free(&w);
   unwind_capture_free(&cap);
   unwinder_free(u);
   return r;
@@ -307,6 +359,7 @@ void dump_result_free(struct dump_result *res)
   for (size_t i = 0; i < res->nvms; i++)
     res->vms[i].rt->free(res->vms[i].vm);
   vm_coroutines_free(&res->coros);
+  arena_free(&res->strs);
   memset(res, 0, sizeof *res);
 }
 
@@ -316,8 +369,11 @@ int dump_partial(const struct dump_result *res)
     return 1;
   for (size_t i = 0; i < res->n; i++) {
     const struct thread_stack *ts = &res->threads[i];
-    if ((ts->err && ts->err != -ESRCH) || ts->walk_err || ts->vm_err)
+    if ((ts->err && ts->err != -ESRCH) || ts->walk_err)
       return 1;
+    for (size_t k = 0; k < ts->nvms; k++)
+      if (ts->vms[k].err)
+        return 1;
   }
   return 0;
 }

@@ -11,6 +11,7 @@
 
 #include "vmstack/err.h"
 #include "vmstack/mem.h"
+#include "vmstack/seams.h"
 
 /* -- Types ---------------------------------------------------------------- */
 
@@ -201,14 +202,9 @@ static void test_corrupt(struct mem_iov *v, size_t n)
 {
   static int init;
   static uint64_t state;
-  static unsigned permille;
+  unsigned permille = seams.corrupt_permille;
   if (!init) {
-    const char *e = getenv("VMSTACK_TEST_CORRUPT");
-    unsigned long long seed = 0;
-    if (e && sscanf(e, "%llu:%u", &seed, &permille) == 2)
-      state = seed * 2654435761u + 1;
-    else
-      permille = 0;
+    state = seams.corrupt_seed * 2654435761u + 1;
     init = 1;
   }
   for (size_t i = 0; permille && i < n; i++) {

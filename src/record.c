@@ -5,10 +5,10 @@
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,15 +24,12 @@
 #include "vmstack/unwind.h"
 
 /* -- Keys: one 64-bit word per frame ---------------------------------------
- * native: pc | exact << 56; VM/JIT/thread frames: tag << 60 | interned string id */
+ * native (FK_NATIVE, 0): pc | exact << 56; the others: their frame kind << 60 | interned
+ * string id (FK_FUNCTION, FK_JIT, FK_THREAD, FK_PROCESS) */
 
-#define KEY_TAG(k) ((k) >> 60)
-#define KEY_NATIVE 0
-#define KEY_THREAD 1
-#define KEY_VM 2
-#define KEY_JIT 3
-#define KEY_PROC 4
+#define KEY_TAG(k) ((enum frame_kind)((k) >> 60))
 #define KEY_EXACT (1ull << 56)
+#define PICK_VM_MAX 8192         /* VM frames of one sample at most */
 #define PROC_SHIFT 47            /* native keys: process index in bits 47..55 */
 #define PROC_MAX 512
 #define PC_MASK ((1ull << PROC_SHIFT) - 1)   /* x86_64 user addresses are below 2^47 */
@@ -244,7 +241,7 @@ static void name_natives(struct profile *p, uint32_t idx)
     const struct pstack *s = &p->tab[i];
     for (uint32_t j = 0; s->keys && j < s->n; j++) {
       uint64_t k = s->keys[j];
-      if (KEY_TAG(k) != KEY_NATIVE || KEY_PROC_OF(k) != idx || named_get(p, k))
+      if (KEY_TAG(k) != FK_NATIVE || KEY_PROC_OF(k) != idx || named_get(p, k))
         continue;
       native_name(mp, k, buf, sizeof buf);
       int64_t id = intern(p, buf);
@@ -321,42 +318,16 @@ static void reap_hook(void *arg, pid_t tid, int status)
 
 static void reap(struct rec *rc)
 {
-  for (;;) {
-    int status;
-    pid_t tid = waitpid(-1, &status, WNOHANG | __WALL);
-    if (tid <= 0)
-      return;
-    reap_one(rc, tid, status);
-  }
+  target_reap(reap_hook, rc);
 }
 
 static void reap_one(struct rec *rc, pid_t tid, int status)
 {
   struct rproc *pr = NULL;
   struct thread *th = find_thread(rc, tid, &pr);
-  if (WIFEXITED(status) || WIFSIGNALED(status)) {
-    if (th)
-      th->seized = th->stopped = 0;
-    if (pr && tid == pr->t->pid)
-      pr->gone = 1;
-    return;
-  }
-  if (!WIFSTOPPED(status))
-    return;
-  if (!th) {
-    /* a thread of no live entry (of a process let go, or renamed by an exec): never
-     * left stopped */
-    ptrace(PTRACE_DETACH, tid, 0, 0);
-    return;
-  }
-  int sig = WSTOPSIG(status), ev = (unsigned)status >> 16;
-  if (ev == PTRACE_EVENT_EXEC)
-    pr->t->exec_seen = 1;   /* handled before its next sample: a new entry */
-  if (ev == PTRACE_EVENT_STOP && (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN ||
-                                  sig == SIGTTOU))
-    ptrace(PTRACE_LISTEN, tid, 0, 0);
-  else
-    ptrace(PTRACE_CONT, tid, 0, (void *)(long)(ev == 0 ? sig : 0));
+  if ((WIFEXITED(status) || WIFSIGNALED(status)) && pr && tid == pr->t->pid)
+    pr->gone = 1;
+  target_event(pr ? pr->t : NULL, th, tid, status);
 }
 
 static double now_s(void)
@@ -396,11 +367,11 @@ static uint64_t vm_root_key(struct rproc *pr, const struct dump_walk *w,
                             const struct vm_frame *v)
 {
   for (size_t i = 0; i < pr->nroot; i++)
-    if (pr->root_cf[i] == v->cfunc)
+    if (pr->root_cf[i] == v->pc)
       return pr->root_key[i];
   struct sym_info si;
   uint64_t key = 0;
-  symbolize(pr->t->maps, v->cfunc, 1, 0, &si);
+  symbolize(pr->t->maps, v->pc, 1, 0, &si);
   uint64_t proc = (uint64_t)pr->idx << PROC_SHIFT;
   for (size_t i = v->anchor + 1; !si.func && i < w->n; i++) {
     const struct frame *f = &w->fr[i];
@@ -417,7 +388,7 @@ static uint64_t vm_root_key(struct rproc *pr, const struct dump_walk *w,
     }
   }
   if (pr->nroot < sizeof pr->root_cf / sizeof *pr->root_cf) {
-    pr->root_cf[pr->nroot] = v->cfunc;
+    pr->root_cf[pr->nroot] = v->pc;
     pr->root_key[pr->nroot++] = key;
   }
   return key;
@@ -428,18 +399,20 @@ static int keys_of(struct rec *rc, struct rproc *pr, const struct thread *th,
                    uint32_t *ret_n)
 {
   struct profile *p = rc->p;
-  size_t m = stack_pick(w->fr, w->n, &w->vf, rc->o->view, pk);
+  size_t m = stack_pick(w->fr, w->n, w->vf, w->nvms, rc->o->view, pk);
+  /* the root of the VM view: the last VM frame picked, when nothing native is below it */
+  size_t root = m && pk[m - 1].vm ? m - 1 : SIZE_MAX;
   uint64_t proc = (uint64_t)pr->idx << PROC_SHIFT;
   uint32_t n = 0;
   char buf[512];
   for (size_t i = 0; i < m; i++) {
     if (pk[i].vm) {
-      const struct vm_frame *v = &w->vf.v[pk[i].idx];
-      if (v->kind == VMF_CFUNC && !v->func[0]) {
-        uint64_t root = 0;
-        if (rc->o->view == VIEW_VM && pk[i].idx == w->vf.n - 1)
-          root = vm_root_key(pr, w, v);
-        keys[n++] = root ? root : (v->cfunc & PC_MASK) | proc | KEY_EXACT;
+      const struct vm_frame *v = &w->vf[pk[i].list].v[pk[i].idx];
+      if (v->kind == FK_CFUNC && !v->func[0]) {
+        uint64_t rk = 0;
+        if (rc->o->view == VIEW_VM && i == root)
+          rk = vm_root_key(pr, w, v);
+        keys[n++] = rk ? rk : (v->pc & PC_MASK) | proc | KEY_EXACT;
         continue;
       }
       vm_name(v, buf, sizeof buf);
@@ -449,7 +422,7 @@ static int keys_of(struct rec *rc, struct rproc *pr, const struct thread *th,
       int64_t id = intern(p, buf);
       if (id < 0)
         return (int)id;
-      keys[n++] = ((uint64_t)(v->trace ? KEY_JIT : KEY_VM) << 60) | (uint64_t)id;
+      keys[n++] = ((uint64_t)(v->trace ? FK_JIT : FK_FUNCTION) << 60) | (uint64_t)id;
     } else {
       const struct frame *f = &w->fr[pk[i].idx];
       keys[n++] = (f->pc & PC_MASK) | proc | (f->flags & FRAME_F_EXACT ? KEY_EXACT : 0);
@@ -461,12 +434,12 @@ static int keys_of(struct rec *rc, struct rproc *pr, const struct thread *th,
   int64_t id = intern(p, buf);
   if (id < 0)
     return (int)id;
-  keys[n++] = ((uint64_t)KEY_THREAD << 60) | (uint64_t)id;
+  keys[n++] = ((uint64_t)FK_THREAD << 60) | (uint64_t)id;
   if (rc->o->follow) {
     snprintf(buf, sizeof buf, "%s (pid %d)", pr->t->comm, (int)pr->t->pid);
     if ((id = intern(p, buf)) < 0)
       return (int)id;
-    keys[n++] = ((uint64_t)KEY_PROC << 60) | (uint64_t)id;
+    keys[n++] = ((uint64_t)FK_PROCESS << 60) | (uint64_t)id;
   }
   *ret_n = n;
   return 0;
@@ -686,10 +659,10 @@ static int sample_running(struct target *t, struct thread *th, struct rproc *pr,
 {
   w->n = 0;
   w->err = 0;
-  w->vf.n = 0;
-  w->vf.err = 0;
-  w->vf.state[0] = 0;
-  w->vf.state_sym = 0;
+  for (size_t i = 0; i < w->nvms; i++) {
+    vm_frames_reset(&w->vf[i]);
+    w->vf[i].runtime = pr->res.vms[i].rt->name;
+  }
   if (!th->regs.fs_base) {
     int r = target_stop(t, th);
     if (r)
@@ -697,9 +670,9 @@ static int sample_running(struct target *t, struct thread *th, struct rproc *pr,
     target_resume(t, th);
   }
   mem_invalidate(t->mem);
-  for (size_t i = 0; i < pr->res.nvms; i++)
+  for (size_t i = 0; i < w->nvms; i++)
     if (pr->res.vms[i].rt->walk_running)
-      pr->res.vms[i].rt->walk_running(pr->res.vms[i].vm, t, th, &w->vf);
+      pr->res.vms[i].rt->walk_running(pr->res.vms[i].vm, t, th, &w->vf[i]);
   return 0;
 }
 
@@ -711,8 +684,8 @@ static void count_error(struct profile_stats *st, struct target *t, const struct
   st->errors++;
   if (e)
     snprintf(what, sizeof what, "%s", vms_strerror(e));
-  else if (w->vf.err)
-    snprintf(what, sizeof what, "VM walk: %s", vms_strerror(w->vf.err));
+  else if (dump_walk_vm_err(w))
+    snprintf(what, sizeof what, "VM walk: %s", vms_strerror(dump_walk_vm_err(w)));
   else {
     dump_walk_where(t, w, where, sizeof where);
     snprintf(what, sizeof what, "%s%s", vms_strerror(w->err), where);
@@ -733,7 +706,7 @@ static int proc_sample(struct rec *rc, struct rproc *pr, struct stack_capture *c
 {
   struct target *t = pr->t;
   struct profile_stats *st = rc->st;
-  w->nvms = pr->res.nvms;
+  w->nvms = pr->res.nvms < DUMP_VMS_MAX ? pr->res.nvms : DUMP_VMS_MAX;
   for (size_t i = 0; i < t->nthreads && !target_interrupted(); i++) {
     struct thread *th = &t->threads[i];
     if (!th->seized)
@@ -766,11 +739,15 @@ static int proc_sample(struct rec *rc, struct rproc *pr, struct stack_capture *c
     /* an error: nothing read, the VM walk failed, or the native walk failed with no VM
      * frames to show; a native stack cut short below readable VM frames is not one */
     int native_err = w->err && w->err != -VMS_E_TRUNCATED;
-    if (!e && native_err && w->vf.n && !w->vf.err)
+    size_t nvf = dump_walk_vm_frames(w);
+    int vm_err = dump_walk_vm_err(w);
+    if (!e && nvf > PICK_VM_MAX)
+      e = -VMS_E_TRUNCATED;   /* more VM frames than a stack key holds */
+    if (!e && native_err && nvf && !vm_err)
       st->cut++;
-    else if (e || native_err || w->vf.err)
+    else if (e || native_err || vm_err)
       count_error(st, t, w, e);
-    if (e || (!w->n && !w->vf.n))
+    if (e || (!w->n && !nvf))
       continue;
     uint32_t n = 0;
     int r;
@@ -833,8 +810,8 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
   memset(st, 0, sizeof *st);
   int r = -ENOMEM;
   w.fr = calloc(o->max_depth, sizeof *w.fr);
-  pk = calloc(o->max_depth + 8192, sizeof *pk);
-  keys = calloc(o->max_depth + 8192 + 2, sizeof *keys);
+  pk = calloc(o->max_depth + PICK_VM_MAX, sizeof *pk);
+  keys = calloc(o->max_depth + PICK_VM_MAX + 2, sizeof *keys);
   if (!rc || !p || !w.fr || !pk || !keys)
     goto out;
   rc->o = o;
@@ -934,8 +911,7 @@ out:
   target_set_event_hook(NULL, NULL);
   signal(SIGCHLD, SIG_DFL);
   sigprocmask(SIG_UNBLOCK, &chld, NULL);
-  vm_frames_free(&w.vf);
-  free(w.fr);
+  dump_walk_free(&w);
   free(pk);
   free(keys);
   free(rc);
@@ -978,7 +954,7 @@ int profile_each(struct profile *p, int with_threads, profile_fn fn, void *arg)
     for (uint32_t j = 0; j < s->n; j++) {
       uint64_t k = s->keys[s->n - 1 - j];
       switch (KEY_TAG(k)) {
-      case KEY_NATIVE: {
+      case FK_NATIVE: {
         struct maps *mp = p->maps[KEY_PROC_OF(k)];
         const char *nm = mp ? NULL : named_get(p, k);
         if (nm) {
@@ -990,18 +966,17 @@ int profile_each(struct profile *p, int with_threads, profile_fn fn, void *arg)
           native_name(mp, k, bufs[j], sizeof bufs[j]);
           names[j] = bufs[j];
         }
-        kinds[j] = PF_NATIVE;
+        kinds[j] = FK_NATIVE;
         break;
       }
       default:
         names[j] = p->strs[k & 0xffffffffu];
-        kinds[j] = KEY_TAG(k) == KEY_THREAD ? PF_THREAD : KEY_TAG(k) == KEY_JIT ? PF_JIT :
-                   KEY_TAG(k) == KEY_PROC ? PF_PROCESS : PF_VM;
+        kinds[j] = (uint8_t)KEY_TAG(k);
       }
     }
     /* root first: [process,] thread, frames... */
-    size_t n = s->n, th = n && kinds[0] == PF_PROCESS ? 1 : 0;
-    if (!with_threads && th < n && kinds[th] == PF_THREAD) {
+    size_t n = s->n, th = n && kinds[0] == FK_PROCESS ? 1 : 0;
+    if (!with_threads && th < n && kinds[th] == FK_THREAD) {
       memmove(names + th, names + th + 1, (n - th - 1) * sizeof *names);
       memmove(kinds + th, kinds + th + 1, n - th - 1);
       n--;

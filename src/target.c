@@ -207,20 +207,42 @@ int target_refresh_threads(struct target *t)
 
 /* -- Exit guard ----------------------------------------------------------- */
 
-static struct target *volatile guard_t;
+/* Every open target (record -s has one per process followed): a slot is set before the
+ * target is used and cleared when it is closed. */
+#define GUARD_MAX 1024
+static struct target *volatile guard_t[GUARD_MAX];
 static volatile sig_atomic_t interrupted;
 
-/* Async-signal-safe: detach every thread we hold in a ptrace-stop. Threads that are
- * seized but running are released by the kernel when we exit (exit_ptrace). */
+static void guard_add(struct target *t)
+{
+  for (size_t i = 0; i < GUARD_MAX; i++)
+    if (!guard_t[i]) {
+      guard_t[i] = t;
+      return;
+    }
+}
+
+static void guard_remove(struct target *t)
+{
+  for (size_t i = 0; i < GUARD_MAX; i++)
+    if (guard_t[i] == t)
+      guard_t[i] = NULL;
+}
+
+/* Async-signal-safe: detach every thread we hold in a ptrace-stop, of every open target.
+ * Threads that are seized but running are released by the kernel when we exit
+ * (exit_ptrace). */
 static void emergency_detach(void)
 {
-  struct target *t = guard_t;
-  if (!t)
-    return;
-  for (size_t i = 0; i < t->nthreads; i++) {
-    struct thread *th = &t->threads[i];
-    if (th->seized && th->stopped && !th->group_stop)
-      ptrace(PTRACE_DETACH, th->tid, 0, 0);
+  for (size_t k = 0; k < GUARD_MAX; k++) {
+    struct target *t = guard_t[k];
+    if (!t)
+      continue;
+    for (size_t i = 0; i < t->nthreads; i++) {
+      struct thread *th = &t->threads[i];
+      if (th->seized && th->stopped && !th->group_stop)
+        ptrace(PTRACE_DETACH, th->tid, 0, 0);
+    }
   }
 }
 
@@ -347,7 +369,7 @@ int target_open(pid_t pid, struct target **ret_t)
     goto fail;
   if ((r = target_refresh_threads(t)) < 0)
     goto fail;
-  guard_t = t;
+  guard_add(t);
   *ret_t = t;
   return 0;
 fail:
@@ -380,8 +402,7 @@ void target_close(struct target *t)
   if (!t)
     return;
   target_detach(t);
-  if (guard_t == t)
-    guard_t = NULL;
+  guard_remove(t);
   mem_close(t->mem);
   maps_free(t->maps);
   for (size_t i = 0; i < t->nthreads; i++)
@@ -458,6 +479,41 @@ void target_set_event_hook(target_event_fn fn, void *arg)
   event_arg = arg;
 }
 
+void target_event(struct target *t, struct thread *th, pid_t tid, int status)
+{
+  if (WIFEXITED(status) || WIFSIGNALED(status)) {
+    if (th)
+      th->seized = th->stopped = 0;
+    return;
+  }
+  if (!WIFSTOPPED(status))
+    return;
+  if (!th || !t) {
+    /* a thread of no target we hold (let go, or renamed by an exec) */
+    ptrace(PTRACE_DETACH, tid, 0, 0);
+    return;
+  }
+  int sig = WSTOPSIG(status), ev = (unsigned)status >> 16;
+  if (ev == PTRACE_EVENT_EXEC)
+    t->exec_seen = 1;   /* another program now: the caller takes it from here */
+  if (ev == PTRACE_EVENT_STOP && (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN ||
+                                  sig == SIGTTOU))
+    ptrace(PTRACE_LISTEN, tid, 0, 0);
+  else
+    ptrace(PTRACE_CONT, tid, 0, (void *)(long)(ev == 0 ? sig : 0));
+}
+
+void target_reap(target_event_fn fn, void *arg)
+{
+  for (;;) {
+    int status;
+    pid_t tid = waitpid(-1, &status, WNOHANG | __WALL);
+    if (tid <= 0)
+      return;
+    fn(arg, tid, status);
+  }
+}
+
 /* An event of a thread other than the one being waited for: passed to the hook, else
  * handled here (never left stopped). */
 static void other_event(struct target *t, pid_t tid, int status)
@@ -470,21 +526,7 @@ static void other_event(struct target *t, pid_t tid, int status)
   for (size_t i = 0; i < t->nthreads && !o; i++)
     if (t->threads[i].tid == tid)
       o = &t->threads[i];
-  if (WIFEXITED(status) || WIFSIGNALED(status)) {
-    if (o)
-      o->seized = o->stopped = 0;
-    return;
-  }
-  if (!WIFSTOPPED(status))
-    return;
-  int sig = WSTOPSIG(status), ev = (unsigned)status >> 16;
-  if (ev == PTRACE_EVENT_EXEC && o)
-    t->exec_seen = 1;
-  if (ev == PTRACE_EVENT_STOP && (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN ||
-                                  sig == SIGTTOU))
-    ptrace(PTRACE_LISTEN, tid, 0, 0);
-  else
-    ptrace(PTRACE_CONT, tid, 0, (void *)(long)(ev == 0 ? sig : 0));
+  target_event(t, o, tid, status);
 }
 
 static int wait_stop(struct target *t, struct thread *th)

@@ -1,10 +1,12 @@
 /* VM frame lists filled by runtimes. */
+#include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmstack/runtime.h"
+#include "vmstack/frames.h"
 
-struct vm_frame *vm_frames_push(struct vm_frames *vf, size_t anchor, enum vm_frame_kind kind)
+struct vm_frame *vm_frames_push(struct vm_frames *vf, size_t anchor, enum frame_kind kind)
 {
   if (vf->n == vf->cap) {
     size_t nc = vf->cap ? vf->cap * 2 : 32;
@@ -18,14 +20,62 @@ struct vm_frame *vm_frames_push(struct vm_frames *vf, size_t anchor, enum vm_fra
   memset(f, 0, sizeof *f);
   f->anchor = anchor;
   f->kind = kind;
+  f->func = f->file = "";
   return f;
+}
+
+int vm_frames_setf(struct vm_frames *vf, const char **field, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  char *s = arena_vprintf(&vf->strs, fmt, ap);
+  va_end(ap);
+  *field = s ? s : "";
+  return s ? 0 : -ENOMEM;
+}
+
+void vm_frames_reset(struct vm_frames *vf)
+{
+  vf->n = 0;
+  vf->err = 0;
+  vf->state[0] = 0;
+  vf->state_sym = 0;
+  arena_reset(&vf->strs);
 }
 
 void vm_frames_free(struct vm_frames *vf)
 {
   free(vf->v);
+  arena_free(&vf->strs);
   vf->v = NULL;
   vf->n = vf->cap = 0;
+}
+
+static const char *copy_str(struct arena *a, const char *s)
+{
+  const char *c = s && s[0] ? arena_strdup(a, s) : "";
+  return c ? c : "";
+}
+
+int vm_frame_copy(struct arena *a, const struct vm_frame *src, struct vm_frame *dst)
+{
+  *dst = *src;
+  dst->func = copy_str(a, src->func);
+  dst->file = copy_str(a, src->file);
+  dst->vars = NULL;
+  dst->nvars = 0;
+  if (src->nvars) {
+    dst->vars = arena_alloc(a, src->nvars * sizeof *dst->vars);
+    if (!dst->vars)
+      return -ENOMEM;
+    for (size_t i = 0; i < src->nvars; i++) {
+      dst->vars[i].name = copy_str(a, src->vars[i].name);
+      dst->vars[i].type = copy_str(a, src->vars[i].type);
+      dst->vars[i].value = copy_str(a, src->vars[i].value);
+    }
+    dst->nvars = src->nvars;
+  }
+  return 0;
 }
 
 struct vm_coroutine *vm_coroutines_push(struct vm_coroutines *c)

@@ -12,15 +12,22 @@
 
 struct target;
 
-enum frame_kind { FRAME_NATIVE, FRAME_VM, FRAME_JIT };
+#define DUMP_VMS_MAX 8      /* runtimes in one process at most */
 
 struct out_frame {
   uint64_t pc;
   uint32_t flags;          /* FRAME_F_* */
-  enum frame_kind kind;
+  enum frame_kind kind;    /* FK_NATIVE, or vm.kind */
   struct sym_info si;      /* native frames, and a VM frame's C function */
   const char *runtime;     /* VM frames: "luajit" */
-  struct vm_frame vm;      /* VM frames */
+  struct vm_frame vm;      /* VM frames (strings owned by the dump_result) */
+};
+
+/* A runtime seen on a thread: what it was doing, and why its walk stopped early. */
+struct thread_vm {
+  const char *runtime;
+  int err;
+  char state[96];
 };
 
 struct thread_stack {
@@ -31,10 +38,10 @@ struct thread_stack {
   int walk_err;            /* why the walk ended early (0 = natural end) */
   struct out_frame *frames;
   size_t n;
-  int vm_err;              /* why a VM walk stopped early (0 = complete or no VM) */
-  int has_vm;              /* VM frames were found on this thread */
-  const char *runtime;     /* the runtime of those frames */
-  char vm_state[96];       /* what that VM was doing when stopped */
+  struct thread_vm vms[DUMP_VMS_MAX];   /* the runtimes with frames (or an error) on this
+                                           thread, innermost first; or the process's first
+                                           runtime, "not running code" */
+  size_t nvms;
   char walk_where[80];     /* where the native walk stopped early (dump_walk_where) */
 };
 
@@ -55,23 +62,29 @@ struct dump_vm {
 struct dump_result {
   struct thread_stack *threads;
   size_t n;
-  struct dump_vm vms[8];   /* runtimes found in the process */
+  struct dump_vm vms[DUMP_VMS_MAX];   /* runtimes found in the process */
   size_t nvms;
   char runtime_err[320];   /* a runtime that is present but could not be used */
   struct vm_coroutines coros;
-  const char *coros_runtime;
+  struct arena strs;       /* the frames' strings */
 };
 
-/* What one thread's sample holds: native frames and the VM frames anchored to them. */
+/* What one thread's sample holds: native frames and, per runtime of the process, the VM
+ * frames anchored to them. */
 struct dump_walk {
   struct frame *fr;        /* room for max_depth frames */
   size_t n;
   int err;
-  struct vm_frames vf;
+  struct vm_frames vf[DUMP_VMS_MAX];   /* vf[i]: the frames of runtime vms[i] */
   size_t nvms;             /* runtimes in the process */
   const char *vm_name;     /* the first of them */
   uint64_t reloaded_ms;    /* when the maps were last read again for a bad return address */
 };
+
+/* VM frames of w over all runtimes; the first VM walk error (0: none). */
+size_t dump_walk_vm_frames(const struct dump_walk *w);
+int dump_walk_vm_err(const struct dump_walk *w);
+void dump_walk_free(struct dump_walk *w);
 
 /* Where the native walk of w stopped, for error reports: " at JIT code" (anonymous
  * executable memory), " in MODULE", " at an unmapped address"; "" when it did not stop

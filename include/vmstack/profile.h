@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "vmstack/frames.h"
 #include "vmstack/stack.h"
 
 struct target;
@@ -46,8 +47,6 @@ struct profile_stats {
   size_t processes;        /* sampled (1 unless following children) */
 };
 
-enum pframe_kind { PF_NATIVE, PF_VM, PF_JIT, PF_THREAD, PF_PROCESS };
-
 struct profile;
 struct maps;
 
@@ -56,7 +55,8 @@ struct maps;
 int record_run(struct target *t, const struct record_opts *o, struct profile **ret_prof,
                struct profile_stats *ret_st);
 
-/* Every distinct stack, root first, with its sample count. Names are final (symbolised). */
+/* Every distinct stack, root first, with its sample count. Names are final (symbolised);
+ * kinds are enum frame_kind (FK_NATIVE, FK_FUNCTION, FK_JIT, FK_THREAD, FK_PROCESS). */
 typedef int (*profile_fn)(void *arg, const char *const *names, const uint8_t *kinds, size_t n,
                           uint64_t count);
 int profile_each(struct profile *p, int with_threads, profile_fn fn, void *arg);

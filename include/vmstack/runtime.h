@@ -14,7 +14,8 @@
  *   caller then unwinds and walks while the thread is stopped.
  * - walk(vm, t, th, cap, native, n, out): emit the VM frames anchored to the native frames
  *   they replace, from what capture() kept or, without it, with the thread stopped.
- *   Memory read through t->mem; everything emitted is owned by out.
+ *   Memory read through t->mem; everything emitted is owned by out (strings with
+ *   vm_frames_setf), a list of this runtime's own: out->err and out->state are its own.
  * - walk_running(vm, t, th, out): optional; the VM frames of a thread that is NOT stopped
  *   (record --nonblocking), from memory alone, all anchored at 0 (there are no native
  *   frames). th->regs holds registers read at an earlier stop (fs_base for thread-locals).
@@ -30,69 +31,32 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vmstack/frames.h"
+
 struct target;
 struct thread;
 struct unwinder;
 struct stack_capture;
 struct frame;
-struct vm_frames;
 
-enum vm_frame_kind {
-  VMF_LUA,        /* interpreted (or compiled) function of the VM's language */
-  VMF_CFUNC,      /* a C function called from the VM (cfunc holds its address) */
-  VMF_BUILTIN,    /* a VM builtin (LuaJIT fast function) */
-  VMF_TRACE,      /* JIT-compiled code with no finer attribution */
-  VMF_PARTIAL,    /* something the walk could not decode, labelled */
-  VMF_NATIVE_SUB, /* a native frame the VM knows by name (a Perl XS sub): it takes the
-                     place of native frame `anchor` (cfunc: its pc; file: its module) */
+/* What a runtime can do besides walking stopped threads. */
+enum {
+  VM_CAP_NONBLOCKING = 1u << 0,   /* walk_running: stacks read without stopping a thread */
+  VM_CAP_COROUTINES = 1u << 1,    /* coroutines: stacks of suspended coroutines */
+  VM_CAP_LOCALS = 1u << 2,        /* local variables of frames */
+  VM_CAP_HEAP = 1u << 3,          /* heap snapshots */
 };
 
-/* One VM frame, anchored to the native frame (index) it replaces in the mixed stack. An
- * anchor at or past the last native frame means "not placed": such frames are shown
- * innermost, above the native stack. */
-struct vm_frame {
-  size_t anchor;
-  enum vm_frame_kind kind;
-  char func[128];          /* "gcd", "method 'push'", "function <@a.lua:12>" */
-  char file[256];          /* chunk / file name as the VM shows it ("@a.lua", "=stdin") */
-  int line;                /* 0 when unknown */
-  uint64_t cfunc;          /* VMF_CFUNC: address of the C function */
-  int trace;               /* JIT trace number, 0 when interpreted */
-};
-
-struct vm_frames {
-  const char *runtime;     /* "luajit" */
-  struct vm_frame *v;
-  size_t n, cap;
-  int err;                 /* why the walk stopped early (0 = complete) */
-  char state[96];          /* what the VM was doing: "interpreted", "JIT trace 3", "GC step in trace 3" ... */
-  size_t state_sym;        /* nonzero: "{}" in state stands for the name of native frame
-                              state_sym - 1, put in by whoever shows the state (after the
-                              thread runs again; a profile never needs it) */
-};
-
-/* A coroutine (green thread) that is not running, with its own stack. */
-struct vm_coroutine {
-  uint64_t id;             /* the VM's handle (LuaJIT: the lua_State address) */
-  char state[24];          /* "suspended" */
-  struct vm_frames vf;
-};
-
-struct vm_coroutines {
-  struct vm_coroutine *v;
-  size_t n, cap;
-  int err;                 /* why the enumeration stopped early */
-};
-
-struct vm_coroutine *vm_coroutines_push(struct vm_coroutines *c);
-void vm_coroutines_free(struct vm_coroutines *c);
-
-/* Append a frame (zeroed) and return it, or NULL when out of memory. */
-struct vm_frame *vm_frames_push(struct vm_frames *vf, size_t anchor, enum vm_frame_kind kind);
-void vm_frames_free(struct vm_frames *vf);
-
+/* A runtime: its folder under runtimes/ and a row in the registry (runtimes/registry.c).
+ * The command line takes its names from here: the alias program, the -only option and the
+ * words of messages. */
 struct vm_runtime {
-  const char *name;
+  const char *name;        /* "luajit": JSON, --runtime values, headers */
+  const char *alias;       /* "lua-stack": the program name that is dump limited to it */
+  const char *only;        /* "lua-only": the dump option keeping only its frames */
+  const char *noun;        /* "Lua VM": "no Lua VM found in process 42" */
+  const char *lang;        /* "Lua": "their Lua frames" */
+  unsigned caps;           /* VM_CAP_* */
   int (*probe)(struct target *t, void **ret_vm);
   int (*install)(void *vm, struct unwinder *u);
   int (*capture)(void *vm, struct target *t, struct thread *th, const struct stack_capture *cap);
@@ -104,7 +68,10 @@ struct vm_runtime {
   void (*free)(void *vm);
 };
 
-/* NULL-terminated list of every runtime built in. */
+/* NULL-terminated list of every runtime built in, in probe order. */
 extern const struct vm_runtime *const vm_runtimes[];
+/* The runtime of that name, or of that alias program name; NULL when none. */
+const struct vm_runtime *vm_runtime_find(const char *name);
+const struct vm_runtime *vm_runtime_by_alias(const char *alias);
 
 #endif

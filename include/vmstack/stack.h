@@ -14,12 +14,14 @@ enum stack_view {
 };
 
 struct pick {
-  int vm;         /* 1: vf->v[idx]; 0: native frame idx */
+  int vm;         /* 1: vf[list].v[idx]; 0: native frame idx */
+  unsigned list;
   size_t idx;
 };
 
-/* Fill out (room for n + vf->n entries) with the frames the view shows; returns how many. */
-size_t stack_pick(const struct frame *fr, size_t n, const struct vm_frames *vf,
+/* Fill out (room for n + the VM frames of every list) with the frames the view shows, from
+ * the native frames and the VM frame lists of nvf runtimes; returns how many. */
+size_t stack_pick(const struct frame *fr, size_t n, const struct vm_frames *vf, size_t nvf,
                   enum stack_view view, struct pick *out);
 
 #endif

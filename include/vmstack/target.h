@@ -70,6 +70,12 @@ void target_detach(struct target *t);
  * stopped. NULL removes the hook. */
 typedef void (*target_event_fn)(void *arg, pid_t tid, int status);
 void target_set_event_hook(target_event_fn fn, void *arg);
+/* Hand every event waiting now (of any traced thread) to fn, without blocking. */
+void target_reap(target_event_fn fn, void *arg);
+/* The usual handling of an event of thread th of t that nobody waited for: an exit marks
+ * it gone; a stop ends at once (a signal passed on, job control kept, an exec noted in
+ * t->exec_seen). th NULL: a thread of no target held, let go. */
+void target_event(struct target *t, struct thread *th, pid_t tid, int status);
 /* Install handlers for SIGINT/TERM/HUP/PIPE/QUIT and fatal signals (SEGV, BUS, ABRT, FPE,
  * ILL) that detach every attached thread before we exit or die. After a terminating
  * signal, target_interrupted() is true (the caller finishes its output, then exits). */

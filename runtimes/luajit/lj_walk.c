@@ -32,7 +32,7 @@
 
 #define STACK_READ_MAX (1u << 20)   /* bytes of one Lua stack read at most */
 #define FRAMES_MAX 4096             /* Lua frames per thread at most */
-#define STR_MAX 200                 /* chars of a chunk or identifier name kept */
+#define STR_MAX 1024                /* chars of a chunk or identifier name kept */
 
 /* -- Reading helpers ------------------------------------------------------ */
 
@@ -64,9 +64,8 @@ static int slot(const struct lstack *s, uint64_t addr, uint64_t *ret)
 static int read_str(struct lj_vm *vm, uint64_t s, char *buf, size_t cap)
 {
   const struct lj_layout *lo = vm->lo;
-  uint8_t tmp[512];
-  size_t want = lo->str.size + cap;
-  if (!s || want > sizeof tmp)
+  uint8_t tmp[64];
+  if (!s || !cap || lo->str.size > sizeof tmp)
     return -VMS_E_BADDATA;
   /* the header first: the string may end right before unmapped memory */
   if (mem_read(vm->t->mem, s, tmp, lo->str.size) || tmp[lo->L.gct] != lo->gct.str)
@@ -494,8 +493,8 @@ static int walk_segment(struct lj_vm *vm, const struct lstack *s, struct cursor 
       if (fb[lo->L.gct] != lo->gct.func)
         return -VMS_E_BADDATA;
       uint8_t ffid = fb[lo->fn.ffid];
-      struct vm_frame *vf = vm_frames_push(out, anchor, ffid == lo->ff_lua ? VMF_LUA
-                                           : ffid == lo->ff_c ? VMF_CFUNC : VMF_BUILTIN);
+      struct vm_frame *vf = vm_frames_push(out, anchor, ffid == lo->ff_lua ? FK_FUNCTION
+                                           : ffid == lo->ff_c ? FK_CFUNC : FK_BUILTIN);
       if (!vf)
         return -ENOMEM;
       if (ffid == lo->ff_lua) {
@@ -503,27 +502,30 @@ static int walk_segment(struct lj_vm *vm, const struct lstack *s, struct cursor 
         uint64_t fpc = rd(fb, lo->fn.pc, lo->mref_size);
         if (read_proto(vm, fpc - lo->pt.size, &p))
           return -VMS_E_BADDATA;
-        chunk_name(vm, &p, vf->file, sizeof vf->file);
+        char file[STR_MAX + 16];
+        chunk_name(vm, &p, file, sizeof file);
+        vm_frames_setf(out, &vf->file, "%s", file);
         if (have_pc) {
           vf->line = proto_line(vm, &p, proto_pos(&p, next_link_pc));
           cur->noline |= !vf->line && p.lineinfo;
         }
         if (p.firstline == 0 && p.numline)
-          fmt(vf->func, sizeof vf->func, "main chunk");
+          vf->func = "main chunk";
         else
-          fmt(vf->func, sizeof vf->func, "function <%s:%d>", vf->file, p.firstline);
+          vm_frames_setf(out, &vf->func, "function <%s:%d>", vf->file, p.firstline);
       } else if (ffid == lo->ff_c) {
         /* a Lua C module's function as package.loaded names it ("cjson.encode"), else as
          * its caller does (below); empty: the consumer names it by symbol */
-        vf->cfunc = rd(fb, lo->fn.c_f, 8);
+        vf->pc = rd(fb, lo->fn.c_f, 8);
         const char *cn = lj_func_name(vm, fn);
-        fmt(vf->func, sizeof vf->func, "%s", cn ? cn : "");
+        if (cn)
+          vm_frames_setf(out, &vf->func, "%s", cn);
       } else {
         const char *bn = lj_func_name(vm, fn);
         if (bn)
-          fmt(vf->func, sizeof vf->func, "%s", bn);
+          vm_frames_setf(out, &vf->func, "%s", bn);
         else
-          fmt(vf->func, sizeof vf->func, "builtin#%u", ffid);
+          vm_frames_setf(out, &vf->func, "builtin#%u", ffid);
       }
       /* a better name from the caller's call instruction */
       uint64_t cpc = 0;
@@ -539,10 +541,11 @@ static int walk_segment(struct lj_vm *vm, const struct lstack *s, struct cursor 
         uint8_t cb[64];
         struct proto cp;
         char nm[STR_MAX];
-        if (!mem_read(vm->t->mem, cfn, cb, lo->fn.lsize) && cb[lo->fn.ffid] == lo->ff_lua &&
+        if (lo->fn.lsize <= sizeof cb && !mem_read(vm->t->mem, cfn, cb, lo->fn.lsize) &&
+            cb[lo->fn.ffid] == lo->ff_lua &&
             !read_proto(vm, rd(cb, lo->fn.pc, lo->mref_size) - lo->pt.size, &cp) &&
             !func_name(vm, &cp, cpc, nm, sizeof nm))
-          fmt(vf->func, sizeof vf->func, "%s", nm);
+          vm_frames_setf(out, &vf->func, "%s", nm);
       }
     }
     /* the PC of the frame below: this frame's return address, when it was called from Lua */
@@ -744,7 +747,6 @@ int lj_coroutines(void *vmv, struct target *t, struct vm_coroutines *out)
             return out->err = -ENOMEM;
           co->id = obj;
           fmt(co->state, sizeof co->state, "suspended");
-          co->vf.runtime = "luajit";
           co->vf.err = walk_suspended(vm, obj, &co->vf);
         }
       }
@@ -892,7 +894,6 @@ int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_c
   struct lj_vm *vm = vmv;
   (void)t;
   (void)th;
-  out->runtime = "luajit";
   int r = 0;
   /* the native walk stopped before it met any VM frame (code without unwind information
    * called from Lua, e.g. an FFI library built without it), while this thread's VM runs

@@ -669,6 +669,11 @@ static int lj_install(void *vmv, struct unwinder *u)
 extern const struct vm_runtime vm_runtime_luajit;
 const struct vm_runtime vm_runtime_luajit = {
   .name = "luajit",
+  .alias = "lua-stack",
+  .only = "lua-only",
+  .noun = "Lua VM",
+  .lang = "Lua",
+  .caps = VM_CAP_COROUTINES,
   .probe = lj_probe,
   .install = lj_install,
   .capture = lj_capture,

@@ -38,7 +38,7 @@
 #define SI_MAX 64            /* stackinfos followed at most */
 #define CX_MAX 65536         /* contexts of one stackinfo read at most */
 #define CX_BYTES_MAX (8u << 20)
-#define NAME_MAX_LEN 128     /* as large as vm_frame.func */
+#define NAME_MAX_LEN 128     /* chars of a package or sub name kept */
 #define RUNOPS_MAX 4
 #define CACHE_SIZE 1024      /* entries of each name cache (direct-mapped) */
 
@@ -70,7 +70,7 @@ struct pl_where {
 struct cop_entry {           /* COP (address, file pointer, line) -> file */
   uint64_t cop, fileptr;
   int line;
-  char file[256];            /* as large as vm_frame.file: a hit is never cut shorter */
+  char file[256];            /* as large as a walk's: a hit is never cut shorter */
 };
 
 struct cv_entry {            /* CV address (+ its GV and stash, checked) -> name */
@@ -1093,7 +1093,6 @@ static int pl_walk(void *vmv, struct target *t, struct thread *th,
   struct pl_vm *vm = vmv;
   (void)t;
   (void)cap;
-  out->runtime = "perl";
   if (!vm->snap.valid || vm->snap.tid != th->tid) {
     int r = vm->snap.tid == th->tid && vm->snap.err ? vm->snap.err : copy_stacks(vm, th);
     vm->snap.err = 0;
@@ -1119,14 +1118,18 @@ static int pl_walk(void *vmv, struct target *t, struct thread *th,
   for (size_t i = 0; i < n; i++) {
     size_t anchor = !nruns ? nnative
                    : runs[(size_t)pf[i].seg < nruns ? (size_t)pf[i].seg : nruns - 1];
-    struct vm_frame *v = vm_frames_push(out, anchor, VMF_LUA);
+    struct vm_frame *v = vm_frames_push(out, anchor, FK_FUNCTION);
     if (!v) {
       r = -ENOMEM;
       break;
     }
-    fmt(v->func, sizeof v->func, "%s", pf[i].func);
-    if (cop_info(vm, pf[i].cop, v->file, sizeof v->file, &v->line) && !r)
+    char file[256];
+    file[0] = 0;
+    vm_frames_setf(out, &v->func, "%s", pf[i].func);
+    if (cop_info(vm, pf[i].cop, file, sizeof file, &v->line) && !r)
       r = -VMS_E_BADDATA;
+    if (file[0])
+      vm_frames_setf(out, &v->file, "%s", file);
   }
   /* XS subs among the native frames: named frames in their place */
   for (size_t i = 0; i < nnative && !r; i++) {
@@ -1134,14 +1137,14 @@ static int pl_walk(void *vmv, struct target *t, struct thread *th,
     const char *name = xs_name(vm, native, i, nnative, module, sizeof module);
     if (!name)
       continue;
-    struct vm_frame *v = vm_frames_push(out, i, VMF_NATIVE_SUB);
+    struct vm_frame *v = vm_frames_push(out, i, FK_NATIVE_SUB);
     if (!v) {
       r = -ENOMEM;
       break;
     }
-    fmt(v->func, sizeof v->func, "%s", name);
-    fmt(v->file, sizeof v->file, "%s", module);
-    v->cfunc = native[i].pc;
+    vm_frames_setf(out, &v->func, "%s", name);
+    vm_frames_setf(out, &v->file, "%s", module);
+    v->pc = native[i].pc;
   }
   /* grouped by anchor, innermost first (stable: the Perl frames of a run keep their order) */
   for (size_t a = first + 1; a < out->n; a++) {
@@ -1169,7 +1172,6 @@ static int pl_walk_running(void *vmv, struct target *t, struct thread *th,
 {
   struct pl_vm *vm = vmv;
   const struct pl_layout *lo = vm->lo;
-  out->runtime = "perl";
   int r = copy_stacks(vm, th);
   if (r == -ENOENT)
     return 0;
@@ -1195,6 +1197,11 @@ static int pl_walk_running(void *vmv, struct target *t, struct thread *th,
 extern const struct vm_runtime vm_runtime_perl;
 const struct vm_runtime vm_runtime_perl = {
   .name = "perl",
+  .alias = "perl-stack",
+  .only = "perl-only",
+  .noun = "Perl interpreter",
+  .lang = "Perl",
+  .caps = VM_CAP_NONBLOCKING,
   .probe = pl_probe,
   .capture = pl_capture,
   .walk = pl_walk,

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+struct vm_runtime;
+
 enum {
   EXIT_OK = 0,
   EXIT_PARTIAL = 1,
@@ -13,8 +15,8 @@ enum {
 };
 
 struct opts {
-  const char *prog;         /* vmstack, lua-stack, perl-stack */
-  const char *runtime;      /* runtime the alias is restricted to, or NULL */
+  const char *prog;         /* vmstack, or a runtime's alias (lua-stack, ...) */
+  const struct vm_runtime *rt;   /* the runtime the alias is restricted to, or NULL */
   pid_t pid;
   int json, native, locals, nonblocking, lines, vm_only, coroutines;
   long max_depth;

@@ -1,4 +1,4 @@
-/* The dump verb (and lua-stack / perl-stack): options, run, output, exit code. */
+/* The dump verb (and the runtimes' aliases, lua-stack ...): options, run, output, exit code. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -15,7 +15,7 @@ enum { OPT_MAX_DEPTH = 256, OPT_STACK_BYTES, OPT_NONBLOCKING, OPT_VM_ONLY, OPT_C
 
 static int parse(int argc, char **argv, struct opts *o)
 {
-  static const struct option lo[] = {
+  static const struct option base[] = {
     { "pid", required_argument, NULL, 'p' },
     { "json", no_argument, NULL, 'j' },
     { "native", no_argument, NULL, 'n' },
@@ -24,13 +24,19 @@ static int parse(int argc, char **argv, struct opts *o)
     { "nonblocking", no_argument, NULL, OPT_NONBLOCKING },
     { "max-depth", required_argument, NULL, OPT_MAX_DEPTH },
     { "stack-bytes", required_argument, NULL, OPT_STACK_BYTES },
-    { "lua-only", no_argument, NULL, OPT_VM_ONLY },
-    { "perl-only", no_argument, NULL, OPT_VM_ONLY },
     { "vm-only", no_argument, NULL, OPT_VM_ONLY },
     { "coroutines", no_argument, NULL, OPT_COROUTINES },
     { "help", no_argument, NULL, 'h' },
-    { NULL, 0, NULL, 0 },
   };
+  /* and each runtime's --X-only, from the registry */
+  struct option lo[sizeof base / sizeof *base + 16 + 1];
+  size_t nlo = sizeof base / sizeof *base;
+  memcpy(lo, base, sizeof base);
+  for (size_t i = 0; vm_runtimes[i] && nlo < sizeof lo / sizeof *lo - 1; i++)
+    if (vm_runtimes[i]->only)
+      lo[nlo++] = (struct option){ vm_runtimes[i]->only, no_argument, NULL, OPT_VM_ONLY };
+  lo[nlo] = (struct option){ NULL, 0, NULL, 0 };
+  const char *only = o->rt && o->rt->only ? o->rt->only : "vm-only";
   o->max_depth = UNWIND_DEPTH_DEFAULT;
   o->stack_bytes = UNWIND_CAPTURE_DEFAULT;
   optind = 1;
@@ -62,11 +68,9 @@ static int parse(int argc, char **argv, struct opts *o)
       }
       break;
     case 'h':
-      printf("Usage: %s%s -p PID [-j|--json] [-n|--native] [%s] [-s|--source] "
+      printf("Usage: %s%s -p PID [-j|--json] [-n|--native] [--%s] [-s|--source] "
              "[--max-depth N] [--stack-bytes N]\n(see vmstack --help for exit codes)\n",
-             o->prog, o->runtime ? "" : " dump",
-             !o->runtime ? "--vm-only" : !strcmp(o->runtime, "luajit") ? "--lua-only"
-                                                                      : "--perl-only");
+             o->prog, o->rt ? "" : " dump", only);
       return -1;
     default:
       return cli_opt_error(c, argv);
@@ -81,12 +85,16 @@ static int parse(int argc, char **argv, struct opts *o)
     return EXIT_USAGE;
   }
   if (o->locals) {
-    cli_error("--locals needs a VM runtime with local-variable support; none is built in");
-    return EXIT_USAGE;
+    size_t i = 0;
+    while (vm_runtimes[i] && !(vm_runtimes[i]->caps & VM_CAP_LOCALS))
+      i++;
+    if (!vm_runtimes[i] || (o->rt && !(o->rt->caps & VM_CAP_LOCALS))) {
+      cli_error("--locals: not supported for %s yet", o->rt ? o->rt->noun : "any runtime");
+      return EXIT_USAGE;
+    }
   }
   if (o->vm_only && o->native) {
-    cli_error("--native and --%s-only exclude each other", o->runtime && !strcmp(o->runtime,
-              "perl") ? "perl" : o->runtime ? "lua" : "vm");
+    cli_error("--native and --%s exclude each other", only);
     return EXIT_USAGE;
   }
   if (o->nonblocking) {
@@ -96,29 +104,11 @@ static int parse(int argc, char **argv, struct opts *o)
   return 0;
 }
 
-static int runtime_built_in(const char *name)
-{
-  for (size_t i = 0; vm_runtimes[i]; i++)
-    if (!strcmp(vm_runtimes[i]->name, name))
-      return 1;
-  return 0;
-}
-
-static const char *runtime_noun(const char *rt)
-{
-  return !strcmp(rt, "luajit") ? "Lua VM" : !strcmp(rt, "perl") ? "Perl interpreter" : rt;
-}
-
 int cmd_dump(int argc, char **argv, struct opts *o)
 {
   int r = parse(argc, argv, o);
   if (r)
     return r < 0 ? EXIT_OK : r;
-  if (o->runtime && !runtime_built_in(o->runtime)) {
-    cli_error("this build has no %s support yet; 'vmstack dump -p %d' shows native stacks",
-              o->runtime, (int)o->pid);
-    return EXIT_FATAL;
-  }
   struct target *t;
   r = target_open(o->pid, &t);
   if (r)
@@ -128,14 +118,14 @@ int cmd_dump(int argc, char **argv, struct opts *o)
     .stack_bytes = (size_t)o->stack_bytes,
     .lines = o->lines,
     .view = o->native ? VIEW_NATIVE : o->vm_only ? VIEW_VM : VIEW_MIXED,
-    .only_runtime = o->runtime,
+    .only_runtime = o->rt ? o->rt->name : NULL,
     .coroutines = o->coroutines,
   };
   struct dump_result res;
   r = dump_collect(t, &dopts, &res);
   int code = EXIT_OK;
   if (r == -VMS_E_NORUNTIME) {
-    cli_error("no %s found in process %d", runtime_noun(o->runtime), (int)o->pid);
+    cli_error("no %s found in process %d", o->rt ? o->rt->noun : "runtime", (int)o->pid);
     code = EXIT_FATAL;
   } else if (r == -VMS_E_UNSUPPORTED) {
     cli_error("unsupported: %s", res.runtime_err);

@@ -1,8 +1,10 @@
-/* vmstack entry point: verbs, and the lua-stack / perl-stack aliases chosen by argv[0]. */
+/* vmstack entry point: verbs, and the runtimes' aliases (lua-stack ...) chosen by argv[0]. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
+#include "vmstack/runtime.h"
+#include "vmstack/seams.h"
 #include "vmstack/target.h"
 
 #ifndef VMSTACK_VERSION
@@ -24,7 +26,7 @@ static const char usage[] =
   "  -p, --pid PID         target process (a thread id selects its process)\n"
   "  -j, --json            JSON instead of text\n"
   "  -n, --native          native frames only (no VM frames)\n"
-  "      --vm-only         VM frames only (lua-stack: --lua-only)\n"
+  "      --vm-only         VM frames only (and each alias's own, see below)\n"
   "      --coroutines      also the stacks of suspended coroutines\n"
   "  -s, --source          file:line of native frames from DWARF (the binary's own or\n"
   "                        a separate debug file); slower on large debug files\n"
@@ -46,8 +48,7 @@ static const char usage[] =
   "  -h, --help            this text\n"
   "  -V, --version         version\n"
   "\n"
-  "Aliases: lua-stack -p PID and perl-stack -p PID are dump limited to that runtime.\n"
-  "\n"
+  "@ALIASES@"
   "Exit status:\n"
   "  0   success\n"
   "  1   partial: some threads or frames could not be read\n"
@@ -57,6 +58,20 @@ static const char usage[] =
   "Needs ptrace rights over the target: root, CAP_SYS_PTRACE, or the same user when\n"
   "kernel.yama.ptrace_scope allows it. The target is never written to and never left\n"
   "stopped, also when vmstack is interrupted.\n";
+
+/* The usage text with the aliases of the runtimes built in. */
+static void print_usage(FILE *f)
+{
+  const char *at = strstr(usage, "@ALIASES@");
+  fwrite(usage, 1, (size_t)(at - usage), f);
+  fputs("Aliases (dump limited to one runtime):\n", f);
+  for (size_t i = 0; vm_runtimes[i]; i++)
+    if (vm_runtimes[i]->alias)
+      fprintf(f, "  %-22s%s stacks; --%s keeps only its frames\n",
+              vm_runtimes[i]->alias, vm_runtimes[i]->lang, vm_runtimes[i]->only);
+  fputs("\n", f);
+  fputs(at + strlen("@ALIASES@"), f);
+}
 
 static const char *base(const char *p)
 {
@@ -69,19 +84,21 @@ int main(int argc, char **argv)
   struct opts o = { .prog = "vmstack" };
   const char *b = base(argc > 0 ? argv[0] : "vmstack");
   target_guard_install();
-  if (!strcmp(b, "lua-stack") || !strcmp(b, "perl-stack")) {
-    o.prog = !strcmp(b, "lua-stack") ? "lua-stack" : "perl-stack";
-    o.runtime = !strcmp(b, "lua-stack") ? "luajit" : "perl";
+  seams_init();
+  const struct vm_runtime *rt = vm_runtime_by_alias(b);
+  if (rt) {
+    o.prog = rt->alias;
+    o.rt = rt;
     cli_set_progname(o.prog);
     return cmd_dump(argc, argv, &o);
   }
   if (argc < 2) {
-    fputs(usage, stderr);
+    print_usage(stderr);
     return EXIT_USAGE;
   }
   const char *verb = argv[1];
   if (!strcmp(verb, "-h") || !strcmp(verb, "--help") || !strcmp(verb, "help")) {
-    fputs(usage, stdout);
+    print_usage(stdout);
     return EXIT_OK;
   }
   if (!strcmp(verb, "-V") || !strcmp(verb, "--version")) {

@@ -299,7 +299,7 @@ int cmd_record(int argc, char **argv)
         cli_error("%s", line);
       }
       if (st.cut)
-        cli_error("%llu samples have their Lua frames but a native stack cut short",
+        cli_error("%llu samples have their VM frames but a native stack cut short",
                   (unsigned long long)st.cut);
       if (st.late * 10 > st.samples + 10)
         cli_error("warning: %llu samples came late: the rate of %g Hz could not be kept",

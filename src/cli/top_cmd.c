@@ -102,7 +102,7 @@ static int tick(void *arg, struct profile *p, const struct profile_stats *st)
     const struct row *r = &tp->rows[i];
     printf("%6.1f%% %6.1f%%  %s%s\n", tp->samples ? 100.0 * r->self / tp->samples : 0.0,
            tp->samples ? 100.0 * r->total / tp->samples : 0.0, r->name,
-           r->kind == PF_JIT ? " [jit]" : r->kind == PF_VM ? " [vm]" : "");
+           r->kind == FK_JIT ? " [jit]" : r->kind == FK_FUNCTION ? " [vm]" : "");
   }
   if (!tp->tty)
     putchar('\n');

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "vmstack/runtime.h"
 #include "vmstack/err.h"
 
 static const char *progname = "vmstack";
@@ -172,11 +173,18 @@ int cli_target_error(pid_t pid, int err)
   case VMS_E_GONE:
     cli_error("target %d exited while being read", (int)pid);
     return EXIT_FATAL;
-  case VMS_E_NONBLOCKING:
-    cli_error("--nonblocking: no runtime in process %d can be read without stopping it (Perl "
-              "can; LuaJIT keeps its running frame in registers and native stacks need a stop)",
-              (int)pid);
+  case VMS_E_NONBLOCKING: {
+    /* the runtimes that can, from the registry */
+    char can[128] = "";
+    size_t len = 0;
+    for (size_t i = 0; vm_runtimes[i]; i++)
+      if ((vm_runtimes[i]->caps & VM_CAP_NONBLOCKING) && len < sizeof can)
+        len += (size_t)snprintf(can + len, sizeof can - len, "%s%s", len ? ", " : "",
+                                vm_runtimes[i]->lang);
+    cli_error("--nonblocking: no runtime in process %d can be read without stopping it "
+              "(%s can; native stacks need a stop)", (int)pid, can[0] ? can : "none");
     return EXIT_USAGE;
+  }
   case EPERM:
   case EACCES:
     perm_hint(hint, sizeof hint);

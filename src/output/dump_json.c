@@ -8,23 +8,13 @@
 #include "vmstack/json.h"
 #include "vmstack/target.h"
 
-static const char *kind_name(enum frame_kind k)
+static const char *vm_kind_name(enum frame_kind k)
 {
   switch (k) {
-  case FRAME_VM: return "vm";
-  case FRAME_JIT: return "jit";
-  default: return "native";
-  }
-}
-
-static const char *vm_kind_name(enum vm_frame_kind k)
-{
-  switch (k) {
-  case VMF_LUA: return "function";
-  case VMF_NATIVE_SUB: return "native_sub";
-  case VMF_CFUNC: return "cfunc";
-  case VMF_BUILTIN: return "builtin";
-  case VMF_TRACE: return "trace";
+  case FK_FUNCTION: return "function";
+  case FK_NATIVE_SUB: return "native_sub";
+  case FK_CFUNC: return "cfunc";
+  case FK_BUILTIN: return "builtin";
   default: return "partial";
   }
 }
@@ -33,10 +23,10 @@ static void vm_json(FILE *f, size_t i, const struct out_frame *of)
 {
   const struct vm_frame *v = &of->vm;
   char name[512];
-  fprintf(f, "{\"index\":%zu,\"kind\":\"%s\",\"runtime\":", i, kind_name(of->kind));
+  fprintf(f, "{\"index\":%zu,\"kind\":\"vm\",\"runtime\":", i);
   json_str(f, of->runtime);
   fprintf(f, ",\"vm_kind\":\"%s\",\"name\":", vm_kind_name(v->kind));
-  if (v->kind == VMF_CFUNC) {
+  if (v->kind == FK_CFUNC) {
     symbolize_name(&of->si, of->pc, name, sizeof name);
     json_str(f, v->func[0] ? v->func : name);
     fputs(",\"function\":", f);
@@ -60,13 +50,13 @@ static void vm_json(FILE *f, size_t i, const struct out_frame *of)
 static void frame_json(FILE *f, size_t i, const struct out_frame *of)
 {
   char name[512];
-  if (of->kind != FRAME_NATIVE) {
+  if (of->kind != FK_NATIVE) {
     vm_json(f, i, of);
     return;
   }
   symbolize_name(&of->si, of->pc, name, sizeof name);
-  fprintf(f, "{\"index\":%zu,\"kind\":\"%s\",\"pc\":\"0x%" PRIx64 "\",\"name\":", i,
-          kind_name(of->kind), of->pc);
+  fprintf(f, "{\"index\":%zu,\"kind\":\"native\",\"pc\":\"0x%" PRIx64 "\",\"name\":", i,
+          of->pc);
   json_str(f, name);
   fputs(",\"function\":", f);
   json_str(f, of->si.func);
@@ -106,12 +96,25 @@ void dump_write_json(FILE *f, const struct target *t, const struct dump_result *
                                                                   : NULL);
     fputs(",\"walk_error_at\":", f);
     json_str(f, ts->walk_where[0] ? ts->walk_where + 1 : NULL);
+    /* the innermost runtime here, every one in "runtimes" */
+    const struct thread_vm *tv = ts->nvms ? &ts->vms[0] : NULL;
     fputs(",\"runtime\":", f);
-    json_str(f, ts->runtime);
+    json_str(f, tv ? tv->runtime : NULL);
     fputs(",\"vm_state\":", f);
-    json_str(f, ts->vm_state[0] ? ts->vm_state : NULL);
+    json_str(f, tv && tv->state[0] ? tv->state : NULL);
     fputs(",\"vm_error\":", f);
-    json_str(f, ts->vm_err ? vms_strerror(ts->vm_err) : NULL);
+    json_str(f, tv && tv->err ? vms_strerror(tv->err) : NULL);
+    fputs(",\"runtimes\":[", f);
+    for (size_t k = 0; k < ts->nvms; k++) {
+      fputs(k ? ",{\"name\":" : "{\"name\":", f);
+      json_str(f, ts->vms[k].runtime);
+      fputs(",\"state\":", f);
+      json_str(f, ts->vms[k].state[0] ? ts->vms[k].state : NULL);
+      fputs(",\"error\":", f);
+      json_str(f, ts->vms[k].err ? vms_strerror(ts->vms[k].err) : NULL);
+      putc('}', f);
+    }
+    putc(']', f);
     fputs(",\"frames\":[", f);
     for (size_t j = 0; j < ts->n; j++) {
       if (j)
@@ -126,12 +129,13 @@ void dump_write_json(FILE *f, const struct target *t, const struct dump_result *
     fprintf(f, "%s\n{\"id\":\"0x%" PRIx64 "\",\"state\":", i ? "," : "", co->id);
     json_str(f, co->state);
     fputs(",\"runtime\":", f);
-    json_str(f, res->coros_runtime);
+    json_str(f, res->coros.runtime);
     fputs(",\"vm_error\":", f);
     json_str(f, co->vf.err ? vms_strerror(co->vf.err) : NULL);
     fputs(",\"frames\":[", f);
     for (size_t j = 0; j < co->vf.n; j++) {
-      struct out_frame of = { .kind = FRAME_VM, .runtime = co->vf.runtime, .vm = co->vf.v[j] };
+      struct out_frame of = { .kind = co->vf.v[j].kind, .runtime = co->vf.runtime,
+                              .vm = co->vf.v[j] };
       if (j)
         putc(',', f);
       vm_json(f, j, &of);

@@ -12,14 +12,14 @@ static void vm_line(FILE *f, size_t i, const struct out_frame *of)
   const struct vm_frame *v = &of->vm;
   char name[512];
   fprintf(f, "  #%-2zu ", i);
-  if (v->kind == VMF_CFUNC && v->func[0]) {
+  if (v->kind == FK_CFUNC && v->func[0]) {
     /* the VM's name, then the symbol and module when there is one */
     fprintf(f, "%s", v->func);
     if (of->si.func)
       fprintf(f, " (%s, %s)", of->si.func, of->si.module ? of->si.module : "?");
     else if (of->si.module)
       fprintf(f, " (%s)", of->si.module);
-  } else if (v->kind == VMF_CFUNC) {
+  } else if (v->kind == FK_CFUNC) {
     symbolize_name(&of->si, of->pc, name, sizeof name);
     fprintf(f, "%s", name);
     if (of->si.module && of->si.func)
@@ -39,7 +39,7 @@ static void vm_line(FILE *f, size_t i, const struct out_frame *of)
 static void frame_line(FILE *f, size_t i, const struct out_frame *of)
 {
   char name[512];
-  if (of->kind != FRAME_NATIVE) {
+  if (of->kind != FK_NATIVE) {
     vm_line(f, i, of);
     return;
   }
@@ -68,8 +68,9 @@ void dump_write_text(FILE *f, const struct target *t, const struct dump_result *
     const struct thread_stack *ts = &res->threads[i];
     fprintf(f, "Thread %d \"%s\" (%s", (int)ts->tid, ts->name,
             ts->err == -ESRCH ? "exited" : target_state_name(ts->state));
-    if (ts->runtime)
-      fprintf(f, ", %s%s%s", ts->runtime, ts->vm_state[0] ? ": " : "", ts->vm_state);
+    for (size_t k = 0; k < ts->nvms; k++)
+      fprintf(f, "%s%s%s%s", k ? "; " : ", ", ts->vms[k].runtime,
+              ts->vms[k].state[0] ? ": " : "", ts->vms[k].state);
     putc(')', f);
     if (ts->nstid && ts->nstid != ts->tid)
       fprintf(f, " [tid %d in its namespace]", (int)ts->nstid);
@@ -78,8 +79,12 @@ void dump_write_text(FILE *f, const struct target *t, const struct dump_result *
       fprintf(f, "  (not read: %s)\n", vms_strerror(ts->err));
     for (size_t j = 0; j < ts->n; j++)
       frame_line(f, j, &ts->frames[j]);
-    if (ts->vm_err)
-      fprintf(f, "  (VM walk stopped: %s)\n", vms_strerror(ts->vm_err));
+    for (size_t k = 0; k < ts->nvms; k++)
+      if (ts->vms[k].err && ts->nvms > 1)
+        fprintf(f, "  (%s walk stopped: %s)\n", ts->vms[k].runtime,
+                vms_strerror(ts->vms[k].err));
+      else if (ts->vms[k].err)
+        fprintf(f, "  (VM walk stopped: %s)\n", vms_strerror(ts->vms[k].err));
     if (ts->walk_err == -VMS_E_TRUNCATED)
       fprintf(f, "  (truncated at %zu frames; raise --max-depth)\n", ts->n);
     else if (ts->walk_err)
@@ -89,9 +94,10 @@ void dump_write_text(FILE *f, const struct target *t, const struct dump_result *
   }
   for (size_t i = 0; i < res->coros.n; i++) {
     const struct vm_coroutine *co = &res->coros.v[i];
-    fprintf(f, "\nCoroutine 0x%" PRIx64 " (%s, %s)\n", co->id, co->state, res->coros_runtime);
+    fprintf(f, "\nCoroutine 0x%" PRIx64 " (%s, %s)\n", co->id, co->state, res->coros.runtime);
     for (size_t j = 0; j < co->vf.n; j++) {
-      struct out_frame of = { .kind = FRAME_VM, .runtime = co->vf.runtime, .vm = co->vf.v[j] };
+      struct out_frame of = { .kind = co->vf.v[j].kind, .runtime = co->vf.runtime,
+                              .vm = co->vf.v[j] };
       vm_line(f, j, &of);
     }
     if (co->vf.err)

@@ -108,10 +108,10 @@ static void colour(const struct node *nd, char *buf, size_t cap)
     h = (h ^ (unsigned char)*s) * 16777619u;
   unsigned a = h % 55, b = (h >> 8) % 80;
   switch (nd->kind) {
-  case PF_VM: snprintf(buf, cap, "rgb(%u,%u,%u)", 60 + a, 170 + b / 2, 60 + a); break;
-  case PF_JIT: snprintf(buf, cap, "rgb(%u,%u,%u)", 60 + a, 190 + b / 3, 200 + a / 2); break;
-  case PF_THREAD: snprintf(buf, cap, "rgb(%u,%u,%u)", 160 + a, 160 + a, 170 + a); break;
-  case PF_PROCESS: snprintf(buf, cap, "rgb(%u,%u,%u)", 140 + a, 150 + a, 190 + a); break;
+  case FK_FUNCTION: snprintf(buf, cap, "rgb(%u,%u,%u)", 60 + a, 170 + b / 2, 60 + a); break;
+  case FK_JIT: snprintf(buf, cap, "rgb(%u,%u,%u)", 60 + a, 190 + b / 3, 200 + a / 2); break;
+  case FK_THREAD: snprintf(buf, cap, "rgb(%u,%u,%u)", 160 + a, 160 + a, 170 + a); break;
+  case FK_PROCESS: snprintf(buf, cap, "rgb(%u,%u,%u)", 140 + a, 150 + a, 190 + a); break;
   default: snprintf(buf, cap, "rgb(%u,%u,%u)", 200 + a, 80 + b, 40 + a / 2);
   }
 }
@@ -213,7 +213,7 @@ int output_flamegraph(FILE *f, struct profile *p, const struct profile_meta *m)
 {
   const char *title = m->title, *subtitle = m->subtitle;
   struct tree t = { 0 };
-  int r = (int)new_node(&t, "all", PF_THREAD);
+  int r = (int)new_node(&t, "all", FK_THREAD);
   if (r >= 0)
     r = profile_each(p, m->with_threads, add, &t);
   if (r < 0)

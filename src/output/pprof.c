@@ -112,7 +112,7 @@ static int add(void *arg, const char *const *names, const uint8_t *kinds, size_t
   struct pp *pp = arg;
   /* the process (when following children) and the thread become labels */
   int pid = pp->pid;
-  if (n && kinds[0] == PF_PROCESS) {
+  if (n && kinds[0] == FK_PROCESS) {
     const char *s = strstr(names[0], "(pid ");
     if (s)
       pid = (int)strtol(s + 5, NULL, 10);
@@ -120,7 +120,7 @@ static int add(void *arg, const char *const *names, const uint8_t *kinds, size_t
     kinds++;
     n--;
   }
-  size_t first = n && kinds[0] == PF_THREAD ? 1 : 0;
+  size_t first = n && kinds[0] == FK_THREAD ? 1 : 0;
   /* location ids, leaf first */
   for (size_t i = n; i-- > first;) {
     char key[600];
@@ -182,7 +182,7 @@ int output_pprof(FILE *f, struct profile *p, const struct profile_meta *m)
     snprintf(name, sizeof name, "%s", sep + 1);
     const char *file = "";
     long line = 0;
-    char *at = kind == PF_VM || kind == PF_JIT ? strrchr(name, '@') : NULL;
+    char *at = kind == FK_FUNCTION || kind == FK_JIT ? strrchr(name, '@') : NULL;
     if (at) {
       /* Lua "func@file:line": function func in file, at line */
       *at = 0;

@@ -68,12 +68,12 @@ static int add(void *arg, const char *const *names, const uint8_t *kinds, size_t
   struct ss *s = arg;
   /* one profile per thread: thread names carry their id, unique in the system, so the
    * process frame above them (when following children) is left out */
-  if (n && kinds[0] == PF_PROCESS) {
+  if (n && kinds[0] == FK_PROCESS) {
     names++;
     kinds++;
     n--;
   }
-  if (!n || kinds[0] != PF_THREAD)
+  if (!n || kinds[0] != FK_THREAD)
     return 0;
   size_t th = 0;
   while (th < s->nthreads && strcmp(s->threads[th], names[0]))
@@ -107,7 +107,7 @@ static int add(void *arg, const char *const *names, const uint8_t *kinds, size_t
 /* A VM frame is "func@file:line": split it for speedscope's name/file/line. */
 static void frame_json(FILE *f, const struct sframe *fr)
 {
-  char *at = fr->kind == PF_VM || fr->kind == PF_JIT ? strrchr(fr->name, '@') : NULL;
+  char *at = fr->kind == FK_FUNCTION || fr->kind == FK_JIT ? strrchr(fr->name, '@') : NULL;
   if (!at) {
     fputs("{\"name\":", f);
     json_str(f, fr->name);

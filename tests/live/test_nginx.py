@@ -348,7 +348,7 @@ def case_load():
         print("%s; %d of %d samples in the handler; Lua leaves: %s" % (
             rc.stderr.strip(), with_handler, samples, top))
         assert errors * 100 <= samples, rc.stderr
-        cut = re.search(r"(\d+) samples have their Lua frames but a native stack cut short",
+        cut = re.search(r"(\d+) samples have their VM frames but a native stack cut short",
                         rc.stderr)
         assert not cut or int(cut.group(1)) * 100 <= samples, rc.stderr
         assert top and handler in top[0][0], top
