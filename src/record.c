@@ -402,6 +402,7 @@ static uint64_t vm_root_key(struct rproc *pr, const struct dump_walk *w,
   uint64_t key = 0;
   symbolize(pr->t->maps, v->cfunc, 1, 0, &si);
   uint64_t proc = (uint64_t)pr->idx << PROC_SHIFT;
+  int sure = !!si.func || !w->err;   /* the stack below was read to its end */
   for (size_t i = v->anchor + 1; !si.func && i < w->n; i++) {
     const struct frame *f = &w->fr[i];
     struct sym_info fi;
@@ -413,10 +414,12 @@ static uint64_t vm_root_key(struct rproc *pr, const struct dump_walk *w,
       key = k;
     if (!strcmp(fi.func, "main")) {
       key = k;
+      sure = 1;
       break;
     }
   }
-  if (pr->nroot < sizeof pr->root_cf / sizeof *pr->root_cf) {
+  /* kept for the function when it is sure (a stack cut short may not show main yet) */
+  if (sure && pr->nroot < sizeof pr->root_cf / sizeof *pr->root_cf) {
     pr->root_cf[pr->nroot] = v->cfunc;
     pr->root_key[pr->nroot++] = key;
   }
@@ -437,7 +440,7 @@ static int keys_of(struct rec *rc, struct rproc *pr, const struct thread *th,
       const struct vm_frame *v = &w->vf.v[pk[i].idx];
       if (v->kind == VMF_CFUNC && !v->func[0]) {
         uint64_t root = 0;
-        if (rc->o->view == VIEW_VM && pk[i].idx == w->vf.n - 1)
+        if (rc->o->view == VIEW_VM && pk[i].idx == w->vf.n - 1 && !w->vf.err)
           root = vm_root_key(pr, w, v);
         keys[n++] = root ? root : (v->cfunc & PC_MASK) | proc | KEY_EXACT;
         continue;
@@ -455,6 +458,12 @@ static int keys_of(struct rec *rc, struct rproc *pr, const struct thread *th,
       keys[n++] = (f->pc & PC_MASK) | proc | (f->flags & FRAME_F_EXACT ? KEY_EXACT : 0);
     }
   }
+  /* VM view, frames not placed in the native stack (it ended early): the walk gave the
+   * innermost Lua frames only; they go under the root the others have (one known) */
+  const struct vm_frame *last = m && pk[m - 1].vm ? &w->vf.v[pk[m - 1].idx] : NULL;
+  if (rc->o->view == VIEW_VM && last && last->anchor >= w->n &&
+      !(last->kind == VMF_CFUNC && !last->func[0]) && pr->nroot == 1 && pr->root_key[0])
+    keys[n++] = pr->root_key[0];
   /* the thread at the root, always: per-thread outputs need it, the others drop it; and
    * above it the process when following children */
   snprintf(buf, sizeof buf, "%s-%d", th->name, (int)th->tid);

@@ -539,7 +539,8 @@ static int walk_segment(struct lj_vm *vm, const struct lstack *s, struct cursor 
         uint8_t cb[64];
         struct proto cp;
         char nm[STR_MAX];
-        if (!mem_read(vm->t->mem, cfn, cb, lo->fn.lsize) && cb[lo->fn.ffid] == lo->ff_lua &&
+        if (lo->fn.lsize <= sizeof cb && !mem_read(vm->t->mem, cfn, cb, lo->fn.lsize) &&
+            cb[lo->fn.ffid] == lo->ff_lua &&
             !read_proto(vm, rd(cb, lo->fn.pc, lo->mref_size) - lo->pt.size, &cp) &&
             !func_name(vm, &cp, cpc, nm, sizeof nm))
           fmt(vf->func, sizeof vf->func, "%s", nm);
@@ -718,11 +719,13 @@ int lj_coroutines(void *vmv, struct target *t, struct vm_coroutines *out)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     uint64_t mark = obj;
     size_t power = 1;
+    int walked = 0;   /* a coroutine's stack was read since the clock was looked at */
     for (size_t n = 0; obj; n++) {
       uint8_t h[16];
       if (n > GCOBJ_MAX)
         return out->err = -VMS_E_TRUNCATED;
-      if (!(n & 4095)) {
+      if (!(n & 4095) || walked) {
+        walked = 0;
         clock_gettime(CLOCK_MONOTONIC, &tn);
         if ((tn.tv_sec - t0.tv_sec) * 1000 + (tn.tv_nsec - t0.tv_nsec) / 1000000 > COROS_MS)
           return out->err = -VMS_E_TRUNCATED;
@@ -746,6 +749,7 @@ int lj_coroutines(void *vmv, struct target *t, struct vm_coroutines *out)
           fmt(co->state, sizeof co->state, "suspended");
           co->vf.runtime = "luajit";
           co->vf.err = walk_suspended(vm, obj, &co->vf);
+          walked = 1;
         }
       }
       if (next == obj)
