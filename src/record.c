@@ -373,6 +373,7 @@ static uint64_t vm_root_key(struct rproc *pr, const struct dump_walk *w,
   uint64_t key = 0;
   symbolize(pr->t->maps, v->pc, 1, 0, &si);
   uint64_t proc = (uint64_t)pr->idx << PROC_SHIFT;
+  int sure = !!si.func || !w->err;   /* the stack below was read to its end */
   for (size_t i = v->anchor + 1; !si.func && i < w->n; i++) {
     const struct frame *f = &w->fr[i];
     struct sym_info fi;
@@ -384,10 +385,12 @@ static uint64_t vm_root_key(struct rproc *pr, const struct dump_walk *w,
       key = k;
     if (!strcmp(fi.func, "main")) {
       key = k;
+      sure = 1;
       break;
     }
   }
-  if (pr->nroot < sizeof pr->root_cf / sizeof *pr->root_cf) {
+  /* kept for the function when it is sure (a stack cut short may not show main yet) */
+  if (sure && pr->nroot < sizeof pr->root_cf / sizeof *pr->root_cf) {
     pr->root_cf[pr->nroot] = v->pc;
     pr->root_key[pr->nroot++] = key;
   }
@@ -410,7 +413,7 @@ static int keys_of(struct rec *rc, struct rproc *pr, const struct thread *th,
       const struct vm_frame *v = &w->vf[pk[i].list].v[pk[i].idx];
       if (v->kind == FK_CFUNC && !v->func[0]) {
         uint64_t rk = 0;
-        if (rc->o->view == VIEW_VM && i == root)
+        if (rc->o->view == VIEW_VM && i == root && !w->vf[pk[i].list].err)
           rk = vm_root_key(pr, w, v);
         keys[n++] = rk ? rk : (v->pc & PC_MASK) | proc | KEY_EXACT;
         continue;
@@ -428,6 +431,13 @@ static int keys_of(struct rec *rc, struct rproc *pr, const struct thread *th,
       keys[n++] = (f->pc & PC_MASK) | proc | (f->flags & FRAME_F_EXACT ? KEY_EXACT : 0);
     }
   }
+  /* VM view, frames not placed in the native stack (it ended early): the walk gave the
+   * innermost Lua frames only; they go under the root the others have (one known) */
+  const struct vm_frame *last = m && pk[m - 1].vm ? &w->vf[pk[m - 1].list].v[pk[m - 1].idx]
+                                                 : NULL;
+  if (rc->o->view == VIEW_VM && last && last->anchor >= w->n &&
+      !(last->kind == FK_CFUNC && !last->func[0]) && pr->nroot == 1 && pr->root_key[0])
+    keys[n++] = pr->root_key[0];
   /* the thread at the root, always: per-thread outputs need it, the others drop it; and
    * above it the process when following children */
   snprintf(buf, sizeof buf, "%s-%d", th->name, (int)th->tid);

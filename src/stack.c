@@ -5,11 +5,32 @@
 #include "vmstack/stack.h"
 #include "vmstack/unwind.h"
 
+#define CFUNC_SPAN 0x10000   /* a C function's code: this far from its entry at most */
+
+/* The VM frame first in segment `anchor` of any list when it is a C function the VM names
+ * and native frame anchor - 1 (the frame above the VM's) lies in its code: that native
+ * frame is the C function itself ("cjson.encode" rather than "[libcjson.so+0x45d0]"). */
+static int names_native_above(const struct frame *fr, const struct vm_frames *vf, size_t nvf,
+                              size_t anchor)
+{
+  if (!anchor)
+    return 0;
+  for (size_t l = 0; l < nvf; l++)
+    for (size_t j = 0; j < vf[l].n; j++)
+      if (vf[l].v[j].anchor == anchor) {
+        const struct vm_frame *v = &vf[l].v[j];
+        uint64_t pc = fr[anchor - 1].pc;
+        if (v->kind == FK_CFUNC && v->func[0] && pc >= v->pc && pc - v->pc < CFUNC_SPAN)
+          return 1;
+        break;
+      }
+  return 0;
+}
+
 size_t stack_pick(const struct frame *fr, size_t n, const struct vm_frames *vf, size_t nvf,
                   enum stack_view view, struct pick *out)
 {
   size_t m = 0;
-  (void)fr;
   /* each list's frames come grouped by anchor, innermost first; k[l]: the next of list l */
   size_t k[16] = { 0 };
   if (nvf > sizeof k / sizeof *k)
@@ -38,8 +59,10 @@ size_t stack_pick(const struct frame *fr, size_t n, const struct vm_frames *vf, 
         replaced = 1;
         if (view == VIEW_NATIVE)
           break;
-        /* in the mixed view a segment's leaf C function is the native frame above already */
-        if (v->kind == FK_CFUNC && view == VIEW_MIXED && i > 0 && j == k[l])
+        /* in the mixed view a segment's leaf C function is the native frame above
+         * already (unless the VM names it: then it takes that frame's place) */
+        if (v->kind == FK_CFUNC && view == VIEW_MIXED && i > 0 && j == k[l] &&
+            !names_native_above(fr, vf, nvf, i))
           continue;
         out[m++] = (struct pick){ 1, (unsigned)l, j };
       }
@@ -47,6 +70,8 @@ size_t stack_pick(const struct frame *fr, size_t n, const struct vm_frames *vf, 
         k[l]++;
     }
     if (replaced && view != VIEW_NATIVE)
+      continue;
+    if (view != VIEW_NATIVE && i + 1 < n && names_native_above(fr, vf, nvf, i + 1))
       continue;
     /* VM view: only the native frames above the innermost VM segment (the leaf C) */
     if (view == VIEW_VM && innermost != SIZE_MAX && (unplaced || i > innermost))

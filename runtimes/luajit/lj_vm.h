@@ -79,6 +79,7 @@ struct lj_vm {
   int layout_bad;
   uint64_t maps_reloaded_ms;   /* when trace_step last read the maps again */
   uint64_t scanned[16];    /* global_States found by scanning (for traces without GC64) */
+  uint64_t scanned_ms;      /* when the last scan found none */
   size_t nscanned;         /* 0: not scanned yet; (size_t)-1: scanned, none */          /* a G was found whose dispatch table is not where the layout
                               says: the layout does not fit this build */
   char desc[256];

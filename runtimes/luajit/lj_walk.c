@@ -721,11 +721,13 @@ int lj_coroutines(void *vmv, struct target *t, struct vm_coroutines *out)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     uint64_t mark = obj;
     size_t power = 1;
+    int walked = 0;   /* a coroutine's stack was read since the clock was looked at */
     for (size_t n = 0; obj; n++) {
       uint8_t h[16];
       if (n > GCOBJ_MAX)
         return out->err = -VMS_E_TRUNCATED;
-      if (!(n & 4095)) {
+      if (!(n & 4095) || walked) {
+        walked = 0;
         clock_gettime(CLOCK_MONOTONIC, &tn);
         if ((tn.tv_sec - t0.tv_sec) * 1000 + (tn.tv_nsec - t0.tv_nsec) / 1000000 > COROS_MS)
           return out->err = -VMS_E_TRUNCATED;
@@ -748,6 +750,7 @@ int lj_coroutines(void *vmv, struct target *t, struct vm_coroutines *out)
           co->id = obj;
           fmt(co->state, sizeof co->state, "suspended");
           co->vf.err = walk_suspended(vm, obj, &co->vf);
+          walked = 1;
         }
       }
       if (next == obj)

@@ -235,7 +235,10 @@ size_t lj_scan_G(struct lj_vm *vm, uint64_t *ret_G, size_t max)
         run = buf[k] >= vm->vm_start && buf[k] < vm->vm_end ? run + 1 : 0;
         if (run == need) {
           uint64_t G = a + (k + 1 - need) * 8 - lo->gg.g2disp;
-          if (found < max && lj_check_G(vm, G))
+          int dup = 0;   /* (chunks overlap: a table at a chunk's end is met twice) */
+          for (size_t d = 0; d < found; d++)
+            dup |= ret_G[d] == G;
+          if (!dup && found < max && lj_check_G(vm, G))
             ret_G[found++] = G;
         }
       }
@@ -454,7 +457,9 @@ static int trace_by_addr(struct lj_vm *vm, uint64_t G, uint64_t ip, struct lj_tr
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    if (pass || (vm->tc.G == G && (vm->tc.rebuilt || now - vm->tc.built_ms < 50)))
+    /* (at most once per walk and every 50 ms, whichever G is asked for: with several
+     * VMs in a process every lookup would read all traces again) */
+    if (pass || vm->tc.rebuilt || (vm->tc.built_ms && now - vm->tc.built_ms < 50))
       return 0;
     vm->tc.built_ms = now;
     if (traces_build(vm, G))
@@ -572,7 +577,12 @@ static int jit_frame(struct lj_vm *vm, struct unwind_ctx *ctx, struct unwind_reg
     return 1;
   if (vm->G && vm->G != vm->snap.G && jit_frame_G(vm, ctx, r, vm->G, in_vm))
     return 1;
-  if (!vm->nscanned) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+  if (!vm->nscanned || (vm->nscanned == (size_t)-1 && now - vm->scanned_ms >= 1000)) {
+    /* (none found: looked for again at most every second, the VM may start later) */
+    vm->scanned_ms = now;
     vm->nscanned = lj_scan_G(vm, vm->scanned, sizeof vm->scanned / sizeof *vm->scanned);
     if (!vm->nscanned)
       vm->nscanned = (size_t)-1;

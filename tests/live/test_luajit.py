@@ -296,7 +296,7 @@ def case_record_mix():
 
 
 def case_record_jp():
-    """record against LuaJIT's own profiler in the same run: luajit -jp=l samples the mix
+    """record against LuaJIT's own profiler in the same run: luajit -jp=lm0 samples the mix
     (table builder, string renderer, FFI calls) from inside while record samples it from
     outside; each work function's share (by its lines) agrees within 4 points."""
     import tempfile
@@ -310,7 +310,7 @@ def case_record_jp():
     if os.path.isdir(os.path.join(here, "jit")):   # a build in its source tree
         env["LUA_PATH"] = os.path.join(here, "?.lua") + ";;"
     with open(jp, "w") as jpf:
-        p = start([luajit(), "-jp=l", STATES, "{fd}", "jp", "14"], stdin=subprocess.DEVNULL,
+        p = start([luajit(), "-jp=lm0", STATES, "{fd}", "jp", "14"], stdin=subprocess.DEVNULL,
                   stdout=jpf, env=env)
     try:
         out = os.path.join(tmp, "p.folded")
@@ -376,6 +376,38 @@ def case_blocked():
     finally:
         os.close(r)
         os.close(w)
+
+
+def case_cmodule_names():
+    """A function of a stripped Lua C module (vmcmod.so) spinning in C: it has no symbol,
+    so the mixed view shows it by its package.loaded name in place of its native frame
+    ([vmcmod.so+0x...]), then its Lua caller at the call line; --lua-only the same."""
+    cmod = os.environ.get("CMOD_DIR")
+    if not cmod or not os.path.exists(os.path.join(cmod, "vmcmod.so")):
+        raise Skip("vmcmod.so not built")
+    src = ("package.cpath = %r .. '/?.so;' .. package.cpath\n"
+           "local m = require 'vmcmod'\n"
+           "local function caller(fd) m.burn(fd) end\n"
+           "caller(tonumber(arg[1]))\n") % cmod
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="vmstack-cmod-")
+    script = os.path.join(tmp, "cmod.lua")
+    with open(script, "w") as f:
+        f.write(src)
+    p = start([luajit(), script, "{fd}"], stdin=subprocess.DEVNULL)
+    try:
+        for extra in ((), ("--lua-only",)):
+            rc, doc, err = dump_json(p.pid, *extra)
+            assert rc == 0, err
+            fr = doc["threads"][0]["frames"]
+            got = [(f["kind"], f["name"], f.get("vm_kind"), f.get("line")) for f in fr[:3]]
+            assert got == [("vm", "vmcmod.burn", "cfunc", None), ("vm", "caller", "function", 3),
+                           ("vm", "main chunk", "function", 4)], (extra, got)
+            assert fr[0]["module"] == "vmcmod.so", fr[0]
+        assert_running(p.pid)
+    finally:
+        stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def case_builtin_names():
