@@ -5,7 +5,7 @@ DEPS := gcc pkg-config meson ninja-build libunwind-dev libelf-dev libdw-dev \
         libcapstone-dev zlib1g-dev python3 binutils util-linux gdb luajit libluajit-5.1-dev dpkg-dev make chromium \
         libperl-dev libdevel-nytprof-perl perltidy wrk
 
-.PHONY: deps build demo check bench clean
+.PHONY: deps build demo check check-asan bench clean
 
 deps:
 	@if ! dpkg -s $(DEPS) >/dev/null 2>&1; then \
@@ -22,6 +22,12 @@ demo: build
 
 check: build
 	meson test -C $(BUILD) --print-errorlogs
+
+# the unit, dump and garbage suites under ASan + UBSan, in their own build directory
+check-asan: deps
+	[ -f $(BUILD)-asan/build.ninja ] || meson setup $(BUILD)-asan -Db_sanitize=address,undefined -Db_lundef=false
+	ninja -C $(BUILD)-asan
+	meson test -C $(BUILD)-asan --setup=asan --print-errorlogs
 
 bench: build
 	bench/run

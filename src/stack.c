@@ -9,9 +9,9 @@
 
 /* The VM frame first in segment `anchor` of any list when it is a C function the VM names
  * and native frame anchor - 1 (the frame above the VM's) lies in its code: that native
- * frame is the C function itself ("cjson.encode" rather than "[libcjson.so+0x45d0]"). */
-static int names_native_above(const struct frame *fr, const struct vm_frames *vf, size_t nvf,
-                              size_t anchor)
+ * frame is the C function itself. Returns 1 + its index, with its list in *ret_list; 0. */
+static size_t named_above(const struct frame *fr, const struct vm_frames *vf, size_t nvf,
+                          size_t anchor, unsigned *ret_list)
 {
   if (!anchor)
     return 0;
@@ -20,8 +20,10 @@ static int names_native_above(const struct frame *fr, const struct vm_frames *vf
       if (vf[l].v[j].anchor == anchor) {
         const struct vm_frame *v = &vf[l].v[j];
         uint64_t pc = fr[anchor - 1].pc;
-        if (v->kind == FK_CFUNC && v->func[0] && pc >= v->pc && pc - v->pc < CFUNC_SPAN)
-          return 1;
+        if (v->kind == FK_CFUNC && v->func[0] && pc >= v->pc && pc - v->pc < CFUNC_SPAN) {
+          *ret_list = (unsigned)l;
+          return j + 1;
+        }
         break;
       }
   return 0;
@@ -46,7 +48,7 @@ size_t stack_pick(const struct frame *fr, size_t n, const struct vm_frames *vf, 
     for (size_t l = 0; l < nvf; l++)
       for (size_t j = 0; j < vf[l].n; j++)
         if (vf[l].v[j].anchor >= n) {
-          out[m++] = (struct pick){ 1, (unsigned)l, j };
+          out[m++] = (struct pick){ 1, (unsigned)l, j, 0 };
           unplaced = 1;
         }
   for (size_t i = 0; i < n; i++) {
@@ -59,24 +61,25 @@ size_t stack_pick(const struct frame *fr, size_t n, const struct vm_frames *vf, 
         replaced = 1;
         if (view == VIEW_NATIVE)
           break;
-        /* in the mixed view a segment's leaf C function is the native frame above
-         * already (unless the VM names it: then it takes that frame's place) */
-        if (v->kind == FK_CFUNC && view == VIEW_MIXED && i > 0 && j == k[l] &&
-            !names_native_above(fr, vf, nvf, i))
+        /* in the mixed view a segment's leaf C function is the native frame above already
+         * (which is named after it when it has no symbol: named_by) */
+        if (v->kind == FK_CFUNC && view == VIEW_MIXED && i > 0 && j == k[l])
           continue;
-        out[m++] = (struct pick){ 1, (unsigned)l, j };
+        out[m++] = (struct pick){ 1, (unsigned)l, j, 0 };
       }
       while (k[l] < vf[l].n && vf[l].v[k[l]].anchor <= i)
         k[l]++;
     }
     if (replaced && view != VIEW_NATIVE)
       continue;
-    if (view != VIEW_NATIVE && i + 1 < n && names_native_above(fr, vf, nvf, i + 1))
-      continue;
     /* VM view: only the native frames above the innermost VM segment (the leaf C) */
     if (view == VIEW_VM && innermost != SIZE_MAX && (unplaced || i > innermost))
       continue;
-    out[m++] = (struct pick){ 0, 0, i };
+    unsigned nl = 0;
+    size_t nb = view != VIEW_NATIVE && i + 1 < n ? named_above(fr, vf, nvf, i + 1, &nl) : 0;
+    /* VM view: the C function is there as the VM frame already; its own native frame
+     * goes when it has nothing more to say (no symbol: the consumer drops it) */
+    out[m++] = (struct pick){ 0, nl, i, nb };
   }
   return m;
 }

@@ -17,6 +17,9 @@ struct pick {
   int vm;         /* 1: vf[list].v[idx]; 0: native frame idx */
   unsigned list;
   size_t idx;
+  /* native frames: 1 + the index in vf[list] of the C function the VM names that this
+   * frame is in (0: none); a consumer shows that name when the frame has no symbol */
+  size_t named_by;
 };
 
 /* Fill out (room for n + the VM frames of every list) with the frames the view shows, from

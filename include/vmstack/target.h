@@ -1,4 +1,6 @@
-/* Target process control: threads, ptrace stop/resume, and a detach that always happens. */
+/* Targets: threads, stop/resume, registers, memory and maps of a process, whatever kind of
+ * target provides them (a live process through ptrace now), and a detach that always
+ * happens. */
 #ifndef VMSTACK_TARGET_H
 #define VMSTACK_TARGET_H
 
@@ -8,6 +10,7 @@
 
 struct mem;
 struct maps;
+struct target_ops;
 
 struct thread {
   pid_t tid;
@@ -23,6 +26,7 @@ struct thread {
 };
 
 struct target {
+  const struct target_ops *ops;   /* its kind (src/target/target_ops.h) */
   pid_t pid;
   pid_t nspid;             /* pid inside its own namespace (== pid when the same) */
   char comm[17];
@@ -37,8 +41,8 @@ struct target {
   int exec_seen;           /* an exec happened (set when it is reported; the caller clears) */
 };
 
-/* Check the process (exists, not a kernel thread or zombie, not traced), read its name,
- * threads and maps, and open its memory. Nothing is attached yet. */
+/* A live process: check it (exists, not a kernel thread or zombie, not traced), read its
+ * name, threads and maps, and open its memory. Nothing is attached yet. */
 int target_open(pid_t pid, struct target **ret_t);
 /* Re-read /proc/PID/task: threads that appeared are added, gone ones are marked. */
 int target_refresh_threads(struct target *t);

@@ -12,6 +12,7 @@
 #include "lj_vm.h"
 #include "vmstack/mem.h"
 #include "vmstack/target.h"
+#include "vmstack/util.h"
 
 #define NODES_MAX 4096     /* hash nodes of one table read at most */
 #define NAMES_MAX 4096
@@ -131,10 +132,8 @@ static int name_cmp(const void *a, const void *b)
 static void build(struct lj_vm *vm)
 {
   const struct lj_layout *lo = vm->lo;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
   vm->names_built = 1;
-  vm->names_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+  vm->names_ms = clock_ms();
   vm->nnames = 0;
   uint64_t reg = 0, loaded = 0;
   if (!vm->G || mem_read(vm->t->mem, vm->G + lo->g.registrytv, &reg, 8))
@@ -160,10 +159,7 @@ const char *lj_func_name(struct lj_vm *vm, uint64_t fn)
   if (!n) {
     /* modules are required as the program goes (an nginx worker's, per request): read
      * package.loaded again, at most once a second */
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    if (now - vm->names_ms >= 1000) {
+    if (clock_ms() - vm->names_ms >= 1000) {
       build(vm);
       n = lookup(vm, fn);
     }

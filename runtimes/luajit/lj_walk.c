@@ -29,6 +29,7 @@
 #include "vmstack/runtime.h"
 #include "vmstack/target.h"
 #include "vmstack/unwind.h"
+#include "vmstack/util.h"
 
 #define STACK_READ_MAX (1u << 20)   /* bytes of one Lua stack read at most */
 #define FRAMES_MAX 4096             /* Lua frames per thread at most */
@@ -717,8 +718,7 @@ int lj_coroutines(void *vmv, struct target *t, struct vm_coroutines *out)
     mem_read(vm->t->mem, Gs[g] + lo->g.mainthref, &mainL, lo->gcref_size);
     /* a thread is held stopped meanwhile: bounded in time, and a corrupt list that loops
      * is caught (Brent: compare with a marker moved at powers of two) */
-    struct timespec t0, tn;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t t0 = clock_ms();
     uint64_t mark = obj;
     size_t power = 1;
     int walked = 0;   /* a coroutine's stack was read since the clock was looked at */
@@ -728,8 +728,7 @@ int lj_coroutines(void *vmv, struct target *t, struct vm_coroutines *out)
         return out->err = -VMS_E_TRUNCATED;
       if (!(n & 4095) || walked) {
         walked = 0;
-        clock_gettime(CLOCK_MONOTONIC, &tn);
-        if ((tn.tv_sec - t0.tv_sec) * 1000 + (tn.tv_nsec - t0.tv_nsec) / 1000000 > COROS_MS)
+        if (clock_ms() - t0 > COROS_MS)
           return out->err = -VMS_E_TRUNCATED;
       }
       if (n == power) {

@@ -15,6 +15,7 @@
 #include "vmstack/runtime.h"
 #include "vmstack/target.h"
 #include "vmstack/unwind.h"
+#include "vmstack/util.h"
 
 #define VM_MIN_SIZE 4096     /* the interpreter's FDE spans ~16 KiB; nothing else near that */
 #define DW_REG_RSP 7
@@ -454,9 +455,7 @@ static int trace_by_addr(struct lj_vm *vm, uint64_t G, uint64_t ip, struct lj_tr
         }
       }
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    uint64_t now = clock_ms();
     /* (at most once per walk and every 50 ms, whichever G is asked for: with several
      * VMs in a process every lookup would read all traces again) */
     if (pass || vm->tc.rebuilt || (vm->tc.built_ms && now - vm->tc.built_ms < 50))
@@ -577,9 +576,7 @@ static int jit_frame(struct lj_vm *vm, struct unwind_ctx *ctx, struct unwind_reg
     return 1;
   if (vm->G && vm->G != vm->snap.G && jit_frame_G(vm, ctx, r, vm->G, in_vm))
     return 1;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+  uint64_t now = clock_ms();
   if (!vm->nscanned || (vm->nscanned == (size_t)-1 && now - vm->scanned_ms >= 1000)) {
     /* (none found: looked for again at most every second, the VM may start later) */
     vm->scanned_ms = now;
@@ -603,9 +600,7 @@ static int in_anon_code(struct lj_vm *vm, uint64_t ip)
     return 0;
   const struct map *xm = maps_find(vm->t->maps, ip);
   if (!xm || (!xm->mod && !strchr(xm->perms, 'x'))) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    uint64_t now = clock_ms();
     if (now - vm->maps_reloaded_ms >= 50 && !target_reload_maps(vm->t)) {
       vm->maps_reloaded_ms = now;
       xm = maps_find(vm->t->maps, ip);

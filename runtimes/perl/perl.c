@@ -33,7 +33,9 @@
 #include "vmstack/mem.h"
 #include "vmstack/runtime.h"
 #include "vmstack/target.h"
+#include "vmstack/tls.h"
 #include "vmstack/unwind.h"
+#include "vmstack/util.h"
 
 #define SI_MAX 64            /* stackinfos followed at most */
 #define CX_MAX 65536         /* contexts of one stackinfo read at most */
@@ -42,7 +44,6 @@
 #define RUNOPS_MAX 4
 #define CACHE_SIZE 1024      /* entries of each name cache (direct-mapped) */
 
-enum { TLS_NONE, TLS_STATIC, TLS_DTV };
 
 /* -- State ------------------------------------------------------------------ */
 
@@ -86,9 +87,7 @@ struct pl_vm {
   int ver[3];
   /* where the interpreter is */
   uint64_t curinterp;        /* &PL_curinterp */
-  int have_tls;              /* TLS_*: how PL_current_context is found in a thread */
-  int64_t tls_off;           /* TLS_STATIC: at fs_base + tls_off; TLS_DTV: offset in block */
-  uint64_t tls_modid;        /* TLS_DTV: the module's id */
+  struct tls_var tls;        /* how PL_current_context is found in a thread */
   uint64_t g_curcop, g_curstackinfo, g_compiling;   /* without MULTIPLICITY: globals */
   uint64_t runops[RUNOPS_MAX][2];
   size_t nrunops;
@@ -245,23 +244,9 @@ static int pl_probe(struct target *t, void **ret_vm)
       return -VMS_E_UNSUPPORTED;
     }
     /* each thread's interpreter: the C11 thread-local PL_current_context (5.36+, when
-     * the compiler has one), through the GOT slot of its initial-exec relocation */
-    uint64_t got, off, modid_got, off_got, modid;
-    if (!elf_file_tls_got(m->elf, "PL_current_context", &got) &&
-        !mem_read(t->mem, got + m->bias, &off, 8) && off) {
-      vm->tls_off = (int64_t)off;
-      vm->have_tls = TLS_STATIC;
-    } else if (!elf_file_tls_dtv_got(m->elf, "PL_current_context", &modid_got, &off_got) &&
-               !mem_read(t->mem, modid_got + m->bias, &modid, 8) &&
-               !mem_read(t->mem, off_got + m->bias, &off, 8) && modid && modid < 65536) {
-      /* a libperl.so: general-dynamic, through each thread's DTV */
-      vm->tls_modid = modid;
-      vm->tls_off = (int64_t)off;
-      vm->have_tls = TLS_DTV;
-    } else if (!strcmp(m->path, t->exe) &&
-               !elf_file_tls_exe_offset(m->elf, "PL_current_context", &vm->tls_off)) {
-      vm->have_tls = TLS_STATIC;   /* a perl executable using local-exec thread-locals */
-    }
+     * the compiler has one): initial-exec in a perl executable, general-dynamic in a
+     * libperl.so, local-exec in a static perl */
+    tls_locate(t->mem, m, !strcmp(m->path, t->exe), "PL_current_context", &vm->tls);
   } else if (sym(vm, "PL_curcop", &vm->g_curcop, NULL) ||
              sym(vm, "PL_curstackinfo", &vm->g_curstackinfo, NULL)) {
     fmt(vm->desc, sizeof vm->desc, "Perl %d.%d.%d in %s: no PL_curcop/PL_curstackinfo symbols",
@@ -323,22 +308,13 @@ static int thread_interp(struct pl_vm *vm, const struct thread *th, uint64_t *re
 {
   *ret = 0;
   *ret_at = 0;
-  if (vm->have_tls && th->regs.fs_base) {
+  if (vm->tls.kind != TLS_NONE && th->regs.fs_base) {
     uint64_t addr, v;
-    if (vm->have_tls == TLS_STATIC) {
-      addr = th->regs.fs_base + (uint64_t)vm->tls_off;
-    } else {
-      /* glibc: tcbhead_t.dtv at fs_base + 8; dtv[-1] holds the number of entries; each
-       * entry is { void *val; void *to_free }, val -1 while the block is unallocated */
-      uint64_t dtv, len, ent;
-      if (rptr(vm, th->regs.fs_base + 8, &dtv) || !dtv || rptr(vm, dtv - 16, &len))
-        return -VMS_E_BADDATA;
-      if (vm->tls_modid > len || rptr(vm, dtv + 16 * vm->tls_modid, &ent))
-        return -VMS_E_BADDATA;
-      if (!ent || ent == UINT64_MAX)
-        return 0;   /* this thread never touched libperl's thread-locals: no Perl */
-      addr = ent + (uint64_t)vm->tls_off;
-    }
+    int r = tls_addr(vm->t->mem, &vm->tls, th->regs.fs_base, &addr);
+    if (r)
+      return r;
+    if (!addr)
+      return 0;   /* this thread never touched libperl's thread-locals: no Perl */
     if (mem_read(vm->t->mem, addr, &v, 8))
       return -VMS_E_BADDATA;
     *ret = v;
@@ -534,7 +510,7 @@ static int pl_capture(void *vmv, struct target *t, struct thread *th,
 
 static size_t hash_addr(uint64_t a)
 {
-  return (size_t)((a >> 3) * 0x9e3779b97f4a7c15ull >> 54) & (CACHE_SIZE - 1);
+  return hash_word(a, 10) & (CACHE_SIZE - 1);
 }
 
 /* Names and file names read from the target are text (UTF-8 under `use utf8`): bytes that
@@ -760,13 +736,6 @@ static int cop_info(struct pl_vm *vm, uint64_t cop, char *file, size_t cap, int 
 #define XS_REBUILD_MS 2000
 #define XS_MISSES 16
 
-static uint64_t now_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 struct xs_build {
   struct xs_entry *v;
   size_t n, cap;
@@ -908,7 +877,7 @@ static void xs_stash(struct pl_vm *vm, struct xs_build *b, size_t k)
 static void xs_build(struct pl_vm *vm)
 {
   const struct pl_layout *lo = vm->lo;
-  vm->xs_built_ms = now_ms();
+  vm->xs_built_ms = clock_ms();
   uint64_t defstash = 0;
   if (lo->multiplicity)
     rptr(vm, vm->snap.interp ? vm->snap.interp + lo->interp.defstash : 0, &defstash);
@@ -977,7 +946,7 @@ static const char *xs_name(struct pl_vm *vm, const struct frame *native, size_t 
   int known_miss = 0;
   for (size_t k = 0; k < XS_MISSES && !known_miss; k++)
     known_miss = vm->xs_miss[k] == fn;
-  if (!name && !known_miss && now_ms() - vm->xs_built_ms >= XS_REBUILD_MS) {
+  if (!name && !known_miss && clock_ms() - vm->xs_built_ms >= XS_REBUILD_MS) {
     /* an XS sub loaded since, or a function pp_entersub calls that is none */
     xs_build(vm);
     if (!(name = xs_find(vm, fn)))

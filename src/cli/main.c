@@ -38,7 +38,7 @@ static const char usage[] =
   "  -r, --rate HZ         samples per second per thread (default 99, random intervals)\n"
   "  -d, --duration SECS   stop after that long (default: at Ctrl-C or when it exits)\n"
   "  -o, --output FILE     where to write (default COMM-PID-DATE.svg; - for stdout)\n"
-  "  -f, --format F        flamegraph (.svg), folded (.folded), speedscope (.json) or\n"
+  "  -f, --format F        flamegraph (.svg), folded (.folded, .txt), speedscope (.json) or\n"
   "                        pprof (.pb.gz); default from -o's extension, else flamegraph\n"
   "      --view V          mixed (native + VM), vm or native frames\n"
   "  -t, --threads         a frame naming the thread at the root of each stack\n"

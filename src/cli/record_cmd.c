@@ -13,11 +13,10 @@
 #include "cli.h"
 #include "vmstack/err.h"
 #include "vmstack/profile.h"
+#include "vmstack/sink.h"
 #include "vmstack/target.h"
 #include "vmstack/unwind.h"
 
-enum fmt { FMT_NONE, FMT_FLAMEGRAPH, FMT_FOLDED, FMT_SPEEDSCOPE, FMT_PPROF };
-static const char *const fmt_ext[] = { "", "svg", "folded", "json", "pb.gz" };
 enum { OPT_VIEW = 300, OPT_IDLE, OPT_MAX_DEPTH, OPT_NONBLOCKING };
 
 struct ropts {
@@ -25,41 +24,11 @@ struct ropts {
   char **cmd;
   double rate, duration;
   const char *output;
-  enum fmt fmt;
+  const struct sink *fmt;   /* NULL: from -o's name, else flamegraph */
   enum stack_view view;
   int threads, idle, follow, nonblocking;
   long max_depth;
 };
-
-static enum fmt fmt_of_name(const char *s)
-{
-  if (!strcmp(s, "flamegraph") || !strcmp(s, "svg"))
-    return FMT_FLAMEGRAPH;
-  if (!strcmp(s, "folded") || !strcmp(s, "collapsed"))
-    return FMT_FOLDED;
-  if (!strcmp(s, "speedscope"))
-    return FMT_SPEEDSCOPE;
-  if (!strcmp(s, "pprof"))
-    return FMT_PPROF;
-  return FMT_NONE;
-}
-
-static enum fmt fmt_of_file(const char *path)
-{
-  size_t l = strlen(path);
-  if (l > 6 && !strcmp(path + l - 6, ".pb.gz"))
-    return FMT_PPROF;
-  const char *dot = strrchr(path, '.');
-  if (!dot)
-    return FMT_NONE;
-  if (!strcmp(dot, ".svg"))
-    return FMT_FLAMEGRAPH;
-  if (!strcmp(dot, ".folded") || !strcmp(dot, ".txt"))
-    return FMT_FOLDED;
-  if (!strcmp(dot, ".json"))
-    return FMT_SPEEDSCOPE;
-  return FMT_NONE;
-}
 
 static int parse(int argc, char **argv, struct ropts *o)
 {
@@ -103,8 +72,8 @@ static int parse(int argc, char **argv, struct ropts *o)
       break;
     case 'o': o->output = optarg; break;
     case 'f':
-      if ((o->fmt = fmt_of_name(optarg)) == FMT_NONE) {
-        cli_error("unknown format '%s' (flamegraph, folded, speedscope, pprof)", optarg);
+      if (!(o->fmt = sink_by_name(optarg))) {
+        cli_error("unknown format '%s' (%s)", optarg, sink_names());
         return EXIT_USAGE;
       }
       break;
@@ -132,8 +101,8 @@ static int parse(int argc, char **argv, struct ropts *o)
     case 's': o->follow = 1; break;
     case 'h':
       printf("Usage: vmstack record (-p PID | -- CMD ARGS...) [-r HZ] [-d SECS] [-o FILE] "
-             "[-f flamegraph|folded|speedscope|pprof] [--view mixed|vm|native] [-t] "
-             "[--idle] [-s] [--nonblocking]\n");
+             "[-f %s] [--view mixed|vm|native] [-t] [--idle] [-s] [--nonblocking]\n",
+             sink_names());
       return -1;
     default:
       return cli_opt_error(c, argv);
@@ -151,14 +120,12 @@ static int parse(int argc, char **argv, struct ropts *o)
     cli_error("no target: give -p PID or -- CMD ARGS...");
     return EXIT_USAGE;
   }
-  if (o->output && strcmp(o->output, "-") && o->fmt == FMT_NONE &&
-      (o->fmt = fmt_of_file(o->output)) == FMT_NONE) {
-    cli_error("cannot tell the format from '%s': give -f flamegraph|folded|speedscope|pprof",
-              o->output);
+  if (o->output && strcmp(o->output, "-") && !o->fmt && !(o->fmt = sink_by_file(o->output))) {
+    cli_error("cannot tell the format from '%s': give -f %s", o->output, sink_names());
     return EXIT_USAGE;
   }
-  if (o->fmt == FMT_NONE)
-    o->fmt = FMT_FLAMEGRAPH;
+  if (!o->fmt)
+    o->fmt = &sinks[0];
   if (o->nonblocking && o->view == VIEW_NATIVE) {
     cli_error("--nonblocking reads VM stacks only: --view native has nothing to show");
     return EXIT_USAGE;
@@ -244,7 +211,7 @@ int cmd_record(int argc, char **argv)
   if (o.output)
     snprintf(path, sizeof path, "%s", o.output);
   else
-    snprintf(path, sizeof path, "%s-%d-%s.%s", t->comm, (int)t->pid, stamp, fmt_ext[o.fmt]);
+    snprintf(path, sizeof path, "%s-%d-%s.%s", t->comm, (int)t->pid, stamp, sink_ext(o.fmt));
   int to_stdout = !strcmp(path, "-");
   FILE *f = to_stdout ? stdout : fopen(path, "we");
   int code = EXIT_OK;
@@ -262,12 +229,7 @@ int cmd_record(int argc, char **argv)
              (unsigned long long)st.samples, o.rate, st.seconds,
              o.view == VIEW_VM ? "VM" : o.view == VIEW_NATIVE ? "native" : "mixed");
     struct profile_meta m = { title, sub, (int)t->pid, o.rate, st.seconds, o.threads };
-    switch (o.fmt) {
-    case FMT_FOLDED: r = output_folded(f, p, &m); break;
-    case FMT_SPEEDSCOPE: r = output_speedscope(f, p, &m); break;
-    case FMT_PPROF: r = output_pprof(f, p, &m); break;
-    default: r = output_flamegraph(f, p, &m);
-    }
+    r = o.fmt->write(f, p, &m);
     if ((!to_stdout && fclose(f)) || (to_stdout && fflush(f)) || r) {
       cli_error("cannot write %s: %s", path, strerror(errno ? errno : EIO));
       code = EXIT_FATAL;

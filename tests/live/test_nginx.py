@@ -5,7 +5,8 @@ handler on 127.0.0.1; lua-stack must show handler.lua's frames at exact lines, t
 content_by_lua chunk, then the lua module's and nginx's C frames.
 Usage: test_nginx.py CASE  (block: content_by_lua_block, plus the master; file:
 content_by_lua_file; follow: `record -s` on the master of two workers under load from wrk,
-and a reload meanwhile: the new workers are followed too)"""
+and a reload meanwhile: the new workers are followed too; both: the Lua and the Perl module
+in the same workers)"""
 import grp
 import json
 import os
@@ -69,9 +70,11 @@ def children(pid):
 class Nginx:
     """nginx from a temporary prefix: master (our child) and one worker, on 127.0.0.1."""
 
-    def __init__(self, paths, workers=1):
+    def __init__(self, paths, workers=1, template="nginx.conf.in"):
         self.paths = paths
         self.workers = workers
+        self.template = template
+        self.socks = []
         self.prefix = tempfile.mkdtemp(prefix="vmstack-nginx-")
         self.conf = os.path.join(self.prefix, "nginx.conf")
         self.ready = os.path.join(self.prefix, "ready")
@@ -86,8 +89,9 @@ class Nginx:
             subst = {"PREFIX": self.prefix, "MODULES": self.paths["modules"],
                      "LUALIB": self.paths["lualib"], "FIXTURES": FIX, "PORT": str(self.port),
                      "READY": self.ready, "WORKERS": str(self.workers), "USER": pwd.getpwuid(os.getuid()).pw_name,
-                     "GROUP": grp.getgrgid(os.getgid()).gr_name}
-            with open(os.path.join(FIX, "nginx.conf.in")) as f:
+                     "GROUP": grp.getgrgid(os.getgid()).gr_name,
+                     "PERLLIB": self.paths.get("perllib", "")}
+            with open(os.path.join(FIX, self.template)) as f:
                 text = re.sub(r"@([A-Z]+)@", lambda m: subst[m.group(1)], f.read())
             with open(self.conf, "w") as f:
                 f.write(text)
@@ -120,12 +124,14 @@ class Nginx:
                 pass
         return out
 
-    def request(self, path):
+    def request(self, path, settle_worker=True):
         """Send GET path (never answered: the handler spins); return the handler's
-        debug.traceback() lines once it wrote 'ready' to the fifo and settled in its loop."""
+        debug.traceback() lines once it wrote 'ready' to the fifo and settled in its loop
+        (the lines as written when settle_worker is false)."""
         fd = os.open(self.ready, os.O_RDONLY | os.O_NONBLOCK)
         try:
             self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            self.socks.append(self.sock)
             self.sock.sendall(b"GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" % path.encode())
             buf = b""
             deadline = time.monotonic() + 10
@@ -143,6 +149,8 @@ class Nginx:
         finally:
             os.close(fd)
         lines = buf.decode().splitlines()
+        if not settle_worker:
+            return lines
         assert lines[:2] == ["stack", "stack traceback:"], lines
         settle(self.worker, None)   # "ready" is written just before the loop
         return [l.strip() for l in lines[2:-1]]
@@ -150,9 +158,10 @@ class Nginx:
     def stop(self):
         """Fast shutdown: SIGTERM the master, SIGKILL the worker (it spins in Lua and never
         looks at its signals); SIGKILL the master if it lingers."""
-        if self.sock:
-            self.sock.close()
-            self.sock = None
+        for sk in self.socks:
+            sk.close()
+        self.socks = []
+        self.sock = None
         if not self.master:
             return
         kids = children(self.master.pid)
@@ -423,6 +432,58 @@ def case_follow():
             os.unlink(out)
         except FileNotFoundError:
             pass
+        ngx.cleanup()
+
+
+def case_both():
+    """nginx with both its Lua and its Perl module loaded in every worker (two workers): one
+    request spins in a Lua handler, another in a Perl handler (the busy worker accepts
+    nothing, so the other one takes it). Each worker's stack shows its own runtime's frames
+    at exact lines, every VM frame and the thread header tagged with that runtime, and
+    none of the other's."""
+    paths = prepare()
+    ngx = Nginx(paths, workers=2, template="nginx-both.conf.in")
+    try:
+        ngx.start()
+        ngx.request("/spin", settle_worker=False)
+        ngx.request("/perlspin", settle_worker=False)
+        workers = children(ngx.master.pid)
+        assert len(workers) == 2, workers
+        handler = os.path.join(FIX, "handler.lua")
+        spin_pm = os.path.join(FIX, "Spin.pm")
+        pl = {}
+        with open(spin_pm) as f:
+            for i, line in enumerate(f, 1):
+                for m in ("perl spin here", "handler calls spin"):
+                    if line.rstrip().endswith("# " + m):
+                        pl[m] = i
+        seen = {}
+        for w in workers:
+            settle(w, None)
+            cp = subprocess.run([VMSTACK, "dump", "-j", "-p", str(w)], capture_output=True,
+                                text=True, timeout=60)
+            assert cp.returncode == 0, (w, cp.returncode, cp.stderr)
+            t = json.loads(cp.stdout)["threads"][0]
+            vm = [f for f in t["frames"] if f["kind"] != "native"]
+            runtimes = {f["runtime"] for f in vm}
+            assert len(runtimes) == 1, (w, [(f["name"], f["runtime"]) for f in vm])
+            rt = runtimes.pop()
+            assert rt not in seen, (rt, seen)
+            seen[rt] = w
+            assert t["runtime"] == rt and [r["name"] for r in t["runtimes"]] == [rt], t["runtimes"]
+            got = [(f["name"], f["file"], f["line"]) for f in vm]
+            if rt == "luajit":
+                want = [("spin", "@" + handler, marker_line(handler, "spin here")),
+                        ("leaf", "@" + handler, marker_line(handler, "leaf calls spin"))]
+                assert got[:2] == want, got
+            else:
+                want = [("Spin::spin", spin_pm, pl["perl spin here"]),
+                        ("Spin::handler", spin_pm, pl["handler calls spin"])]
+                assert got[:2] == want, got
+            assert_running(w, expect_spinning_tid=w)
+        assert set(seen) == {"luajit", "perl"}, seen
+        print("workers: %s" % seen)
+    finally:
         ngx.cleanup()
 
 

@@ -1,4 +1,5 @@
-/* Target control: /proc inspection, ptrace seize/interrupt/resume/detach, exit guards. */
+/* The live-process target: /proc inspection, ptrace seize/interrupt/resume/detach, and the
+ * events of traced threads. The only file that calls ptrace. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +16,10 @@
 #include "vmstack/maps.h"
 #include "vmstack/mem.h"
 #include "vmstack/target.h"
+#include "target_ops.h"
+
+static const struct target_ops target_ptrace_ops;
+static int pt_resume(struct target *t, struct thread *th);
 
 #define PF_KTHREAD 0x00200000u
 #define THREADS_MAX 65536
@@ -71,21 +76,6 @@ int target_thread_stat(pid_t pid, pid_t tid, char *ret_state, char *ret_name, si
   if (r < 0)
     return r == -ENOENT ? -ESRCH : r;
   return parse_stat(buf, ret_state, ret_name, namesz, NULL);
-}
-
-const char *target_state_name(char state)
-{
-  switch (state) {
-  case 'R': return "running";
-  case 'S': return "sleeping";
-  case 'D': return "disk sleep";
-  case 'T': return "stopped";
-  case 't': return "tracing stop";
-  case 'Z': return "zombie";
-  case 'X': return "dead";
-  case 'I': return "idle";
-  default: return "unknown";
-  }
 }
 
 /* Value of a "Key:\t..." line of a status file. */
@@ -145,7 +135,7 @@ static int thread_add(struct target *t, pid_t tid)
   return 1;
 }
 
-int target_thread_state(struct target *t, struct thread *th, char *ret_state)
+static int pt_thread_state(struct target *t, struct thread *th, char *ret_state)
 {
   char buf[1024];
   if (th->statfd <= 0) {
@@ -164,7 +154,7 @@ int target_thread_state(struct target *t, struct thread *th, char *ret_state)
   return parse_stat(buf, ret_state, NULL, 0, NULL);
 }
 
-void target_prune_threads(struct target *t)
+static void pt_prune_threads(struct target *t)
 {
   size_t w = 0;
   for (size_t i = 0; i < t->nthreads; i++) {
@@ -182,7 +172,7 @@ void target_prune_threads(struct target *t)
   t->nthreads = w;
 }
 
-int target_refresh_threads(struct target *t)
+static int pt_refresh_threads(struct target *t)
 {
   char p[64];
   snprintf(p, sizeof p, "/proc/%d/task", (int)t->pid);
@@ -203,93 +193,6 @@ int target_refresh_threads(struct target *t)
   }
   closedir(d);
   return r < 0 ? r : added;
-}
-
-/* -- Exit guard ----------------------------------------------------------- */
-
-/* Every open target (record -s has one per process followed): a slot is set before the
- * target is used and cleared when it is closed. */
-#define GUARD_MAX 1024
-static struct target *volatile guard_t[GUARD_MAX];
-static volatile sig_atomic_t interrupted;
-
-static void guard_add(struct target *t)
-{
-  for (size_t i = 0; i < GUARD_MAX; i++)
-    if (!guard_t[i]) {
-      guard_t[i] = t;
-      return;
-    }
-}
-
-static void guard_remove(struct target *t)
-{
-  for (size_t i = 0; i < GUARD_MAX; i++)
-    if (guard_t[i] == t)
-      guard_t[i] = NULL;
-}
-
-/* Async-signal-safe: detach every thread we hold in a ptrace-stop, of every open target.
- * Threads that are seized but running are released by the kernel when we exit
- * (exit_ptrace). */
-static void emergency_detach(void)
-{
-  for (size_t k = 0; k < GUARD_MAX; k++) {
-    struct target *t = guard_t[k];
-    if (!t)
-      continue;
-    for (size_t i = 0; i < t->nthreads; i++) {
-      struct thread *th = &t->threads[i];
-      if (th->seized && th->stopped && !th->group_stop)
-        ptrace(PTRACE_DETACH, th->tid, 0, 0);
-    }
-  }
-}
-
-static void on_term(int sig)
-{
-  if (interrupted) {
-    /* second signal: the caller did not get to finish; leave now */
-    emergency_detach();
-    _exit(128 + sig);
-  }
-  interrupted = sig;
-}
-
-static void on_fatal(int sig)
-{
-  emergency_detach();
-  signal(sig, SIG_DFL);
-  raise(sig);
-}
-
-static void on_alarm(int sig)
-{
-  (void)sig;
-}
-
-void target_guard_install(void)
-{
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sigemptyset(&sa.sa_mask);
-  sa.sa_handler = on_term;     /* no SA_RESTART: blocking calls return EINTR */
-  static const int term[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE };
-  for (size_t i = 0; i < sizeof term / sizeof *term; i++)
-    sigaction(term[i], &sa, NULL);
-  sa.sa_handler = on_fatal;
-  sa.sa_flags = SA_RESETHAND | SA_NODEFER;
-  static const int fatal[] = { SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL, SIGSYS };
-  for (size_t i = 0; i < sizeof fatal / sizeof *fatal; i++)
-    sigaction(fatal[i], &sa, NULL);
-  sa.sa_handler = on_alarm;
-  sa.sa_flags = 0;
-  sigaction(SIGALRM, &sa, NULL);
-}
-
-int target_interrupted(void)
-{
-  return interrupted;
 }
 
 /* A zombie leader with live threads (main called pthread_exit) is a running process. */
@@ -337,6 +240,7 @@ int target_open(pid_t pid, struct target **ret_t)
   if (!t)
     return -ENOMEM;
   t->pid = pid;
+  t->ops = &target_ptrace_ops;
   t->stop_timeout_ms = 1000;
   if (parse_stat(sbuf, &state, t->comm, sizeof t->comm, &flags)) {
     r = -VMS_E_BADDATA;
@@ -367,9 +271,9 @@ int target_open(pid_t pid, struct target **ret_t)
   }
   if ((r = mem_open_live(pid, &t->mem)) < 0)
     goto fail;
-  if ((r = target_refresh_threads(t)) < 0)
+  if ((r = pt_refresh_threads(t)) < 0)
     goto fail;
-  guard_add(t);
+  target_guard_add(t);
   *ret_t = t;
   return 0;
 fail:
@@ -377,7 +281,7 @@ fail:
   return r;
 }
 
-int target_alive(const struct target *t)
+static int pt_alive(const struct target *t)
 {
   char state;
   char p[64], buf[1024];
@@ -387,7 +291,7 @@ int target_alive(const struct target *t)
   return (state != 'Z' && state != 'X') || !only_leader_left(t->pid);
 }
 
-int target_reload_maps(struct target *t)
+static int pt_reload_maps(struct target *t)
 {
   struct maps *nm;
   int r = maps_reload(t->maps, &nm);
@@ -397,12 +301,8 @@ int target_reload_maps(struct target *t)
   return 0;
 }
 
-void target_close(struct target *t)
+static void pt_close(struct target *t)
 {
-  if (!t)
-    return;
-  target_detach(t);
-  guard_remove(t);
   mem_close(t->mem);
   maps_free(t->maps);
   for (size_t i = 0; i < t->nthreads; i++)
@@ -413,6 +313,17 @@ void target_close(struct target *t)
 }
 
 /* -- ptrace --------------------------------------------------------------- */
+
+/* Async-signal-safe: detach every thread held in a ptrace-stop. Threads that are seized
+ * but running are released by the kernel when we exit (exit_ptrace). */
+static void pt_emergency(struct target *t)
+{
+  for (size_t i = 0; i < t->nthreads; i++) {
+    struct thread *th = &t->threads[i];
+    if (th->seized && th->stopped && !th->group_stop)
+      ptrace(PTRACE_DETACH, th->tid, 0, 0);
+  }
+}
 
 static int seize(struct target *t, struct thread *th)
 {
@@ -443,7 +354,7 @@ static int seize(struct target *t, struct thread *th)
   return 0;
 }
 
-int target_attach(struct target *t)
+static int pt_attach(struct target *t)
 {
   for (int pass = 0; pass < ATTACH_PASSES; pass++) {
     int r;
@@ -455,7 +366,7 @@ int target_attach(struct target *t)
       if (r && r != -ESRCH)
         return r;
     }
-    r = target_refresh_threads(t);
+    r = pt_refresh_threads(t);
     if (r <= 0)
       return r;
   }
@@ -589,7 +500,7 @@ static int wait_stop(struct target *t, struct thread *th)
   return 0;
 }
 
-int target_stop(struct target *t, struct thread *th)
+static int pt_stop(struct target *t, struct thread *th)
 {
   int r = seize(t, th);
   if (r)
@@ -602,13 +513,13 @@ int target_stop(struct target *t, struct thread *th)
     return r;
   if (ptrace(PTRACE_GETREGS, th->tid, 0, &th->regs)) {
     r = -errno;
-    target_resume(t, th);
+    pt_resume(t, th);
     return th->err = r;
   }
   return 0;
 }
 
-int target_resume(struct target *t, struct thread *th)
+static int pt_resume(struct target *t, struct thread *th)
 {
   (void)t;
   if (!th->stopped)
@@ -639,13 +550,29 @@ static void release(struct target *t, struct thread *th)
   th->stopped = th->seized = 0;
 }
 
-void target_detach(struct target *t)
+static void pt_detach(struct target *t)
 {
   for (size_t i = 0; i < t->nthreads; i++)
     release(t, &t->threads[i]);
 }
 
-void target_release(struct target *t, struct thread *th)
+static void pt_release(struct target *t, struct thread *th)
 {
   release(t, th);
 }
+
+static const struct target_ops target_ptrace_ops = {
+  .name = "ptrace",
+  .refresh_threads = pt_refresh_threads,
+  .prune_threads = pt_prune_threads,
+  .thread_state = pt_thread_state,
+  .alive = pt_alive,
+  .reload_maps = pt_reload_maps,
+  .attach = pt_attach,
+  .stop = pt_stop,
+  .resume = pt_resume,
+  .release = pt_release,
+  .detach = pt_detach,
+  .emergency = pt_emergency,
+  .close = pt_close,
+};

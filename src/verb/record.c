@@ -22,6 +22,7 @@
 #include "vmstack/symbolize.h"
 #include "vmstack/target.h"
 #include "vmstack/unwind.h"
+#include "vmstack/util.h"
 
 /* -- Keys: one 64-bit word per frame ---------------------------------------
  * native (FK_NATIVE, 0): pc | exact << 56; the others: their frame kind << 60 | interned
@@ -58,14 +59,6 @@ struct profile {
   size_t named_cap, named_n;
 };
 
-static uint64_t hash_bytes(const void *p, size_t n, uint64_t h)
-{
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++)
-    h = (h ^ b[i]) * 1099511628211ull;
-  return h;
-}
-
 static int64_t intern(struct profile *p, const char *s)
 {
   if (p->nstrs * 2 >= p->strcap) {
@@ -74,7 +67,7 @@ static int64_t intern(struct profile *p, const char *s)
     if (!nt)
       return -ENOMEM;
     for (size_t i = 0; i < p->nstrs; i++) {
-      size_t j = hash_bytes(p->strs[i], strlen(p->strs[i]), 14695981039346656037ull) & (nc - 1);
+      size_t j = hash_bytes(p->strs[i], strlen(p->strs[i]), HASH_SEED) & (nc - 1);
       while (nt[j])
         j = (j + 1) & (nc - 1);
       nt[j] = (uint32_t)i + 1;
@@ -83,7 +76,7 @@ static int64_t intern(struct profile *p, const char *s)
     p->strtab = nt;
     p->strcap = nc;
   }
-  size_t j = hash_bytes(s, strlen(s), 14695981039346656037ull) & (p->strcap - 1);
+  size_t j = hash_bytes(s, strlen(s), HASH_SEED) & (p->strcap - 1);
   while (p->strtab[j]) {
     if (!strcmp(p->strs[p->strtab[j] - 1], s))
       return p->strtab[j] - 1;
@@ -124,7 +117,7 @@ static int add_stack(struct profile *p, const uint64_t *keys, uint32_t n)
     p->tab = nt;
     p->cap = nc;
   }
-  uint64_t h = hash_bytes(keys, n * sizeof *keys, 14695981039346656037ull ^ n);
+  uint64_t h = hash_bytes(keys, n * sizeof *keys, HASH_SEED ^ n);
   size_t j = h & (p->cap - 1);
   while (p->tab[j].keys) {
     struct pstack *s = &p->tab[j];
@@ -187,7 +180,7 @@ static int named_put(struct profile *p, uint64_t key, uint32_t id)
     for (size_t i = 0; i < p->named_cap; i++) {
       if (!p->named[i].key)
         continue;
-      size_t j = hash_bytes(&p->named[i].key, 8, 14695981039346656037ull) & (nc - 1);
+      size_t j = hash_bytes(&p->named[i].key, 8, HASH_SEED) & (nc - 1);
       while (nt[j].key)
         j = (j + 1) & (nc - 1);
       nt[j] = p->named[i];
@@ -196,7 +189,7 @@ static int named_put(struct profile *p, uint64_t key, uint32_t id)
     p->named = nt;
     p->named_cap = nc;
   }
-  size_t j = hash_bytes(&key, 8, 14695981039346656037ull) & (p->named_cap - 1);
+  size_t j = hash_bytes(&key, 8, HASH_SEED) & (p->named_cap - 1);
   while (p->named[j].key && p->named[j].key != key)
     j = (j + 1) & (p->named_cap - 1);
   if (!p->named[j].key)
@@ -210,7 +203,7 @@ static const char *named_get(const struct profile *p, uint64_t key)
 {
   if (!p->named_cap)
     return NULL;
-  size_t j = hash_bytes(&key, 8, 14695981039346656037ull) & (p->named_cap - 1);
+  size_t j = hash_bytes(&key, 8, HASH_SEED) & (p->named_cap - 1);
   while (p->named[j].key) {
     if (p->named[j].key == key)
       return p->strs[p->named[j].id];
@@ -268,6 +261,8 @@ struct rproc {
    * luajit's pmain) and the key it is shown by (see vm_root_key) */
   uint64_t root_cf[8], root_key[8];
   size_t nroot;
+  /* C functions the VM names: whether a symbol covers them (direct-mapped by address) */
+  struct { uint64_t cf; int sym; } named[64];
 };
 
 struct rec {
@@ -330,20 +325,13 @@ static void reap_one(struct rec *rc, pid_t tid, int status)
   target_event(pr ? pr->t : NULL, th, tid, status);
 }
 
-static double now_s(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Sleep until `when`, or until a tracee stops (SIGCHLD). SIGCHLD stays blocked outside
  * this sleep and ppoll unblocks it atomically, so a stop that comes just before the sleep
  * still ends it at once: a thread stopped by a signal for it never waits for our next
  * sample. */
 static void sleep_until(double when, const sigset_t *during)
 {
-  double d = when - now_s();
+  double d = when - clock_s();
   if (d <= 0)
     return;
   struct timespec ts = { (time_t)d, (long)((d - (time_t)d) * 1e9) };
@@ -397,6 +385,19 @@ static uint64_t vm_root_key(struct rproc *pr, const struct dump_walk *w,
   return key;
 }
 
+/* Whether a symbol covers the C function at cf (looked up once per function). */
+static int has_symbol(struct rproc *pr, uint64_t cf)
+{
+  size_t k = hash_word(cf, 6);
+  if (pr->named[k].cf != cf) {
+    struct sym_info si;
+    symbolize(pr->t->maps, cf, 1, 0, &si);
+    pr->named[k].cf = cf;
+    pr->named[k].sym = si.func != NULL;
+  }
+  return pr->named[k].sym;
+}
+
 static int keys_of(struct rec *rc, struct rproc *pr, const struct thread *th,
                    const struct dump_walk *w, struct pick *pk, uint64_t *keys,
                    uint32_t *ret_n)
@@ -409,6 +410,14 @@ static int keys_of(struct rec *rc, struct rproc *pr, const struct thread *th,
   uint32_t n = 0;
   char buf[512];
   for (size_t i = 0; i < m; i++) {
+    if (!pk[i].vm && pk[i].named_by &&
+        !has_symbol(pr, w->vf[pk[i].list].v[pk[i].named_by - 1].pc)) {
+      /* a native frame in a C function the VM names, no symbol of its own: by that name
+       * (mixed view); the VM view has the VM frame there already */
+      if (rc->o->view == VIEW_VM)
+        continue;
+      pk[i] = (struct pick){ 1, pk[i].list, pk[i].named_by - 1, 0 };
+    }
     if (pk[i].vm) {
       const struct vm_frame *v = &w->vf[pk[i].list].v[pk[i].idx];
       if (v->kind == FK_CFUNC && !v->func[0]) {
@@ -498,7 +507,7 @@ static int proc_add(struct rec *rc, struct target *t)
   memset(pr, 0, sizeof *pr);
   pr->t = t;
   pr->idx = (uint32_t)rc->n;
-  pr->added = now_s();
+  pr->added = clock_s();
   int r = unwinder_new(&pr->u);
   if (r)
     return r;
@@ -559,7 +568,7 @@ static void reopen(struct rec *rc, pid_t pid)
   }
   if (rc->nreopen < sizeof rc->reopen / sizeof rc->reopen[0]) {
     rc->reopen[rc->nreopen] = pid;
-    rc->reopen_since[rc->nreopen++] = now_s();
+    rc->reopen_since[rc->nreopen++] = clock_s();
   }
 }
 
@@ -578,7 +587,7 @@ static void reopen_pending(struct rec *rc)
     if (!target_open(pids[i], &nt)) {
       if (proc_add(rc, nt))
         target_close(nt);
-    } else if (now_s() - since[i] < 2.0 && rc->nreopen < 16) {
+    } else if (clock_s() - since[i] < 2.0 && rc->nreopen < 16) {
       rc->reopen[rc->nreopen] = pids[i];
       rc->reopen_since[rc->nreopen++] = since[i];
     }
@@ -592,7 +601,7 @@ static int known(const struct rec *rc, pid_t pid)
       return 1;
   for (size_t k = 0; k < rc->nfailed; k++)
     if (rc->failed[k] == pid)
-      return now_s() - rc->failed_at[k] < 1.0;
+      return clock_s() - rc->failed_at[k] < 1.0;
   return 0;
 }
 
@@ -644,7 +653,7 @@ static void follow_children(struct rec *rc, struct rproc *pr)
             rc->nfailed++;
           if (slot < rc->nfailed) {
             rc->failed[slot] = (pid_t)pid;
-            rc->failed_at[slot] = now_s();
+            rc->failed_at[slot] = clock_s();
           }
           continue;
         }
@@ -793,7 +802,7 @@ static void refresh(struct rec *rc)
      * with them): read the maps again, while there is no VM or in the first seconds of
      * an entry; later, sampling reads them again when it meets an unknown address */
     struct maps *before = pr->t->maps;
-    if ((!pr->res.nvms || now_s() - pr->added < 2.0) && !target_reload_maps(pr->t) &&
+    if ((!pr->res.nvms || clock_s() - pr->added < 2.0) && !target_reload_maps(pr->t) &&
         pr->t->maps != before)
       unwinder_flush(pr->u);
     /* maps that changed since the last probe (here, or while sampling): look again (a
@@ -856,7 +865,7 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
     goto out;
   if (o->follow)
     follow_children(rc, root);
-  double period = 1.0 / o->rate, start = now_s(), next = start, last_refresh = start,
+  double period = 1.0 / o->rate, start = clock_s(), next = start, last_refresh = start,
          last_progress = start, last_tick = start;
   uint64_t rng = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull | 1;
   int alive = 1;
@@ -871,7 +880,7 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
     }
     if (target_interrupted() || !alive)
       break;
-    double now = now_s();
+    double now = clock_s();
     if (o->duration > 0 && now - start >= o->duration)
       break;
     if (now < next) {
@@ -907,7 +916,7 @@ int record_run(struct target *t, const struct record_opts *o, struct profile **r
   }
   st->target_gone = !alive;
   st->processes = rc->n;
-  st->seconds = now_s() - start;
+  st->seconds = clock_s() - start;
   progress(rc, st->seconds, 1);
   r = 0;
 out:

@@ -17,6 +17,7 @@
 #include "vmstack/seams.h"
 #include "vmstack/target.h"
 #include "vmstack/unwind.h"
+#include "vmstack/util.h"
 
 /* Test seam (seams.h): keep each thread stopped seams.hold_ms (a signal cuts it short), or
  * crash while holding one, so that tests can check the target never stays stopped
@@ -35,9 +36,7 @@ static void native_walk(struct target *t, struct unwinder *u, const struct dump_
                         const struct stack_capture *cap, struct dump_walk *w)
 {
   w->err = unwind_stack(u, t->maps, t->mem, cap, w->fr, o->max_depth, &w->n);
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+  uint64_t now_ms = clock_ms();
   if (w->err == -VMS_E_BADRET && now_ms - w->reloaded_ms >= 100 && !target_reload_maps(t)) {
     /* code mapped since we read the maps (dlopen) looks like no code at all: read the
      * maps again (at most every 100 ms: garbage looks the same) and walk again */
@@ -200,9 +199,24 @@ static int merge(struct target *t, const struct dump_opts *o, const struct dump_
     free(pk);
     return -ENOMEM;
   }
-  ts->n = stack_pick(w->fr, w->n, w->vf, w->nvms, o->view, pk);
-  for (size_t i = 0; i < ts->n; i++) {
-    struct out_frame *of = &ts->frames[i];
+  size_t np = stack_pick(w->fr, w->n, w->vf, w->nvms, o->view, pk);
+  ts->n = 0;
+  for (size_t i = 0; i < np; i++) {
+    struct out_frame *of = &ts->frames[ts->n++];
+    if (!pk[i].vm && pk[i].named_by) {
+      /* a native frame in a C function the VM names: without a symbol of its own it is
+       * shown by that name (mixed view), or left to the VM frame there already */
+      const struct frame *f = &w->fr[pk[i].idx];
+      symbolize(t->maps, f->pc, f->flags & FRAME_F_EXACT, 0, &of->si);
+      if (!of->si.func) {
+        if (o->view == VIEW_VM) {
+          ts->n--;
+          memset(of, 0, sizeof *of);
+          continue;
+        }
+        pk[i] = (struct pick){ 1, pk[i].list, pk[i].named_by - 1, 0 };
+      }
+    }
     if (pk[i].vm) {
       const struct vm_frame *v = &w->vf[pk[i].list].v[pk[i].idx];
       of->kind = v->kind;
