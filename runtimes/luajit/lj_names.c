@@ -17,13 +17,6 @@
 #define NODES_MAX 4096     /* hash nodes of one table read at most */
 #define NAMES_MAX 4096
 
-static uint64_t rd(const uint8_t *b, size_t off, size_t w)
-{
-  uint64_t v = 0;
-  memcpy(&v, b + off, w);
-  return v;
-}
-
 /* The GC object a TValue holds, if it is of type gct (else 0). */
 static uint64_t tv_gc(const struct lj_layout *lo, uint64_t tv, uint8_t gct)
 {

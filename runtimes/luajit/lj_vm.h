@@ -6,6 +6,11 @@
 #include <stdint.h>
 
 #include "lj_layout.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "vmstack/err.h"
 
 struct target;
 struct module;
@@ -142,5 +147,46 @@ int lj_coroutines(void *vmv, struct target *t, struct vm_coroutines *out);
 
 /* The unwind step: claims frames inside the interpreter's code. */
 int lj_step(void *arg, struct unwind_ctx *ctx, struct unwind_regs *regs);
+
+/* -- Object readers (lj_obj.c): strings, prototypes, lines, names from bytecode -- */
+
+#define STR_MAX 1024                /* chars of a chunk or identifier name kept */
+
+/* snprintf for names that are cut on purpose when too long. */
+__attribute__((format(printf, 3, 4))) static inline void fmt(char *buf, size_t cap, const char *f, ...)
+{
+  va_list ap;
+  va_start(ap, f);
+  vsnprintf(buf, cap, f, ap);
+  va_end(ap);
+}
+
+static inline uint64_t rd(const uint8_t *b, size_t off, size_t w)
+{
+  uint64_t v = 0;
+  memcpy(&v, b + off, w);
+  return v;
+}
+
+static inline int slot(const struct lstack *s, uint64_t addr, uint64_t *ret)
+{
+  if (addr < s->lo || s->len < 8 || addr - s->lo > s->len - 8 || (addr & 7))
+    return -VMS_E_BADDATA;
+  memcpy(ret, s->bytes + (addr - s->lo), 8);
+  return 0;
+}
+
+struct proto {   /* a GCproto's fields the walk uses */
+  uint64_t addr, bc, k, chunkname, lineinfo, uvinfo, varinfo;
+  uint32_t sizebc, numline, sizept;
+  int32_t firstline;
+  uint8_t sizeuv;
+};
+
+int lj_call_name(struct lj_vm *vm, const struct proto *p, uint64_t caller_pc, char *buf, size_t cap);
+int lj_proto_line(struct lj_vm *vm, const struct proto *p, int64_t pos);
+int lj_read_proto(struct lj_vm *vm, uint64_t pt, struct proto *p);
+int64_t lj_proto_pos(const struct proto *p, uint64_t pc);
+void lj_chunk_name(struct lj_vm *vm, const struct proto *p, char *buf, size_t cap);
 
 #endif
