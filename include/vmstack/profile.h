@@ -55,7 +55,7 @@ struct maps;
 int record_run(struct target *t, const struct record_opts *o, struct profile **ret_prof,
                struct profile_stats *ret_st);
 
-/* Every distinct stack, root first, with its sample count. Names are final (symbolised);
+/* Every distinct stack, root first, with its weight (samples, or bytes). Names are final (symbolised);
  * kinds are enum frame_kind (FK_NATIVE, FK_FUNCTION, FK_JIT, FK_THREAD, FK_PROCESS). */
 typedef int (*profile_fn)(void *arg, const char *const *names, const uint8_t *kinds, size_t n,
                           uint64_t count);
@@ -68,6 +68,7 @@ struct profile_meta {
   int pid;
   double rate, seconds;
   int with_threads;
+  int bytes;               /* the weights are bytes (a memory profile), not samples */
 };
 int output_folded(FILE *f, struct profile *p, const struct profile_meta *m);
 int output_flamegraph(FILE *f, struct profile *p, const struct profile_meta *m);

@@ -121,6 +121,7 @@ struct emit {
   const struct tree *t;
   double total;
   size_t height;
+  const char *unit;        /* "samples" or "bytes" */
 };
 
 static void emit_node(struct emit *e, size_t id, double x, size_t depth)
@@ -134,9 +135,9 @@ static void emit_node(struct emit *e, size_t id, double x, size_t depth)
     double y = (double)e->height - BOTTOM - (double)depth * FRAME_H;
     fprintf(e->f, "<g class=\"f\" data-x=\"%.9f\" data-w=\"%.9f\"><title>", x, w);
     xml(e->f, nd->name);
-    fprintf(e->f, " (%" PRIu64 " samples, %.2f%%)</title><rect x=\"%.1f\" y=\"%.1f\" "
+    fprintf(e->f, " (%" PRIu64 " %s, %.2f%%)</title><rect x=\"%.1f\" y=\"%.1f\" "
             "width=\"%.1f\" height=\"%d\" fill=\"%s\" data-c=\"%s\" rx=\"2\"/><text x=\"%.1f\" "
-            "y=\"%.1f\"></text></g>\n", nd->count, 100.0 * w, px, y, pw, FRAME_H - 1, fill,
+            "y=\"%.1f\"></text></g>\n", nd->count, e->unit, 100.0 * w, px, y, pw, FRAME_H - 1, fill,
             fill, px + 3, y + 11.5);
   }
   /* children in name order, left to right */
@@ -219,7 +220,7 @@ int output_flamegraph(FILE *f, struct profile *p, const struct profile_meta *m)
   if (r < 0)
     goto out;
   struct emit e = { f, &t, t.v[0].count ? (double)t.v[0].count : 1.0,
-                    TOP + BOTTOM + (t.depth + 1) * FRAME_H };
+                    TOP + BOTTOM + (t.depth + 1) * FRAME_H, m->bytes ? "bytes" : "samples" };
   fprintf(f, "<?xml version=\"1.0\" standalone=\"no\"?>\n"
           "<svg version=\"1.1\" width=\"%d\" height=\"%zu\" viewBox=\"0 0 %d %zu\" "
           "onload=\"init(evt)\" xmlns=\"http://www.w3.org/2000/svg\">\n"

@@ -104,6 +104,7 @@ struct pp {
   struct buf tmp, tmp2;
   uint64_t period_ns;
   int pid;
+  int bytes;               /* one value, bytes; else samples and CPU time */
 };
 
 static int add(void *arg, const char *const *names, const uint8_t *kinds, size_t n,
@@ -131,7 +132,8 @@ static int add(void *arg, const char *const *names, const uint8_t *kinds, size_t
     field_varint(&pp->tmp, 1, (uint64_t)id + 1);
   }
   field_varint(&pp->tmp, 2, count);
-  field_varint(&pp->tmp, 2, count * pp->period_ns);
+  if (!pp->bytes)
+    field_varint(&pp->tmp, 2, count * pp->period_ns);
   if (first) {
     /* labels: thread name and tid ("name-tid"), pid */
     const char *dash = strrchr(names[0], '-');
@@ -165,15 +167,20 @@ static void value_type(struct buf *out, unsigned field, struct pp *pp, const cha
 
 int output_pprof(FILE *f, struct profile *p, const struct profile_meta *m)
 {
-  struct pp pp = { .period_ns = (uint64_t)(1e9 / m->rate), .pid = m->pid };
+  struct pp pp = { .period_ns = m->rate > 0 ? (uint64_t)(1e9 / m->rate) : 0, .pid = m->pid,
+                   .bytes = m->bytes };
   struct buf out = { 0 };
   int r = str_id(&pp.strs, "") < 0 ? -ENOMEM : 0;
   if (!r)
     r = profile_each(p, 1, add, &pp);
   if (r)
     goto done;
-  value_type(&out, 1, &pp, "samples", "count");
-  value_type(&out, 1, &pp, "cpu", "nanoseconds");
+  if (m->bytes) {
+    value_type(&out, 1, &pp, "space", "bytes");
+  } else {
+    value_type(&out, 1, &pp, "samples", "count");
+    value_type(&out, 1, &pp, "cpu", "nanoseconds");
+  }
   put(&out, pp.samples.b, pp.samples.n);
   for (size_t i = 0; i < pp.funcs.n; i++) {
     const char *sep = strchr(pp.funcs.s[i], '\x1f');
@@ -210,8 +217,10 @@ int output_pprof(FILE *f, struct profile *p, const struct profile_meta *m)
     field_varint(&pp.tmp, 4, (uint64_t)fid);
     field_msg(&out, 5, &pp.tmp);
   }
-  value_type(&out, 11, &pp, "cpu", "nanoseconds");
-  field_varint(&out, 12, pp.period_ns);
+  if (!m->bytes) {
+    value_type(&out, 11, &pp, "cpu", "nanoseconds");
+    field_varint(&out, 12, pp.period_ns);
+  }
   field_varint(&out, 10, (uint64_t)(m->seconds * 1e9));
   field_varint(&out, 9, (uint64_t)time(NULL) * 1000000000ull);
   /* the string table last: every string is known by now */

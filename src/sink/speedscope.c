@@ -157,7 +157,8 @@ int output_speedscope(FILE *f, struct profile *p, const struct profile_meta *m)
         total += s.st[i].count;
     fprintf(f, "%s{\"type\":\"sampled\",\"name\":", t ? "," : "");
     json_str(f, s.threads[t]);
-    fprintf(f, ",\"unit\":\"none\",\"startValue\":0,\"endValue\":%" PRIu64 ",\"samples\":[",
+    fprintf(f, ",\"unit\":\"%s\",\"startValue\":0,\"endValue\":%" PRIu64 ",\"samples\":[",
+            m->bytes ? "bytes" : "none",
             total);
     int first = 1;
     for (size_t i = 0; i < s.nst; i++) {

@@ -61,7 +61,7 @@ int64_t profile_intern(struct profile *p, const char *s)
   return (int64_t)p->nstrs - 1;
 }
 
-int profile_add_stack(struct profile *p, const uint64_t *keys, uint32_t n)
+int profile_add_stack(struct profile *p, const uint64_t *keys, uint32_t n, uint64_t weight)
 {
   if (p->used * 2 >= p->cap) {
     size_t nc = p->cap ? p->cap * 2 : 1024;
@@ -85,8 +85,8 @@ int profile_add_stack(struct profile *p, const uint64_t *keys, uint32_t n)
   while (p->tab[j].keys) {
     struct pstack *s = &p->tab[j];
     if (s->hash == h && s->n == n && !memcmp(s->keys, keys, n * sizeof *keys)) {
-      s->count++;
-      p->total++;
+      s->count += weight;
+      p->total += weight;
       return 0;
     }
     j = (j + 1) & (p->cap - 1);
@@ -95,9 +95,9 @@ int profile_add_stack(struct profile *p, const uint64_t *keys, uint32_t n)
   if (!k)
     return -ENOMEM;
   memcpy(k, keys, n * sizeof *k);
-  p->tab[j] = (struct pstack){ h, 1, n, k };
+  p->tab[j] = (struct pstack){ h, weight, n, k };
   p->used++;
-  p->total++;
+  p->total += weight;
   return 0;
 }
 
