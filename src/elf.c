@@ -211,6 +211,8 @@ void elf_file_close(struct elf_file *ef)
     return;
   if (ef->dw)
     dwarf_end(ef->dw);
+  if (ef->cfi)
+    dwarf_cfi_end(ef->cfi);   /* (from dwarf_getcfi_elf: ours to end) */
   image_close(&ef->dbg);
   image_close(&ef->main);
   for (struct path_str *p = ef->paths, *n; p; p = n) {

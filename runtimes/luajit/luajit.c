@@ -411,7 +411,8 @@ static int traces_build(struct lj_vm *vm, uint64_t G)
     }
   }
   free(refs);
-  qsort(vm->tc.v, vm->tc.n, sizeof *vm->tc.v, te_cmp);
+  if (vm->tc.n)
+    qsort(vm->tc.v, vm->tc.n, sizeof *vm->tc.v, te_cmp);
   return 0;
 }
 
