@@ -38,6 +38,7 @@ void vm_frames_reset(struct vm_frames *vf)
 {
   vf->n = 0;
   vf->err = 0;
+  vf->native_err = 0;
   vf->state[0] = 0;
   vf->state_sym = 0;
   arena_reset(&vf->strs);

@@ -51,6 +51,8 @@ struct vm_frames {
   size_t n, cap;
   struct arena strs;       /* the frames' strings */
   int err;                 /* why the walk stopped early (0 = complete) */
+  int native_err;          /* set by the core before the walk: why the native walk given
+                              to it ended early (0: it reached the thread's entry) */
   char state[96];          /* what the VM was doing: "interpreted", "JIT trace 3", ... */
   size_t state_sym;        /* nonzero: "{}" in state stands for the name of native frame
                               state_sym - 1, put in by whoever shows the state (after the

@@ -151,6 +151,10 @@ int pl_probe(struct target *t, void **ret_vm)
       vm->entersub[0] = a;
       vm->entersub[1] = a + size;
     }
+    if (!sym(vm, "Perl_yyparse", &a, &size) && size) {
+      vm->yyparse[0] = a;
+      vm->yyparse[1] = a + size;
+    }
     if (!lo->multiplicity)
       sym(vm, "PL_defstash", &vm->g_defstash, NULL);
   }

@@ -112,6 +112,7 @@ struct pl_vm {
   uint64_t xs_miss[16];      /* functions not found after a rebuild: no rebuild for them */
   size_t nxs_miss;
   uint64_t entersub[2];      /* Perl_pp_entersub's range: it calls XS subs */
+  uint64_t yyparse[2];       /* Perl_yyparse's range: the parser (0: not found) */
   uint64_t g_defstash;       /* &PL_defstash without MULTIPLICITY */
 };
 

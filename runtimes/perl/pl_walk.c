@@ -143,10 +143,15 @@ static int pl_walk(void *vmv, struct target *t, struct thread *th,
   for (size_t i = 0; i < nnative && nruns < 64; i++)
     if (is_runops(vm, &native[i]))
       runs[nruns++] = i;
-  if (nnative && !nruns && n == 1 && !r) {
+  int parsing = 0;
+  for (size_t i = 0; i < nnative && vm->yyparse[1]; i++) {
+    uint64_t pc = native[i].flags & FRAME_F_EXACT ? native[i].pc : native[i].pc - 1;
+    parsing |= pc >= vm->yyparse[0] && pc < vm->yyparse[1];
+  }
+  if (nnative && !nruns && n == 1 && !r && !out->native_err && !parsing) {
     /* an embedded interpreter between calls (nginx's perl module in a worker serving a
-     * Lua request): no op loop on the stack, no sub entered, only the main program's
-     * base context: this thread runs no Perl now */
+     * Lua request): no op loop and no parser on a native stack read to its end, no sub
+     * entered, only the main program's base context: this thread runs no Perl now */
     free(pf);
     return 0;
   }

@@ -134,7 +134,7 @@ int cmd_dump(int argc, char **argv, struct opts *o)
     code = cli_target_error(o->pid, r);
   } else {
     if (res.runtime_err[0])
-      cli_error("warning: %s; native frames only", res.runtime_err);
+      cli_error("warning: %s; its frames are not shown", res.runtime_err);
     if (o->json)
       dump_write_json(stdout, t, &res);
     else

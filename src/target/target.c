@@ -38,7 +38,7 @@ static void emergency_detach(void)
 {
   for (size_t k = 0; k < GUARD_MAX; k++) {
     struct target *t = guard_t[k];
-    if (t)
+    if (t && t->ops && t->ops->emergency)
       t->ops->emergency(t);
   }
 }

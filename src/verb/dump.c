@@ -50,8 +50,10 @@ static void native_walk(struct target *t, struct unwinder *u, const struct dump_
 static void vm_walks(struct target *t, struct thread *th, const struct dump_vm *vms, size_t nvms,
                      const struct stack_capture *cap, struct dump_walk *w)
 {
-  for (size_t i = 0; i < nvms && i < DUMP_VMS_MAX; i++)
+  for (size_t i = 0; i < nvms && i < DUMP_VMS_MAX; i++) {
+    w->vf[i].native_err = w->err;
     vms[i].rt->walk(vms[i].vm, t, th, cap, w->fr, w->n, &w->vf[i]);
+  }
 }
 
 int dump_sample_thread(struct target *t, struct thread *th, const struct dump_opts *o,

@@ -113,7 +113,7 @@ static int keys_of(struct rec *rc, struct rproc *pr, const struct thread *th,
   size_t root = m && pk[m - 1].vm ? m - 1 : SIZE_MAX;
   uint64_t proc = (uint64_t)pr->idx << PROC_SHIFT;
   uint32_t n = 0;
-  char buf[512];
+  char buf[4096];   /* "func@file:line": a chunk name may be STR_MAX long, func twice that */
   for (size_t i = 0; i < m; i++) {
     if (!pk[i].vm && pk[i].named_by &&
         !has_symbol(pr, w->vf[pk[i].list].v[pk[i].named_by - 1].pc)) {

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import time
 
-from vmtest import Skip, assert_running, main, run, settle, stop
+from vmtest import Skip, assert_running, main, run, settle, start, stop
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIX = os.path.normpath(os.path.join(HERE, "..", "..", "fixtures", "perl"))
@@ -209,6 +209,33 @@ def case_views():
         assert "Perl_runops_standard" in names, names
     finally:
         stop_perl(p)
+
+
+def case_compiling():
+    """perl parsing a long script (a BEGIN block signals ready, then 300,000 statements are
+    still to parse): the state says compiling and the main program's frame is there, at a
+    line the parser has reached (the op loop is not on the stack yet)."""
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="vmstack-parse-")
+    try:
+        script = os.path.join(tmp, "long.pl")
+        with open(script, "w") as f:
+            f.write("BEGIN { open(my $f, '>&=', $ARGV[0]) or die; print $f \"ready\\n\"; "
+                    "close $f }\n")
+            for i in range(300000):
+                f.write("my $v%d = %d + 1;\n" % (i, i))
+        p = start([perl(), script, "{fd}"])
+        try:
+            t = thread(stack_json(p.pid), p.pid)
+            assert t["vm_state"] == "compiling", t["vm_state"]
+            vm = [f for f in t["frames"] if f["kind"] == "vm"]
+            assert [f["name"] for f in vm] == ["main"], vm
+            assert vm[0]["file"] == script and vm[0]["line"] > 1, vm[0]
+            assert_running(p.pid)
+        finally:
+            stop(p)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def case_no_perl():
@@ -469,6 +496,7 @@ def case_record_exec():
 
 
 CASES["record_exec"] = case_record_exec
+CASES["compiling"] = case_compiling
 CASES["record_perltidy"] = case_record_perltidy
 CASES["record_accuracy"] = case_record_accuracy
 CASES["record_nonblocking"] = case_record_nonblocking
