@@ -33,6 +33,7 @@
 
 #define STACK_READ_MAX (1u << 20)   /* bytes of one Lua stack read at most */
 #define FRAMES_MAX 4096             /* Lua frames per thread at most */
+#define SCAN_SLOTS 256              /* slots looked at for a segment's start at most */
 
 /* -- The walk ------------------------------------------------------------- */
 
@@ -347,6 +348,32 @@ static int lj_walk_L(struct lj_vm *vm, const struct lj_cframe *cf, size_t ncf, s
             vm->start_alt = 1;
           break;
         }
+      }
+      if (k0 == 3 || r) {
+        /* no candidate reads to its end (the instructions of a return or call moving
+         * BASE): the nearest slot below them that starts a segment reading to its end,
+         * its innermost line unknown */
+        uint64_t g = 0;
+        for (size_t k = 0; k < 3; k++)
+          if (f[k] > g && f[k] < s.stack + s.len)
+            g = f[k];
+        if (!g || g >= s.stack + s.len)
+          g = s.base - 8;
+        for (int tries = 0; tries < SCAN_SLOTS && g > s.stack && r; tries++, g -= 8) {
+          if (!frame_ok(vm, &s, g))
+            continue;
+          cur = (struct cursor){ .L = s.L, .f = g };
+          out->n = first;
+          int rs = walk_segment(vm, &s, &cur, 0, anchor, out);
+          if (!rs) {
+            r = 0;
+            k0 = 0;
+            if (cf + i == vm->cf + lj_first_lua(vm))
+              vm->start_alt = 1;
+          }
+        }
+        if (r)
+          out->n = first;
       }
       if (k0 == 3) {
         r = -VMS_E_BADDATA;
