@@ -12,6 +12,7 @@
 #include "vmstack/elf.h"
 #include "vmstack/err.h"
 #include "vmstack/maps.h"
+#include "vmstack/rtutil.h"
 
 #define MAPS_MAX (1u << 20)   /* mappings; a larger table is cut */
 
@@ -333,5 +334,18 @@ struct module *maps_module_by_name(struct maps *mp, const char *prefix)
   for (size_t i = 0; i < mp->nmods; i++)
     if (!strncmp(mp->mods[i]->name, prefix, l))
       return mp->mods[i];
+  return NULL;
+}
+
+struct module *rt_module_with(struct maps *mp, const char *sym1, const char *sym2)
+{
+  for (size_t i = 0; i < mp->nmods; i++) {
+    struct module *m = mp->mods[i];
+    uint64_t a;
+    if (!m || maps_module_open(mp, m) || !m->elf)
+      continue;
+    if (!elf_file_lookup(m->elf, sym1, &a, NULL) && !elf_file_lookup(m->elf, sym2, &a, NULL))
+      return m;
+  }
   return NULL;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "vmstack/err.h"
+#include "vmstack/rtutil.h"
 
 struct target;
 struct module;
@@ -152,21 +153,6 @@ int lj_step(void *arg, struct unwind_ctx *ctx, struct unwind_regs *regs);
 
 #define STR_MAX 1024                /* chars of a chunk or identifier name kept */
 
-/* snprintf for names that are cut on purpose when too long. */
-__attribute__((format(printf, 3, 4))) static inline void fmt(char *buf, size_t cap, const char *f, ...)
-{
-  va_list ap;
-  va_start(ap, f);
-  vsnprintf(buf, cap, f, ap);
-  va_end(ap);
-}
-
-static inline uint64_t rd(const uint8_t *b, size_t off, size_t w)
-{
-  uint64_t v = 0;
-  memcpy(&v, b + off, w);
-  return v;
-}
 
 static inline int slot(const struct lstack *s, uint64_t addr, uint64_t *ret)
 {

@@ -26,16 +26,7 @@
  * former only). */
 static struct module *find_module(struct maps *mp)
 {
-  for (size_t i = 0; i < mp->nmods; i++) {
-    struct module *m = mp->mods[i];
-    uint64_t a;
-    if (!m || maps_module_open(mp, m) || !m->elf)
-      continue;
-    if (!elf_file_lookup(m->elf, "lua_close", &a, NULL) &&
-        !elf_file_lookup(m->elf, "luaJIT_setmode", &a, NULL))
-      return m;
-  }
-  return NULL;
+  return rt_module_with(mp, "lua_close", "luaJIT_setmode");
 }
 
 /* GC64 or not, from lua_close's first load through L (rdi): G = L->glref is a 64-bit load

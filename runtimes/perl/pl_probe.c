@@ -22,16 +22,7 @@
 /* The module holding the interpreter: perl itself or a libperl an embedder loaded. */
 static struct module *find_module(struct maps *mp)
 {
-  for (size_t i = 0; i < mp->nmods; i++) {
-    struct module *m = mp->mods[i];
-    uint64_t a;
-    if (!m || maps_module_open(mp, m) || !m->elf)
-      continue;
-    if (!elf_file_lookup(m->elf, "PL_curinterp", &a, NULL) &&
-        !elf_file_lookup(m->elf, "Perl_runops_standard", &a, NULL))
-      return m;
-  }
-  return NULL;
+  return rt_module_with(mp, "PL_curinterp", "Perl_runops_standard");
 }
 
 static int sym(struct pl_vm *vm, const char *name, uint64_t *ret, uint64_t *ret_size)

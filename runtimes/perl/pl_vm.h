@@ -29,6 +29,7 @@
 
 #include "pl_layout.h"
 #include "vmstack/err.h"
+#include "vmstack/rtutil.h"
 #include "vmstack/mem.h"
 #include "vmstack/target.h"
 #include "vmstack/tls.h"
@@ -116,20 +117,6 @@ struct pl_vm {
   uint64_t g_defstash;       /* &PL_defstash without MULTIPLICITY */
 };
 
-__attribute__((format(printf, 3, 4))) static inline void fmt(char *buf, size_t cap, const char *f, ...)
-{
-  va_list ap;
-  va_start(ap, f);
-  vsnprintf(buf, cap, f, ap);
-  va_end(ap);
-}
-
-static inline uint64_t rd(const uint8_t *b, size_t off, size_t w)
-{
-  uint64_t v = 0;
-  memcpy(&v, b + off, w);
-  return v;
-}
 
 static inline int rptr(struct pl_vm *vm, uint64_t addr, uint64_t *ret)
 {
