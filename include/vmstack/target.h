@@ -33,7 +33,7 @@ struct target {
   char exe[4096];          /* as the target sees it */
   char state;
   struct thread *threads;
-  size_t nthreads;
+  size_t nthreads, threads_cap;
   struct mem *mem;
   struct maps *maps;
   int stop_timeout_ms;     /* how long a stop may take before the thread is skipped */

@@ -121,11 +121,20 @@ static int thread_add(struct target *t, pid_t tid)
       return 0;
   if (t->nthreads >= THREADS_MAX)
     return -E2BIG;
-  struct thread *nt = realloc(t->threads, (t->nthreads + 1) * sizeof *nt);
-  if (!nt)
-    return -ENOMEM;
-  t->threads = nt;
-  struct thread *th = &nt[t->nthreads];
+  if (t->nthreads == t->threads_cap) {
+    /* a new array in place before the old one goes: the exit guard may read the table
+     * from a signal handler at any moment (realloc would free it first) */
+    size_t nc = t->threads_cap ? t->threads_cap * 2 : 16;
+    struct thread *nt = malloc(nc * sizeof *nt), *old = t->threads;
+    if (!nt)
+      return -ENOMEM;
+    if (t->nthreads)
+      memcpy(nt, old, t->nthreads * sizeof *nt);
+    t->threads = nt;
+    t->threads_cap = nc;
+    free(old);
+  }
+  struct thread *th = &t->threads[t->nthreads];
   memset(th, 0, sizeof *th);
   th->tid = tid;
   if (target_thread_stat(t->pid, tid, &th->state, th->name, sizeof th->name))
