@@ -12,6 +12,7 @@
 #include "vmstack/elf.h"
 #include "vmstack/err.h"
 #include "vmstack/maps.h"
+#include "vmstack/mem.h"
 #include "vmstack/rtutil.h"
 
 #define MAPS_MAX (1u << 20)   /* mappings; a larger table is cut */
@@ -251,19 +252,31 @@ static int same_file(int fd, const struct module *mod)
 static int vdso_open(struct maps *mp, struct module *mod)
 {
   size_t len = (size_t)(mod->end - mod->start);
-  if (!mp->pid || len > (1u << 20))
+  if ((!mp->pid && !mp->mem) || len > (1u << 20))
     return -ENOENT;
-  char p[64];
-  snprintf(p, sizeof p, "/proc/%d/mem", (int)mp->pid);
-  int fd = open(p, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
   void *buf = malloc(len);
-  ssize_t n = buf ? pread(fd, buf, len, (off_t)mod->start) : -1;
-  close(fd);
-  if (n != (ssize_t)len) {
-    free(buf);
-    return -EFAULT;
+  if (!buf)
+    return -ENOMEM;
+  if (!mp->pid) {
+    /* offline: the vDSO's bytes as the snapshot saved them */
+    if (mem_read(mp->mem, mod->start, buf, len)) {
+      free(buf);
+      return -EFAULT;
+    }
+  } else {
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/mem", (int)mp->pid);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      free(buf);
+      return -errno;
+    }
+    ssize_t n = pread(fd, buf, len, (off_t)mod->start);
+    close(fd);
+    if (n != (ssize_t)len) {
+      free(buf);
+      return -EFAULT;
+    }
   }
   int r = elf_file_open_mem(buf, len, &mod->elf);
   if (r)

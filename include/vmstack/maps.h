@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 struct elf_file;
+struct mem;
 
 struct module {
   char *path;             /* as the target sees it, without " (deleted)" */
@@ -37,6 +38,7 @@ struct maps {
   char *text;              /* the raw maps text, for snapshots (lines NUL-terminated) */
   size_t text_len;
   struct maps *retired;    /* the maps this one replaced: kept so that names stay valid */
+  struct mem *mem;         /* offline (pid 0): where the vDSO's bytes are (a snapshot) */
 };
 
 /* Parse /proc/PID/maps (or the given text, pid 0 for offline use). */

@@ -44,6 +44,12 @@ struct target {
 /* A live process: check it (exists, not a kernel thread or zombie, not traced), read its
  * name, threads and maps, and open its memory. Nothing is attached yet. */
 int target_open(pid_t pid, struct target **ret_t);
+/* A target replayed from a snapshot file: threads, registers, maps and the memory a
+ * walk read, saved by target_snapshot_save (nothing attached, nothing runs). */
+int target_snapshot_open(const char *path, struct target **ret_t);
+/* Save what target t's walks read (its memory was recorded: mem_record), with its
+ * threads' registers and its maps, to path. */
+int target_snapshot_save(struct target *t, const char *path);
 /* Re-read /proc/PID/task: threads that appeared are added, gone ones are marked. */
 int target_refresh_threads(struct target *t);
 int target_reload_maps(struct target *t);

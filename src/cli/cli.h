@@ -21,6 +21,8 @@ struct opts {
   int json, native, locals, nonblocking, lines, vm_only, coroutines;
   long max_depth;
   long stack_bytes;
+  const char *save_snapshot;     /* dump: also save what was read to this file */
+  const char *snapshot;          /* dump: replay this file instead of a live process */
 };
 
 /* Strict numbers: no sign unless allowed by min, no trailing text, no overflow. */

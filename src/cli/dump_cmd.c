@@ -7,11 +7,13 @@
 #include "cli.h"
 #include "vmstack/dump.h"
 #include "vmstack/err.h"
+#include "vmstack/mem.h"
 #include "vmstack/runtime.h"
 #include "vmstack/target.h"
 #include "vmstack/unwind.h"
 
-enum { OPT_MAX_DEPTH = 256, OPT_STACK_BYTES, OPT_NONBLOCKING, OPT_VM_ONLY, OPT_COROUTINES };
+enum { OPT_MAX_DEPTH = 256, OPT_STACK_BYTES, OPT_NONBLOCKING, OPT_VM_ONLY, OPT_COROUTINES,
+       OPT_SAVE_SNAPSHOT, OPT_SNAPSHOT };
 
 static int parse(int argc, char **argv, struct opts *o)
 {
@@ -26,6 +28,8 @@ static int parse(int argc, char **argv, struct opts *o)
     { "stack-bytes", required_argument, NULL, OPT_STACK_BYTES },
     { "vm-only", no_argument, NULL, OPT_VM_ONLY },
     { "coroutines", no_argument, NULL, OPT_COROUTINES },
+    { "save-snapshot", required_argument, NULL, OPT_SAVE_SNAPSHOT },
+    { "snapshot", required_argument, NULL, OPT_SNAPSHOT },
     { "help", no_argument, NULL, 'h' },
   };
   /* and each runtime's --X-only, from the registry */
@@ -55,6 +59,8 @@ static int parse(int argc, char **argv, struct opts *o)
     case OPT_NONBLOCKING: o->nonblocking = 1; break;
     case OPT_VM_ONLY: o->vm_only = 1; break;
     case OPT_COROUTINES: o->coroutines = 1; break;
+    case OPT_SAVE_SNAPSHOT: o->save_snapshot = optarg; break;
+    case OPT_SNAPSHOT: o->snapshot = optarg; break;
     case OPT_MAX_DEPTH:
       if (cli_parse_long(optarg, 1, 65536, &o->max_depth)) {
         cli_error("invalid --max-depth '%s': expected 1..65536", optarg);
@@ -80,8 +86,16 @@ static int parse(int argc, char **argv, struct opts *o)
     cli_error("unexpected argument '%s'", argv[optind]);
     return EXIT_USAGE;
   }
-  if (!o->pid) {
+  if (!o->pid && !o->snapshot) {
     cli_error("no target: give -p PID");
+    return EXIT_USAGE;
+  }
+  if (o->pid && o->snapshot) {
+    cli_error("-p and --snapshot exclude each other");
+    return EXIT_USAGE;
+  }
+  if (o->snapshot && o->save_snapshot) {
+    cli_error("--save-snapshot saves a live process: not with --snapshot");
     return EXIT_USAGE;
   }
   if (o->locals) {
@@ -110,9 +124,18 @@ int cmd_dump(int argc, char **argv, struct opts *o)
   if (r)
     return r < 0 ? EXIT_OK : r;
   struct target *t;
-  r = target_open(o->pid, &t);
-  if (r)
+  if (o->snapshot) {
+    r = target_snapshot_open(o->snapshot, &t);
+    if (r) {
+      cli_error("cannot replay %s: %s", o->snapshot, vms_strerror(r));
+      return EXIT_FATAL;
+    }
+    o->pid = t->pid;
+  } else if ((r = target_open(o->pid, &t))) {
     return cli_target_error(o->pid, r);
+  }
+  if (o->save_snapshot)
+    mem_record(t->mem, 1);   /* every read is kept for the snapshot */
   struct dump_opts dopts = {
     .max_depth = (size_t)o->max_depth,
     .stack_bytes = (size_t)o->stack_bytes,
@@ -153,6 +176,13 @@ int cmd_dump(int argc, char **argv, struct opts *o)
           cli_error("thread %d not read: %s", (int)ts->tid, vms_strerror(ts->err));
       }
       code = EXIT_PARTIAL;
+    }
+  }
+  if (o->save_snapshot && (code == EXIT_OK || code == EXIT_PARTIAL)) {
+    int e = target_snapshot_save(t, o->save_snapshot);
+    if (e) {
+      cli_error("cannot save the snapshot %s: %s", o->save_snapshot, vms_strerror(e));
+      code = EXIT_FATAL;
     }
   }
   dump_result_free(&res);

@@ -28,6 +28,8 @@ static const char usage[] =
   "  -n, --native          native frames only (no VM frames)\n"
   "      --vm-only         VM frames only (and each alias's own, see below)\n"
   "      --coroutines      also the stacks of suspended coroutines\n"
+  "      --save-snapshot F also save what was read to F (registers, maps, memory)\n"
+  "      --snapshot F      replay F (saved with --save-snapshot) instead of -p PID\n"
   "  -s, --source          file:line of native frames from DWARF (the binary's own or\n"
   "                        a separate debug file); slower on large debug files\n"
   "      --max-depth N     frames per thread at most (default 256)\n"

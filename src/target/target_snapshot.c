@@ -1,0 +1,231 @@
+/* A target replayed from a snapshot file (dump --save-snapshot, then --snapshot): the
+ * process, its threads with their registers and its maps from the file's blobs, its memory
+ * from the regions the original walk read. Nothing runs: stopping a thread only hands out
+ * the registers it had; nothing is ever attached. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmstack/err.h"
+#include "vmstack/maps.h"
+#include "vmstack/mem.h"
+#include "vmstack/target.h"
+#include "target_ops.h"
+
+/* The blobs a snapshot carries besides memory (native byte order, x86_64). */
+#define BLOB_PROC "vmstack.process"
+#define BLOB_THREADS "vmstack.threads"
+#define BLOB_MAPS "vmstack.maps"
+#define SNAP_THREADS_MAX 65536
+
+struct snap_proc {
+  int32_t pid, nspid;
+  char comm[17];
+  char state;
+  char exe[4096];
+};
+
+struct snap_thread {
+  int32_t tid, nstid;
+  char name[17];
+  char state;
+  struct user_regs_struct regs;
+};
+
+int target_snapshot_save(struct target *t, const char *path)
+{
+  struct snap_proc sp = { t->pid, t->nspid, "", t->state, "" };
+  memcpy(sp.comm, t->comm, sizeof sp.comm);
+  memcpy(sp.exe, t->exe, sizeof sp.exe);
+  struct snap_thread *st = calloc(t->nthreads ? t->nthreads : 1, sizeof *st);
+  char *maps = malloc(t->maps->text_len + 1);
+  int r = -ENOMEM;
+  if (!st || !maps)
+    goto out;
+  for (size_t i = 0; i < t->nthreads; i++) {
+    const struct thread *th = &t->threads[i];
+    st[i] = (struct snap_thread){ th->tid, th->nstid, "", th->state, th->regs };
+    memcpy(st[i].name, th->name, sizeof st[i].name);
+  }
+  /* the vDSO's bytes (read live from the process, never from a file) */
+  for (size_t i = 0; i < t->maps->n; i++) {
+    const struct map *m = &t->maps->v[i];
+    if (m->path && !strcmp(m->path, "[vdso]") && m->end - m->start <= (1u << 20)) {
+      void *b = malloc(m->end - m->start);
+      if (b)
+        mem_read(t->mem, m->start, b, m->end - m->start);
+      free(b);
+    }
+  }
+  /* the maps text as read (its lines were cut in place: NULs back to newlines) */
+  memcpy(maps, t->maps->text, t->maps->text_len);
+  for (size_t i = 0; i < t->maps->text_len; i++)
+    if (!maps[i])
+      maps[i] = '\n';
+  if ((r = mem_blob_add(t->mem, BLOB_PROC, &sp, sizeof sp)) ||
+      (r = mem_blob_add(t->mem, BLOB_THREADS, st, t->nthreads * sizeof *st)) ||
+      (r = mem_blob_add(t->mem, BLOB_MAPS, maps, t->maps->text_len)))
+    goto out;
+  r = mem_snapshot_write(t->mem, path);
+out:
+  free(st);
+  free(maps);
+  return r;
+}
+
+static int snap_refresh_threads(struct target *t)
+{
+  (void)t;
+  return 0;
+}
+
+static void snap_prune_threads(struct target *t)
+{
+  (void)t;
+}
+
+static int snap_thread_state(struct target *t, struct thread *th, char *ret_state)
+{
+  (void)t;
+  *ret_state = th->state;
+  return 0;
+}
+
+static int snap_alive(const struct target *t)
+{
+  (void)t;
+  return 1;
+}
+
+static int snap_reload_maps(struct target *t)
+{
+  (void)t;
+  return 0;
+}
+
+static int snap_attach(struct target *t)
+{
+  (void)t;
+  return 0;
+}
+
+static int snap_stop(struct target *t, struct thread *th)
+{
+  (void)t;
+  th->stopped = 1;   /* the registers are the ones saved */
+  return 0;
+}
+
+static int snap_resume(struct target *t, struct thread *th)
+{
+  (void)t;
+  th->stopped = 0;
+  return 0;
+}
+
+static void snap_release(struct target *t, struct thread *th)
+{
+  (void)t;
+  th->stopped = 0;
+}
+
+static void snap_detach(struct target *t)
+{
+  for (size_t i = 0; i < t->nthreads; i++)
+    t->threads[i].stopped = 0;
+}
+
+static void snap_emergency(struct target *t)
+{
+  (void)t;   /* nothing is held */
+}
+
+static void snap_close(struct target *t)
+{
+  mem_close(t->mem);
+  maps_free(t->maps);
+  free(t->threads);
+  free(t);
+}
+
+static const struct target_ops target_snapshot_ops = {
+  .name = "snapshot",
+  .refresh_threads = snap_refresh_threads,
+  .prune_threads = snap_prune_threads,
+  .thread_state = snap_thread_state,
+  .alive = snap_alive,
+  .reload_maps = snap_reload_maps,
+  .attach = snap_attach,
+  .stop = snap_stop,
+  .resume = snap_resume,
+  .release = snap_release,
+  .detach = snap_detach,
+  .emergency = snap_emergency,
+  .close = snap_close,
+};
+
+int target_snapshot_open(const char *path, struct target **ret_t)
+{
+  struct target *t = calloc(1, sizeof *t);
+  if (!t)
+    return -ENOMEM;
+  t->ops = &target_snapshot_ops;
+  int r = mem_open_snapshot(path, &t->mem);
+  if (r)
+    goto fail;
+  const void *d;
+  size_t len;
+  r = -VMS_E_BADSNAP;
+  if (mem_blob_get(t->mem, BLOB_PROC, &d, &len) || len != sizeof(struct snap_proc))
+    goto fail;
+  const struct snap_proc *sp = d;
+  t->pid = sp->pid;
+  t->nspid = sp->nspid;
+  t->state = sp->state;
+  memcpy(t->comm, sp->comm, sizeof t->comm);
+  memcpy(t->exe, sp->exe, sizeof t->exe);
+  t->comm[sizeof t->comm - 1] = 0;
+  t->exe[sizeof t->exe - 1] = 0;
+  if (mem_blob_get(t->mem, BLOB_THREADS, &d, &len) || len % sizeof(struct snap_thread) ||
+      len / sizeof(struct snap_thread) > SNAP_THREADS_MAX)
+    goto fail;
+  size_t n = len / sizeof(struct snap_thread);
+  t->threads = calloc(n ? n : 1, sizeof *t->threads);
+  if (!t->threads) {
+    r = -ENOMEM;
+    goto fail;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const struct snap_thread *st = (const struct snap_thread *)d + i;
+    struct thread *th = &t->threads[i];
+    th->tid = st->tid;
+    th->nstid = st->nstid;
+    memcpy(th->name, st->name, sizeof th->name);
+    th->name[sizeof th->name - 1] = 0;
+    th->state = st->state;
+    th->regs = st->regs;
+  }
+  t->nthreads = t->threads_cap = n;
+  if (mem_blob_get(t->mem, BLOB_MAPS, &d, &len))
+    goto fail;
+  char *text = malloc(len + 1);
+  if (!text) {
+    r = -ENOMEM;
+    goto fail;
+  }
+  memcpy(text, d, len);
+  text[len] = 0;
+  r = maps_parse(text, 0, &t->maps);
+  free(text);
+  if (r)
+    goto fail;
+  t->maps->mem = t->mem;
+  target_guard_add(t);
+  *ret_t = t;
+  return 0;
+fail:
+  mem_close(t->mem);
+  free(t->threads);
+  free(t);
+  return r;
+}

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Replay: `dump --save-snapshot FILE` on a live fixture keeps what the walk read (memory,
+registers, maps); `dump --snapshot FILE` after the fixture is gone gives the same output,
+text and JSON, without any process to attach to. Usage: test_replay.py CASE"""
+import json
+import os
+import subprocess
+import tempfile
+
+import test_luajit
+from vmtest import fixture, main, start, stop
+
+VMSTACK = os.environ["VMSTACK"]
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIX = os.path.normpath(os.path.join(HERE, "..", "..", "fixtures"))
+
+
+def dump(*args):
+    cp = subprocess.run([VMSTACK, "dump"] + list(args), capture_output=True, text=True,
+                        timeout=60)
+    return cp.returncode, cp.stdout, cp.stderr
+
+
+def roundtrip(argv, *extra, check=None):
+    """Save a snapshot of argv's process (text, then JSON), stop it, replay both."""
+    tmp = tempfile.mkdtemp(prefix="vmstack-replay-")
+    snaps = [os.path.join(tmp, "a.snap"), os.path.join(tmp, "b.snap")]
+    p = start(argv, stdin=subprocess.DEVNULL)
+    try:
+        live = [dump("-p", str(p.pid), "--save-snapshot", snaps[0], *extra),
+                dump("-p", str(p.pid), "--save-snapshot", snaps[1], "-j", *extra)]
+    finally:
+        stop(p)
+    try:
+        for (rc, out, err), snap, js in zip(live, snaps, ("", "-j")):
+            assert rc in (0, 1), err
+            assert os.path.getsize(snap) > 0
+            args = ["--snapshot", snap] + ([js] if js else []) + list(extra)
+            rrc, rout, rerr = dump(*args)
+            assert (rrc, rout) == (rc, out), "live rc %d, replay rc %d %s\nlive:\n%s\nreplay:\n%s" % (
+                rc, rrc, rerr, out, rout)
+            if js and check:
+                check(json.loads(rout))
+    finally:
+        for s in snaps:
+            if os.path.exists(s):
+                os.unlink(s)
+        os.rmdir(tmp)
+
+
+def vm_names(doc):
+    return [f["name"] for t in doc["threads"] for f in t["frames"] if f["kind"] == "vm"]
+
+
+def case_native():
+    """A C program's five threads (running, blocked in read, in pause, in the vDSO)."""
+    def check(doc):
+        names = [t["name"] for t in doc["threads"]]
+        assert "spinner" in names and "clocker" in names, names
+        assert all(t["walk_error"] is None for t in doc["threads"]), doc["threads"]
+    roundtrip([fixture("threads-pie"), "{fd}"], check=check)
+
+
+def case_luajit_jit():
+    """LuaJIT in a JIT trace calling C (allocation, GC steps): the walk reads traces,
+    cframes and the Lua stack from the snapshot alone."""
+    def check(doc):
+        assert "fn" in vm_names(doc) and "main chunk" in vm_names(doc), vm_names(doc)
+    roundtrip([test_luajit.luajit(), test_luajit.STATES, "{fd}", "tab"], check=check)
+
+
+def case_luajit_coroutines():
+    """Suspended coroutines (--coroutines) read from the snapshot."""
+    def check(doc):
+        assert doc["coroutines"], doc
+    roundtrip([test_luajit.luajit(), test_luajit.SCRIPT, "{fd}", "coroutines"],
+              "--coroutines", check=check)
+
+
+def case_perl():
+    """Perl's context stack and names (XS subs included) from the snapshot."""
+    def check(doc):
+        assert "main" in vm_names(doc), vm_names(doc)
+    roundtrip(["perl", os.path.join(FIX, "perl", "stacks.pl"), "{fd}", "xs_callback"],
+              check=check)
+
+
+def case_bad():
+    """Not a snapshot, or no such file: one line, exit 2; -p with --snapshot: usage."""
+    tmp = tempfile.mkdtemp(prefix="vmstack-replay-")
+    try:
+        bad = os.path.join(tmp, "bad")
+        with open(bad, "w") as f:
+            f.write("not a snapshot\n")
+        for path, msg in ((bad, "not a vmstack snapshot"),
+                          (os.path.join(tmp, "none"), "No such file")):
+            rc, out, err = dump("--snapshot", path)
+            assert rc == 2 and not out and msg in err and len(err.splitlines()) == 1, (rc, err)
+        rc, out, err = dump("--snapshot", bad, "-p", "1")
+        assert rc == 64 and "exclude" in err, (rc, err)
+    finally:
+        for n in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, n))
+        os.rmdir(tmp)
+
+
+CASES = {k[5:]: v for k, v in globals().items() if k.startswith("case_")}
+
+if __name__ == "__main__":
+    raise SystemExit(main(CASES))
