@@ -4,6 +4,7 @@
 #include <elfutils/libdw.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <gelf.h>
 #include <libelf.h>
 #include <limits.h>
@@ -228,7 +229,13 @@ void elf_file_close(struct elf_file *ef)
 
 static int try_debug(struct elf_file *ef, const char *path)
 {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* (never blocking, regular files only: the path may lie in the target's own root) */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  struct stat st;
+  if (fd >= 0 && (fstat(fd, &st) || !S_ISREG(st.st_mode))) {
+    close(fd);
+    return 0;
+  }
   if (fd < 0)
     return 0;
   struct image im = { .fd = -1 };

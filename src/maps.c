@@ -242,6 +242,20 @@ const struct map *maps_find(const struct maps *mp, uint64_t addr)
 
 /* The same file as the mapping? Guards against a path that now names another file
  * (replaced on disk, or a different file at that path in our own namespace). */
+/* Open a module's file: read-only, never blocking (a FIFO or a device put where a library
+ * was must not hang us or have side effects), and only a regular file is kept. */
+static int open_regular(const char *path)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  struct stat st;
+  if (fd >= 0 && (fstat(fd, &st) || !S_ISREG(st.st_mode))) {
+    close(fd);
+    errno = EINVAL;
+    return -1;
+  }
+  return fd;
+}
+
 static int same_file(int fd, const struct module *mod)
 {
   struct stat st;
@@ -300,7 +314,7 @@ int maps_module_open(struct maps *mp, struct module *mod)
     return vdso_open(mp, mod);
   if (mp->pid && !mod->deleted) {
     snprintf(p, sizeof p, "%s%s", mp->root, mod->path);
-    fd = open(p, O_RDONLY | O_CLOEXEC);
+    fd = open_regular(p);
     if (fd >= 0 && !same_file(fd, mod)) {
       close(fd);
       fd = -1;
@@ -311,12 +325,12 @@ int maps_module_open(struct maps *mp, struct module *mod)
      * kernels before 5.9 or CAP_CHECKPOINT_RESTORE after). */
     snprintf(p, sizeof p, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)mp->pid,
              mod->map_start, maps_find(mp, mod->map_start)->end);
-    fd = open(p, O_RDONLY | O_CLOEXEC);
+    fd = open_regular(p);
   }
   if (fd < 0) {
     /* overlay filesystems report another st_dev than maps does: accept the path */
     snprintf(p, sizeof p, "%s%s", mp->pid ? mp->root : "", mod->path);
-    fd = open(p, O_RDONLY | O_CLOEXEC);
+    fd = open_regular(p);
   }
   if (fd < 0)
     return -errno;

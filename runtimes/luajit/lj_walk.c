@@ -359,20 +359,21 @@ static int lj_walk_L(struct lj_vm *vm, const struct lj_cframe *cf, size_t ncf, s
             g = f[k];
         if (!g || g >= s.stack + s.len)
           g = s.base - 8;
-        for (int tries = 0; tries < SCAN_SLOTS && g > s.stack && r; tries++, g -= 8) {
+        int found = 0;
+        for (int tries = 0; tries < SCAN_SLOTS && g > s.stack && !found; tries++, g -= 8) {
           if (!frame_ok(vm, &s, g))
             continue;
           cur = (struct cursor){ .L = s.L, .f = g };
           out->n = first;
-          int rs = walk_segment(vm, &s, &cur, 0, anchor, out);
-          if (!rs) {
+          if (!walk_segment(vm, &s, &cur, 0, anchor, out)) {
+            found = 1;
             r = 0;
             k0 = 0;
             if (cf + i == vm->cf + lj_first_lua(vm))
               vm->start_alt = 1;
           }
         }
-        if (r)
+        if (!found)
           out->n = first;
       }
       if (k0 == 3) {

@@ -118,6 +118,15 @@ static int parse(int argc, char **argv, struct opts *o)
   return 0;
 }
 
+/* The options that decide what a dump reads, kept in a snapshot: a replay reads the same
+ * (the output options, -j -n --vm-only, stay free). */
+#define BLOB_DUMP_OPTS "vmstack.dump_opts"
+struct snap_dump_opts {
+  uint64_t max_depth, stack_bytes;
+  int32_t coroutines, lines;
+  char only_runtime[32];
+};
+
 int cmd_dump(int argc, char **argv, struct opts *o)
 {
   int r = parse(argc, argv, o);
@@ -144,6 +153,36 @@ int cmd_dump(int argc, char **argv, struct opts *o)
     .only_runtime = o->rt ? o->rt->name : NULL,
     .coroutines = o->coroutines,
   };
+  struct snap_dump_opts so;
+  memset(&so, 0, sizeof so);
+  if (o->snapshot) {
+    const void *d;
+    size_t len;
+    if (!mem_blob_get(t->mem, BLOB_DUMP_OPTS, &d, &len) && len == sizeof so) {
+      memcpy(&so, d, sizeof so);
+      so.only_runtime[sizeof so.only_runtime - 1] = 0;
+      dopts.max_depth = so.max_depth >= 1 && so.max_depth <= 65536 ? so.max_depth
+                                                                    : dopts.max_depth;
+      dopts.stack_bytes = so.stack_bytes >= 256 && so.stack_bytes <= (64u << 20)
+                              ? so.stack_bytes : dopts.stack_bytes;
+      dopts.coroutines = so.coroutines;
+      dopts.lines = so.lines;
+      const struct vm_runtime *srt = vm_runtime_find(so.only_runtime);
+      dopts.only_runtime = srt ? srt->name : NULL;
+    }
+  } else if (o->save_snapshot) {
+    so.max_depth = dopts.max_depth;
+    so.stack_bytes = dopts.stack_bytes;
+    so.coroutines = dopts.coroutines;
+    so.lines = dopts.lines;
+    if (dopts.only_runtime)
+      snprintf(so.only_runtime, sizeof so.only_runtime, "%s", dopts.only_runtime);
+    if (mem_blob_add(t->mem, BLOB_DUMP_OPTS, &so, sizeof so)) {
+      cli_error("cannot save the snapshot: out of memory");
+      target_close(t);
+      return EXIT_FATAL;
+    }
+  }
   struct dump_result res;
   r = dump_collect(t, &dopts, &res);
   int code = EXIT_OK;
@@ -181,7 +220,8 @@ int cmd_dump(int argc, char **argv, struct opts *o)
   if (o->save_snapshot && (code == EXIT_OK || code == EXIT_PARTIAL)) {
     int e = target_snapshot_save(t, o->save_snapshot);
     if (e) {
-      cli_error("cannot save the snapshot %s: %s", o->save_snapshot, vms_strerror(e));
+      cli_error("cannot save the snapshot %s: %s", o->save_snapshot,
+                e == -E2BIG ? "more was read than a snapshot keeps (256 MiB)" : vms_strerror(e));
       code = EXIT_FATAL;
     }
   }

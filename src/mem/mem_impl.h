@@ -45,6 +45,7 @@ struct mem {
   struct region *reg;
   size_t nreg, capreg;
   size_t recbytes;
+  int rec_dropped;         /* reads not kept (over REC_MAX, or out of memory) */
   int recording;
   struct blob *blobs;
   size_t nblobs;

@@ -1,10 +1,12 @@
 /* Snapshots: the regions of memory a walk read (recorded while it ran) and named blobs,
  * saved to a file and read back. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "vmstack/err.h"
 #include "mem_impl.h"
@@ -48,13 +50,19 @@ static int reg_cmp(const void *a, const void *b)
 
 void mem_keep(struct mem *m, const struct mem_iov *v)
 {
-  if (v->err || !v->len || m->recbytes + v->len > REC_MAX)
+  if (v->err || !v->len)
     return;
+  if (m->recbytes + v->len > REC_MAX) {
+    m->rec_dropped = 1;
+    return;
+  }
   if (m->nreg == m->capreg) {
     size_t nc = m->capreg ? m->capreg * 2 : 64;
     struct region *nr = realloc(m->reg, nc * sizeof *nr);
-    if (!nr)
+    if (!nr) {
+      m->rec_dropped = 1;
       return;
+    }
     m->reg = nr;
     m->capreg = nc;
   }
@@ -108,9 +116,23 @@ struct sec_hdr {
 
 int mem_snapshot_write(const struct mem *m, const char *path)
 {
-  FILE *f = fopen(path, "wbe");
-  if (!f)
+  if (m->rec_dropped)
+    return -E2BIG;   /* incomplete: more was read than a snapshot keeps */
+  /* a new file, readable by its owner only (it holds the target's memory), in place of
+   * an older one only once it is whole */
+  char tmp[4096];
+  if (snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid()) >= (int)sizeof tmp)
+    return -ENAMETOOLONG;
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0)
     return mem_errno_neg();
+  FILE *f = fdopen(fd, "wb");
+  if (!f) {
+    int e = mem_errno_neg();
+    close(fd);
+    unlink(tmp);
+    return e;
+  }
   uint32_t count = (uint32_t)(m->nreg + m->nblobs);
   fwrite(SNAP_MAGIC, 8, 1, f);
   fwrite(&count, sizeof count, 1, f);
@@ -126,8 +148,15 @@ int mem_snapshot_write(const struct mem *m, const char *path)
     fwrite(m->blobs[i].data, 1, m->blobs[i].len, f);
   }
   int bad = ferror(f);
-  if (fclose(f) || bad)
+  if (fclose(f) || bad) {
+    unlink(tmp);
     return -EIO;
+  }
+  if (rename(tmp, path)) {
+    int e = mem_errno_neg();
+    unlink(tmp);
+    return e;
+  }
   return 0;
 }
 

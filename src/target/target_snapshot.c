@@ -29,12 +29,17 @@ struct snap_thread {
   int32_t tid, nstid;
   char name[17];
   char state;
+  int32_t err;             /* why it could not be stopped (not walked: its regs are void) */
   struct user_regs_struct regs;
 };
 
 int target_snapshot_save(struct target *t, const char *path)
 {
-  struct snap_proc sp = { t->pid, t->nspid, "", t->state, "" };
+  struct snap_proc sp;
+  memset(&sp, 0, sizeof sp);   /* (padding too: the file holds no stray bytes of ours) */
+  sp.pid = t->pid;
+  sp.nspid = t->nspid;
+  sp.state = t->state;
   memcpy(sp.comm, t->comm, sizeof sp.comm);
   memcpy(sp.exe, t->exe, sizeof sp.exe);
   struct snap_thread *st = calloc(t->nthreads ? t->nthreads : 1, sizeof *st);
@@ -44,7 +49,13 @@ int target_snapshot_save(struct target *t, const char *path)
     goto out;
   for (size_t i = 0; i < t->nthreads; i++) {
     const struct thread *th = &t->threads[i];
-    st[i] = (struct snap_thread){ th->tid, th->nstid, "", th->state, th->regs };
+    st[i].tid = th->tid;
+    st[i].nstid = th->nstid;
+    st[i].state = th->state;
+    /* a thread that was never stopped (gone, stuck, or the dump interrupted first) has
+     * no registers: replayed as it was met */
+    st[i].err = th->err ? th->err : th->regs.rsp ? 0 : -ESRCH;
+    st[i].regs = th->regs;
     memcpy(st[i].name, th->name, sizeof st[i].name);
   }
   /* the vDSO's bytes (read live from the process, never from a file) */
@@ -112,7 +123,9 @@ static int snap_attach(struct target *t)
 static int snap_stop(struct target *t, struct thread *th)
 {
   (void)t;
-  th->stopped = 1;   /* the registers are the ones saved */
+  if (th->err)
+    return th->err;   /* it could not be stopped when the snapshot was taken */
+  th->stopped = 1;    /* the registers are the ones saved */
   return 0;
 }
 
@@ -203,6 +216,7 @@ int target_snapshot_open(const char *path, struct target **ret_t)
     memcpy(th->name, st->name, sizeof th->name);
     th->name[sizeof th->name - 1] = 0;
     th->state = st->state;
+    th->err = st->err;
     th->regs = st->regs;
   }
   t->nthreads = t->threads_cap = n;

@@ -104,6 +104,92 @@ def case_bad():
         os.rmdir(tmp)
 
 
+def case_options():
+    """What decides the reads (--stack-bytes, --max-depth) is kept in the snapshot: a replay
+    without them reads the same; the file is its owner's only."""
+    roundtrip([fixture("threads-pie"), "{fd}"], "--stack-bytes", "4096", "--max-depth", "3")
+    tmp = tempfile.mkdtemp(prefix="vmstack-replay-")
+    snap = os.path.join(tmp, "o.snap")
+    p = start([fixture("threads-pie"), "{fd}"], stdin=subprocess.DEVNULL)
+    try:
+        rc, live, err = dump("-p", str(p.pid), "--save-snapshot", snap, "--max-depth", "2")
+    finally:
+        stop(p)
+    try:
+        assert rc == 1 and os.stat(snap).st_mode & 0o777 == 0o600, (rc, err, oct(os.stat(snap).st_mode))
+        rrc, replay, rerr = dump("--snapshot", snap)
+        assert (rrc, replay) == (rc, live), (rrc, rerr, replay)
+    finally:
+        os.unlink(snap)
+        os.rmdir(tmp)
+
+
+def sections(path):
+    """A snapshot's sections: [(kind, name, addr, data)]."""
+    import struct
+    with open(path, "rb") as f:
+        b = f.read()
+    assert b[:8] == b"VMSSNAP1"
+    n, = struct.unpack_from("<I", b, 8)
+    off, out = 12, []
+    for _ in range(n):
+        kind, nl, addr, ln = struct.unpack_from("<IIQQ", b, off)
+        off += 24
+        name = b[off:off + nl].decode()
+        off += nl
+        out.append((kind, name, addr, b[off:off + ln]))
+        off += ln
+    return out
+
+
+def write_sections(path, secs):
+    import struct
+    with open(path, "wb") as f:
+        f.write(b"VMSSNAP1" + struct.pack("<I", len(secs)))
+        for kind, name, addr, data in secs:
+            f.write(struct.pack("<IIQQ", kind, len(name), addr, len(data)))
+            f.write(name.encode() + data)
+
+
+def case_hostile():
+    """Crafted snapshots: cut short, or whose maps name a FIFO and a device where a library
+    was: a clear error or a dump, never a hang."""
+    tmp = tempfile.mkdtemp(prefix="vmstack-replay-")
+    snap = os.path.join(tmp, "h.snap")
+    fifo = os.path.join(tmp, "fifo")
+    os.mkfifo(fifo)
+    p = start([fixture("threads-pie"), "{fd}"], stdin=subprocess.DEVNULL)
+    try:
+        rc, live, err = dump("-p", str(p.pid), "--save-snapshot", snap)
+        assert rc == 0, err
+    finally:
+        stop(p)
+    try:
+        with open(snap, "rb") as f:
+            whole = f.read()
+        cut = os.path.join(tmp, "cut.snap")
+        with open(cut, "wb") as f:
+            f.write(whole[:len(whole) // 2])
+        rc, out, err = dump("--snapshot", cut)
+        assert rc == 2 and "not a vmstack snapshot" in err, (rc, err)
+        secs = sections(snap)
+        crafted = []
+        for kind, name, addr, data in secs:
+            if name == "vmstack.maps":
+                data += (b"7f0000000000-7f0000001000 r-xp 00000000 08:01 4242 %s\n"
+                         b"7f0000002000-7f0000003000 r-xp 00000000 08:01 4243 /dev/zero\n"
+                         % fifo.encode())
+            crafted.append((kind, name, addr, data))
+        bad = os.path.join(tmp, "fifo.snap")
+        write_sections(bad, crafted)
+        rc, out, err = dump("--snapshot", bad)   # (run() times out after 60 s)
+        assert rc in (0, 1) and "Thread" in out, (rc, err)
+    finally:
+        for n in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, n))
+        os.rmdir(tmp)
+
+
 CASES = {k[5:]: v for k, v in globals().items() if k.startswith("case_")}
 
 if __name__ == "__main__":
