@@ -65,6 +65,7 @@ void maps_free(struct maps *mp)
   }
   free(mp->mods);
   free(mp->v);
+  free(mp->build_ids);
   free(mp->text);
   maps_free(mp->retired);
   free(mp);
@@ -303,6 +304,30 @@ static int vdso_open(struct maps *mp, struct module *mod)
   return 0;
 }
 
+/* Offline: the module's file has the build-id the snapshot recorded for its path (or the
+ * snapshot recorded none for it). */
+static int build_id_matches(const struct maps *mp, const struct module *mod)
+{
+  size_t n = 0;
+  const uint8_t *id = elf_file_build_id(mod->elf, &n);
+  char hex[2 * 64 + 1];
+  if (n > 64)
+    n = 64;
+  for (size_t i = 0; i < n; i++)
+    snprintf(hex + 2 * i, 3, "%02x", id[i]);
+  hex[2 * n] = 0;
+  size_t pl = strlen(mod->path);
+  for (const char *l = mp->build_ids; l && *l;) {
+    const char *sp = strchr(l, ' '), *nl = strchr(l, '\n');
+    if (!nl)
+      nl = l + strlen(l);
+    if (sp && sp < nl && (size_t)(nl - sp - 1) == pl && !strncmp(sp + 1, mod->path, pl))
+      return (size_t)(sp - l) == 2 * n && !strncmp(l, hex, 2 * n);
+    l = *nl ? nl + 1 : nl;
+  }
+  return 1;
+}
+
 int maps_module_open(struct maps *mp, struct module *mod)
 {
   if (mod->elf_tried)
@@ -338,6 +363,12 @@ int maps_module_open(struct maps *mp, struct module *mod)
   if (r)
     return r;
   if (elf_file_bias(mod->elf, mod->map_start, mod->map_off, &mod->bias)) {
+    elf_file_close(mod->elf);
+    mod->elf = NULL;
+    return -VMS_E_BADELF;
+  }
+  if (!mp->pid && mp->build_ids && !build_id_matches(mp, mod)) {
+    /* another build of the file than the process had: its symbols would be wrong */
     elf_file_close(mod->elf);
     mod->elf = NULL;
     return -VMS_E_BADELF;

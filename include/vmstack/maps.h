@@ -39,6 +39,8 @@ struct maps {
   size_t text_len;
   struct maps *retired;    /* the maps this one replaced: kept so that names stay valid */
   struct mem *mem;         /* offline (pid 0): where the vDSO's bytes are (a snapshot) */
+  char *build_ids;         /* offline: "HEX PATH\n" lines, the build-ids the modules had when
+                              the snapshot was taken; a file that differs is not used */
 };
 
 /* Parse /proc/PID/maps (or the given text, pid 0 for offline use). */

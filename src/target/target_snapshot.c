@@ -3,9 +3,11 @@
  * from the regions the original walk read. Nothing runs: stopping a thread only hands out
  * the registers it had; nothing is ever attached. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "vmstack/elf.h"
 #include "vmstack/err.h"
 #include "vmstack/maps.h"
 #include "vmstack/mem.h"
@@ -16,6 +18,7 @@
 #define BLOB_PROC "vmstack.process"
 #define BLOB_THREADS "vmstack.threads"
 #define BLOB_MAPS "vmstack.maps"
+#define BLOB_BUILD_IDS "vmstack.build_ids"
 #define SNAP_THREADS_MAX 65536
 
 struct snap_proc {
@@ -73,6 +76,38 @@ int target_snapshot_save(struct target *t, const char *path)
   for (size_t i = 0; i < t->maps->text_len; i++)
     if (!maps[i])
       maps[i] = '\n';
+  /* the build-id of every module file read: a replay uses only files that still match */
+  size_t idlen = 0, idcap = 4096;
+  char *ids = malloc(idcap);
+  if (!ids) {
+    r = -ENOMEM;
+    goto out;
+  }
+  ids[0] = 0;
+  for (size_t i = 0; i < t->maps->nmods; i++) {
+    const struct module *m = t->maps->mods[i];
+    size_t n = 0;
+    const uint8_t *id = m && m->elf && m->path[0] == '/' ? elf_file_build_id(m->elf, &n) : NULL;
+    if (!id || !n || n > 64)
+      continue;
+    size_t need = 2 * n + strlen(m->path) + 3;
+    if (idlen + need > idcap) {
+      char *ni = realloc(ids, idcap = 2 * (idlen + need));
+      if (!ni) {
+        free(ids);
+        r = -ENOMEM;
+        goto out;
+      }
+      ids = ni;
+    }
+    for (size_t k = 0; k < n; k++)
+      idlen += (size_t)snprintf(ids + idlen, 3, "%02x", id[k]);
+    idlen += (size_t)snprintf(ids + idlen, idcap - idlen, " %s\n", m->path);
+  }
+  r = mem_blob_add(t->mem, BLOB_BUILD_IDS, ids, idlen);
+  free(ids);
+  if (r)
+    goto out;
   if ((r = mem_blob_add(t->mem, BLOB_PROC, &sp, sizeof sp)) ||
       (r = mem_blob_add(t->mem, BLOB_THREADS, st, t->nthreads * sizeof *st)) ||
       (r = mem_blob_add(t->mem, BLOB_MAPS, maps, t->maps->text_len)))
@@ -234,6 +269,10 @@ int target_snapshot_open(const char *path, struct target **ret_t)
   if (r)
     goto fail;
   t->maps->mem = t->mem;
+  if (!mem_blob_get(t->mem, BLOB_BUILD_IDS, &d, &len) && (t->maps->build_ids = malloc(len + 1))) {
+    memcpy(t->maps->build_ids, d, len);
+    t->maps->build_ids[len] = 0;
+  }
   target_guard_add(t);
   *ret_t = t;
   return 0;

@@ -124,6 +124,34 @@ def case_options():
         os.rmdir(tmp)
 
 
+def case_other_build():
+    """A module file replaced by another build after the snapshot (same path, other
+    build-id) is not used at replay: its frames stay unnamed rather than named wrong."""
+    import shutil
+    tmp = tempfile.mkdtemp(prefix="vmstack-replay-")
+    exe = os.path.join(tmp, "threads-pie")
+    shutil.copy(fixture("threads-pie"), exe)
+    snap = os.path.join(tmp, "b.snap")
+    p = start([exe, "{fd}"], stdin=subprocess.DEVNULL)
+    try:
+        rc, live, err = dump("-p", str(p.pid), "--save-snapshot", snap)
+    finally:
+        stop(p)
+    try:
+        assert rc == 0 and "spin_c+0x" in live, (rc, err, live)
+        rc, same, err = dump("--snapshot", snap)
+        assert same == live, same
+        os.unlink(exe)
+        shutil.copy(fixture("tracer"), exe)   # another program at the same path
+        rc, out, err = dump("--snapshot", snap)
+        assert rc in (0, 1), (rc, err)
+        assert "spin_c" not in out and "[threads-pie+0x" in out, out
+        named = [l for l in out.splitlines() if "(threads-pie)" in l]
+        assert not named, named
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def sections(path):
     """A snapshot's sections: [(kind, name, addr, data)]."""
     import struct
