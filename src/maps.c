@@ -13,7 +13,6 @@
 #include "vmstack/err.h"
 #include "vmstack/maps.h"
 #include "vmstack/mem.h"
-#include "vmstack/rtutil.h"
 
 #define MAPS_MAX (1u << 20)   /* mappings; a larger table is cut */
 
@@ -395,7 +394,7 @@ struct module *maps_module_by_name(struct maps *mp, const char *prefix)
   return NULL;
 }
 
-struct module *rt_module_with(struct maps *mp, const char *sym1, const char *sym2)
+struct module *maps_module_with(struct maps *mp, const char *sym1, const char *sym2)
 {
   for (size_t i = 0; i < mp->nmods; i++) {
     struct module *m = mp->mods[i];

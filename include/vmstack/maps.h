@@ -58,6 +58,9 @@ const struct map *maps_find(const struct maps *mp, uint64_t addr);
 struct module *maps_module(struct maps *mp, uint64_t addr);
 /* Open the ELF of a module that is already known (e.g. by name). 0 or -errno. */
 int maps_module_open(struct maps *mp, struct module *mod);
+/* The first module (opened) whose ELF symbols have both sym1 and sym2 (a runtime's
+ * exports), or NULL. */
+struct module *maps_module_with(struct maps *mp, const char *sym1, const char *sym2);
 /* First module whose basename starts with prefix (e.g. "libluajit"), or NULL. */
 struct module *maps_module_by_name(struct maps *mp, const char *prefix);
 

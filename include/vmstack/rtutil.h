@@ -1,5 +1,4 @@
-/* Small helpers the runtimes share: fields of copied target bytes, names cut on purpose,
- * and the module that exports a runtime's symbols. */
+/* Small helpers the runtimes share: fields of copied target bytes, names cut on purpose. */
 #ifndef VMSTACK_RTUTIL_H
 #define VMSTACK_RTUTIL_H
 
@@ -8,9 +7,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-
-struct maps;
-struct module;
 
 /* A little-endian field of w bytes (1..8) at off in copied target bytes. */
 static inline uint64_t rd(const uint8_t *b, size_t off, size_t w)
@@ -29,9 +25,5 @@ __attribute__((format(printf, 3, 4))) static inline void fmt(char *buf, size_t c
   vsnprintf(buf, cap, f, ap);
   va_end(ap);
 }
-
-/* The first module of the process (opened) whose ELF symbols have both sym1 and sym2;
- * NULL when none. */
-struct module *rt_module_with(struct maps *mp, const char *sym1, const char *sym2);
 
 #endif

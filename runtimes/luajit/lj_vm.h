@@ -6,10 +6,6 @@
 #include <stdint.h>
 
 #include "lj_layout.h"
-#include <stdarg.h>
-#include <stdio.h>
-#include <string.h>
-
 #include "vmstack/err.h"
 #include "vmstack/rtutil.h"
 

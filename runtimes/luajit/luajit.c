@@ -26,7 +26,7 @@
  * former only). */
 static struct module *find_module(struct maps *mp)
 {
-  return rt_module_with(mp, "lua_close", "luaJIT_setmode");
+  return maps_module_with(mp, "lua_close", "luaJIT_setmode");
 }
 
 /* GC64 or not, from lua_close's first load through L (rdi): G = L->glref is a 64-bit load

@@ -22,7 +22,7 @@
 /* The module holding the interpreter: perl itself or a libperl an embedder loaded. */
 static struct module *find_module(struct maps *mp)
 {
-  return rt_module_with(mp, "PL_curinterp", "Perl_runops_standard");
+  return maps_module_with(mp, "PL_curinterp", "Perl_runops_standard");
 }
 
 static int sym(struct pl_vm *vm, const char *name, uint64_t *ret, uint64_t *ret_size)

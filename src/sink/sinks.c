@@ -52,12 +52,10 @@ const struct sink *sink_by_file(const char *path)
 
 const char *sink_ext(const struct sink *s)
 {
+  /* the first ending, without its dot */
   static char ext[16];
-  size_t l = strcspn(s->exts, " ");
-  if (l >= sizeof ext)
-    l = sizeof ext - 1;
-  memcpy(ext, s->exts[0] == '.' ? s->exts + 1 : s->exts, l ? l - (s->exts[0] == '.') : 0);
-  ext[l ? l - (s->exts[0] == '.') : 0] = 0;
+  const char *e = s->exts + (s->exts[0] == '.');
+  snprintf(ext, sizeof ext, "%.*s", (int)strcspn(e, " "), e);
   return ext;
 }
 
