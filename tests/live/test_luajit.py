@@ -410,6 +410,28 @@ def case_cmodule_names():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def case_hostile_names():
+    """A chunk whose file name holds ESC, BEL, a newline, an invalid byte and a C1 control
+    (U+009B, CSI): the text dump shows them escaped or blanked, never raw."""
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="vmstack-names-")
+    path = os.path.join(tmp.encode(), b"h\x1b]0;x\x07\n\xff\xc2\x9b.lua")
+    with open(path, "wb") as f:
+        f.write(b"local w = io.open('/dev/fd/' .. arg[1], 'w') w:write('ready\\n') w:close()\n"
+                b"local function spin() local x = 0 while true do x = x + 1 end end\nspin()\n")
+    p = start([luajit(), os.fsdecode(path), "{fd}"], stdin=subprocess.DEVNULL)
+    try:
+        cp = subprocess.run([os.environ["VMSTACK"], "dump", "-p", str(p.pid)],
+                            capture_output=True, timeout=60)
+        assert cp.returncode == 0, cp.stderr
+        raw = [c for c in cp.stdout if c >= 0x80 or (c < 0x20 and c != 0x0a)]
+        assert not raw, cp.stdout
+        assert b"\\xff\\xc2\\x9b.lua:3) [luajit]" in cp.stdout, cp.stdout
+    finally:
+        stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def case_builtin_names():
     """A builtin called by another builtin has no caller bytecode to name it (LuaJIT's own
     traceback says "[builtin#N]"): its name comes from package.loaded."""
