@@ -18,9 +18,13 @@
 
 /* -- Types ---------------------------------------------------------------- */
 
+struct image;
+
 struct sym {
   uint64_t addr, size;
   const char *name;   /* points into an Elf's string data (kept open) */
+  const struct image *im;     /* where it was read: its entry's and name's file offsets */
+  uint64_t ent_off, name_off;
 };
 
 struct seg {
@@ -33,13 +37,24 @@ struct path_str {
   char s[];
 };
 
+/* File bytes read outside libelf's section accessors (elf_file_read, section bytes), kept
+ * when reads are tracked so that a snapshot can carry the parts of the file it used. */
+struct spans {
+  struct { uint64_t off, len; } *v;
+  size_t n, cap;
+};
+
 struct image {
   int fd;
   void *owned;          /* bytes the Elf was made from (elf_memory), freed with it */
   Elf *elf;
   const uint8_t *raw;   /* whole file, mapped by libelf */
   size_t rawsize;
+  struct spans *used;   /* (when tracked) */
+  int dwarf_used;       /* its DWARF was opened: its .debug_* sections were used */
 };
+
+static int track_reads;
 
 struct elf_file {
   struct image main, dbg;
@@ -62,6 +77,8 @@ struct elf_file {
 
 static int parse_eh_frame_hdr(const struct elf_file *ef, uint64_t *ret_hdr,
                               uint64_t *ret_table, uint64_t *ret_count);
+static int section_bytes(const struct elf_file *ef, const char *name, uint64_t *ret_vaddr,
+                         uint64_t *ret_size, const uint8_t **ret_bytes, uint64_t *ret_off);
 
 /* -- Images --------------------------------------------------------------- */
 
@@ -83,11 +100,55 @@ static int image_open(struct image *im, int fd)
     return -VMS_E_BADELF;
   }
   im->raw = (const uint8_t *)elf_rawfile(im->elf, &im->rawsize);
+  if (track_reads)
+    im->used = calloc(1, sizeof *im->used);
   return 0;
+}
+
+static void note_used(const struct image *im, uint64_t off, uint64_t len)
+{
+  struct spans *u = im->used;
+  if (!u || !len)
+    return;
+  if (u->n && u->v[u->n - 1].off + u->v[u->n - 1].len == off) {
+    u->v[u->n - 1].len += len;
+    return;
+  }
+  if (u->n == u->cap) {
+    size_t nc = u->cap ? 2 * u->cap : 64;
+    void *nv = realloc(u->v, nc * sizeof *u->v);
+    if (!nv)
+      return;
+    u->v = nv;
+    u->cap = nc;
+  }
+  u->v[u->n].off = off;
+  u->v[u->n++].len = len;
+}
+
+/* A symbol a lookup found: its entry and its name are used (the rest of the table is not) */
+static void note_sym(const struct image *im, const GElf_Shdr *symsh, size_t i,
+                     uint32_t st_name, const char *name)
+{
+  GElf_Shdr strsh;
+  Elf_Scn *str = im->used ? elf_getscn(im->elf, symsh->sh_link) : NULL;
+  if (!str || !gelf_getshdr(str, &strsh))
+    return;
+  note_used(im, symsh->sh_offset + i * symsh->sh_entsize, symsh->sh_entsize);
+  note_used(im, strsh.sh_offset + st_name, strlen(name) + 1);
+}
+
+void elf_track_reads(int on)
+{
+  track_reads = on;
 }
 
 static void image_close(struct image *im)
 {
+  if (im->used)
+    free(im->used->v);
+  free(im->used);
+  im->used = NULL;
   if (im->elf)
     elf_end(im->elf);
   free(im->owned);
@@ -177,6 +238,8 @@ int elf_file_open_mem(void *buf, size_t len, struct elf_file **ret_ef)
   }
   ef->main.raw = buf;
   ef->main.rawsize = len;
+  if (track_reads)
+    ef->main.used = calloc(1, sizeof *ef->main.used);
   return file_init(ef, ret_ef);
 }
 
@@ -336,6 +399,7 @@ int elf_file_read(const struct elf_file *ef, uint64_t vaddr, void *buf, size_t l
     uint64_t off = s->offset + (vaddr - s->vaddr);
     if (!ef->main.raw || off + len > ef->main.rawsize)
       return -EFAULT;
+    note_used(&ef->main, off, len);
     memcpy(buf, ef->main.raw + off, len);
     return 0;
   }
@@ -346,11 +410,12 @@ int elf_file_fde_start(const struct elf_file *ef, size_t i, uint64_t *ret_vaddr)
 {
   if (ef->eh_err || i >= ef->eh_count)
     return -ENOENT;
-  uint64_t va, size;
+  uint64_t va, size, foff;
   const uint8_t *b;
-  if (elf_file_section(ef, ".eh_frame_hdr", &va, &size, &b) || !b)
+  if (section_bytes(ef, ".eh_frame_hdr", &va, &size, &b, &foff) || !b)
     return -ENOENT;
   int32_t rel;
+  note_used(&ef->main, foff + (ef->eh_table - va) + i * 8, 8);
   memcpy(&rel, b + (ef->eh_table - va) + i * 8, 4);
   *ret_vaddr = va + (uint64_t)(int64_t)rel;
   return 0;
@@ -362,6 +427,14 @@ int elf_file_fde(struct elf_file *ef, uint64_t vaddr, uint64_t *ret_start, uint6
   if (!ef->cfi_tried) {
     ef->cfi_tried = 1;
     ef->cfi = dwarf_getcfi_elf(ef->main.elf);
+    /* libdw reads these as it likes: all of them are used */
+    static const char *const cfi_scns[] = { ".eh_frame", ".eh_frame_hdr", ".debug_frame" };
+    for (size_t i = 0; ef->main.used && i < sizeof cfi_scns / sizeof *cfi_scns; i++) {
+      uint64_t va, size, off;
+      const uint8_t *b;
+      if (!section_bytes(ef, cfi_scns[i], &va, &size, &b, &off) && b)
+        note_used(&ef->main, off, size);
+    }
   }
   Dwarf_Frame *fr;
   if (!ef->cfi || dwarf_cfi_addrframe(ef->cfi, vaddr, &fr))
@@ -388,17 +461,34 @@ const uint8_t *elf_file_build_id(const struct elf_file *ef, size_t *ret_len)
   return ef->build_id_len ? ef->build_id : NULL;
 }
 
-int elf_file_section(const struct elf_file *ef, const char *name, uint64_t *ret_vaddr,
-                     uint64_t *ret_size, const uint8_t **ret_bytes)
+/* A section's address, size, bytes (NULL for NOBITS) and file offset. */
+static int section_bytes(const struct elf_file *ef, const char *name, uint64_t *ret_vaddr,
+                         uint64_t *ret_size, const uint8_t **ret_bytes, uint64_t *ret_off)
 {
   GElf_Shdr sh;
   if (!find_scn(ef->main.elf, name, &sh))
     return -ENOENT;
   *ret_vaddr = sh.sh_addr;
   *ret_size = sh.sh_size;
-  if (ret_bytes)
-    *ret_bytes = sh.sh_type == SHT_NOBITS || !ef->main.raw || sh.sh_offset + sh.sh_size >
-                 ef->main.rawsize ? NULL : ef->main.raw + sh.sh_offset;
+  *ret_off = sh.sh_offset;
+  *ret_bytes = sh.sh_type == SHT_NOBITS || !ef->main.raw || sh.sh_offset + sh.sh_size >
+               ef->main.rawsize ? NULL : ef->main.raw + sh.sh_offset;
+  return 0;
+}
+
+int elf_file_section(const struct elf_file *ef, const char *name, uint64_t *ret_vaddr,
+                     uint64_t *ret_size, const uint8_t **ret_bytes)
+{
+  const uint8_t *b;
+  uint64_t off;
+  int r = section_bytes(ef, name, ret_vaddr, ret_size, &b, &off);
+  if (r)
+    return r;
+  if (ret_bytes) {
+    *ret_bytes = b;
+    if (b)
+      note_used(&ef->main, off, *ret_size);
+  }
   return 0;
 }
 
@@ -418,9 +508,9 @@ int elf_file_eh_frame_hdr(const struct elf_file *ef, uint64_t *ret_hdr, uint64_t
 static int parse_eh_frame_hdr(const struct elf_file *ef, uint64_t *ret_hdr,
                               uint64_t *ret_table, uint64_t *ret_count)
 {
-  uint64_t va, size;
+  uint64_t va, size, foff;
   const uint8_t *b;
-  if (elf_file_section(ef, ".eh_frame_hdr", &va, &size, &b) || !b || size < 12 || b[0] != 1)
+  if (section_bytes(ef, ".eh_frame_hdr", &va, &size, &b, &foff) || !b || size < 12 || b[0] != 1)
     return -VMS_E_NOUNWIND;
   uint8_t ptr_enc = b[1], cnt_enc = b[2], tab_enc = b[3];
   size_t off = 4;
@@ -437,6 +527,7 @@ static int parse_eh_frame_hdr(const struct elf_file *ef, uint64_t *ret_hdr,
   off += 4;
   if (off + (uint64_t)count * 8 > size)
     return -VMS_E_NOUNWIND;
+  note_used(&ef->main, foff, off);   /* (the table's entries as they are searched) */
   *ret_hdr = va;
   *ret_table = va + off;
   *ret_count = count;
@@ -456,14 +547,17 @@ static int sym_cmp(const void *a, const void *b)
   return (x->name[0] == '_') - (y->name[0] == '_');
 }
 
-static void add_syms(struct elf_file *ef, Elf *elf, const char *secname, size_t *cap)
+static void add_syms(struct elf_file *ef, const struct image *im, const char *secname,
+                     size_t *cap)
 {
+  Elf *elf = im->elf;
   GElf_Shdr sh;
   Elf_Scn *s = find_scn(elf, secname, &sh);
   if (!s || !sh.sh_entsize)
     return;
   Elf_Data *d = elf_getdata(s, NULL);
-  if (!d)
+  GElf_Shdr strsh;
+  if (!d || !gelf_getshdr(elf_getscn(elf, sh.sh_link), &strsh))
     return;
   size_t n = sh.sh_size / sh.sh_entsize;
   for (size_t i = 0; i < n; i++) {
@@ -484,7 +578,9 @@ static void add_syms(struct elf_file *ef, Elf *elf, const char *secname, size_t 
       ef->syms = ns;
       *cap = nc;
     }
-    ef->syms[ef->nsyms++] = (struct sym){ sym.st_value, sym.st_size, name };
+    ef->syms[ef->nsyms++] = (struct sym){ sym.st_value, sym.st_size, name, im,
+                                          sh.sh_offset + i * sh.sh_entsize,
+                                          strsh.sh_offset + sym.st_name };
   }
 }
 
@@ -494,10 +590,10 @@ static void load_syms(struct elf_file *ef)
     return;
   ef->syms_loaded = 1;
   size_t cap = 0;
-  add_syms(ef, ef->main.elf, ".symtab", &cap);
-  add_syms(ef, ef->main.elf, ".dynsym", &cap);
+  add_syms(ef, &ef->main, ".symtab", &cap);
+  add_syms(ef, &ef->main, ".dynsym", &cap);
   if (ef->dbg.elf)
-    add_syms(ef, ef->dbg.elf, ".symtab", &cap);
+    add_syms(ef, &ef->dbg, ".symtab", &cap);
   if (!ef->nsyms)
     return;
   qsort(ef->syms, ef->nsyms, sizeof *ef->syms, sym_cmp);
@@ -523,6 +619,9 @@ int elf_file_symbol(struct elf_file *ef, uint64_t vaddr, const char **ret_name,
   if (!lo)
     return -ENOENT;
   const struct sym *s = &ef->syms[lo - 1];
+  /* (the nearest symbol decides, found or not: it is what a replay must see) */
+  note_used(s->im, s->ent_off, gelf_fsize(s->im->elf, ELF_T_SYM, 1, EV_CURRENT));
+  note_used(s->im, s->name_off, strlen(s->name) + 1);
   if (s->size && vaddr >= s->addr + s->size) {
     /* beyond the nearest symbol's end: an unnamed (stripped static) function */
     return -ENOENT;
@@ -538,9 +637,10 @@ int elf_file_symbol(struct elf_file *ef, uint64_t vaddr, const char **ret_name,
   return 0;
 }
 
-static int lookup_in(Elf *elf, const char *secname, const char *name, uint64_t *ret_vaddr,
-                     uint64_t *ret_size)
+static int lookup_in(const struct image *im, const char *secname, const char *name,
+                     uint64_t *ret_vaddr, uint64_t *ret_size)
 {
+  Elf *elf = im->elf;
   GElf_Shdr sh;
   Elf_Scn *s = find_scn(elf, secname, &sh);
   Elf_Data *d = s ? elf_getdata(s, NULL) : NULL;
@@ -553,6 +653,7 @@ static int lookup_in(Elf *elf, const char *secname, const char *name, uint64_t *
       continue;
     const char *nm = elf_strptr(elf, sh.sh_link, sym.st_name);
     if (nm && !strcmp(nm, name)) {
+      note_sym(im, &sh, i, sym.st_name, nm);
       *ret_vaddr = sym.st_value;
       if (ret_size)
         *ret_size = sym.st_size;
@@ -565,11 +666,11 @@ static int lookup_in(Elf *elf, const char *secname, const char *name, uint64_t *
 int elf_file_lookup(struct elf_file *ef, const char *name, uint64_t *ret_vaddr,
                     uint64_t *ret_size)
 {
-  if (!lookup_in(ef->main.elf, ".dynsym", name, ret_vaddr, ret_size) ||
-      !lookup_in(ef->main.elf, ".symtab", name, ret_vaddr, ret_size))
+  if (!lookup_in(&ef->main, ".dynsym", name, ret_vaddr, ret_size) ||
+      !lookup_in(&ef->main, ".symtab", name, ret_vaddr, ret_size))
     return 0;
   if (ef->dbg.elf)
-    return lookup_in(ef->dbg.elf, ".symtab", name, ret_vaddr, ret_size);
+    return lookup_in(&ef->dbg, ".symtab", name, ret_vaddr, ret_size);
   return -ENOENT;
 }
 
@@ -597,6 +698,7 @@ static int tls_reloc(struct elf_file *ef, const char *name, unsigned type, uint6
         continue;
       const char *nm = elf_strptr(elf, symsh.sh_link, sym.st_name);
       if (nm && !strcmp(nm, name)) {
+        note_sym(&ef->main, &symsh, GELF_R_SYM(r.r_info), sym.st_name, nm);
         *ret_got = r.r_offset;
         return 0;
       }
@@ -618,8 +720,10 @@ int elf_file_tls_dtv_got(struct elf_file *ef, const char *name, uint64_t *ret_mo
 }
 
 /* A TLS symbol's offset in its module's TLS block (st_value; 0 is a valid value). */
-static int tls_sym(Elf *elf, const char *secname, const char *name, uint64_t *ret)
+static int tls_sym(const struct image *im, const char *secname, const char *name,
+                   uint64_t *ret)
 {
+  Elf *elf = im->elf;
   GElf_Shdr sh;
   Elf_Scn *s = find_scn(elf, secname, &sh);
   Elf_Data *d = s ? elf_getdata(s, NULL) : NULL;
@@ -633,6 +737,7 @@ static int tls_sym(Elf *elf, const char *secname, const char *name, uint64_t *re
       continue;
     const char *nm = elf_strptr(elf, sh.sh_link, sym.st_name);
     if (nm && !strcmp(nm, name)) {
+      note_sym(im, &sh, i, sym.st_name, nm);
       *ret = sym.st_value;
       return 0;
     }
@@ -644,7 +749,7 @@ int elf_file_tls_exe_offset(struct elf_file *ef, const char *name, int64_t *ret_
 {
   Elf *elf = ef->main.elf;
   uint64_t value;
-  if (tls_sym(elf, ".dynsym", name, &value) && tls_sym(elf, ".symtab", name, &value))
+  if (tls_sym(&ef->main, ".dynsym", name, &value) && tls_sym(&ef->main, ".symtab", name, &value))
     return -ENOENT;
   size_t nph;
   if (elf_getphdrnum(elf, &nph))
@@ -711,9 +816,9 @@ int elf_file_line(struct elf_file *ef, uint64_t vaddr, const char **ret_file, in
     ef->dw_tried = 1;
     GElf_Shdr sh;
     if (ef->dbg.elf && find_scn(ef->dbg.elf, ".debug_info", &sh))
-      ef->dw = dwarf_begin_elf(ef->dbg.elf, DWARF_C_READ, NULL);
+      ef->dw = dwarf_begin_elf(ef->dbg.elf, DWARF_C_READ, NULL), ef->dbg.dwarf_used = 1;
     else if (find_scn(ef->main.elf, ".debug_info", &sh))
-      ef->dw = dwarf_begin_elf(ef->main.elf, DWARF_C_READ, NULL);
+      ef->dw = dwarf_begin_elf(ef->main.elf, DWARF_C_READ, NULL), ef->main.dwarf_used = 1;
   }
   if (!ef->dw)
     return -ENOENT;
@@ -745,5 +850,97 @@ int elf_file_line(struct elf_file *ef, uint64_t vaddr, const char **ret_file, in
       *ret_file = abs;
   }
   *ret_line = line;
+  return 0;
+}
+
+/* -- Skeletons -------------------------------------------------------------
+ * A copy of a file that keeps what a dump used and zeroes the rest: headers, section
+ * names, notes, relocations, the DWARF when it was opened, the symbols lookups found (a
+ * zeroed entry has no value: it is skipped as before), and every range read through
+ * elf_file_read, a section's bytes or the unwind tables. Replayed, the same lookups give
+ * the same answers; a replay on another machine opens it in place of the file. */
+
+/* Sections kept whole: what libelf and libdw read on their own (names, notes, relocations,
+ * the debug link; DWARF once it was opened). Symbol tables, unwind tables and code keep
+ * only the entries and bytes that were used. */
+static int kept_whole(const GElf_Shdr *sh, const char *name, int dwarf_used)
+{
+  if (sh->sh_type == SHT_NOTE || sh->sh_type == SHT_RELA || sh->sh_type == SHT_REL ||
+      sh->sh_type == SHT_DYNAMIC)
+    return 1;
+  if (!name)
+    return 0;
+  if (!strcmp(name, ".gnu_debuglink") || !strcmp(name, ".gnu_debugaltlink"))
+    return 1;
+  return dwarf_used && (!strncmp(name, ".debug_", 7) || !strncmp(name, ".zdebug_", 8));
+}
+
+static void copy_span(uint8_t *out, const struct image *im, uint64_t off, uint64_t len)
+{
+  if (off < im->rawsize)
+    memcpy(out + off, im->raw + off, (size_t)(len > im->rawsize - off ? im->rawsize - off : len));
+}
+
+static int image_skeleton(const struct image *im, void **ret_buf, size_t *ret_len)
+{
+  GElf_Ehdr eh;
+  size_t shstrndx, phnum;
+  if (!im->elf || !im->raw || !gelf_getehdr(im->elf, &eh) || elf_getphdrnum(im->elf, &phnum))
+    return -ENOENT;
+  uint8_t *out = calloc(1, im->rawsize ? im->rawsize : 1);
+  if (!out)
+    return -ENOMEM;
+  copy_span(out, im, 0, eh.e_ehsize);
+  copy_span(out, im, eh.e_phoff, (uint64_t)phnum * eh.e_phentsize);
+  for (size_t i = 0; i < phnum; i++) {
+    GElf_Phdr ph;
+    if (gelf_getphdr(im->elf, (int)i, &ph) && (ph.p_type == PT_NOTE || ph.p_type == PT_DYNAMIC ||
+                                               ph.p_type == PT_INTERP))
+      copy_span(out, im, ph.p_offset, ph.p_filesz);   /* notes, dynamic, interp */
+  }
+  size_t shnum = 0;
+  elf_getshdrnum(im->elf, &shnum);
+  copy_span(out, im, eh.e_shoff, (uint64_t)shnum * eh.e_shentsize);
+  int have_names = !elf_getshdrstrndx(im->elf, &shstrndx);
+  if (have_names) {
+    GElf_Shdr sh;
+    if (gelf_getshdr(elf_getscn(im->elf, shstrndx), &sh))
+      copy_span(out, im, sh.sh_offset, sh.sh_size);
+  }
+  for (Elf_Scn *s = elf_nextscn(im->elf, NULL); s; s = elf_nextscn(im->elf, s)) {
+    GElf_Shdr sh;
+    if (!gelf_getshdr(s, &sh) || sh.sh_type == SHT_NOBITS)
+      continue;
+    const char *n = have_names ? elf_strptr(im->elf, shstrndx, sh.sh_name) : NULL;
+    if (kept_whole(&sh, n, im->dwarf_used))
+      copy_span(out, im, sh.sh_offset, sh.sh_size);
+  }
+  for (size_t i = 0; im->used && i < im->used->n; i++)
+    copy_span(out, im, im->used->v[i].off, im->used->v[i].len);
+  *ret_buf = out;
+  *ret_len = im->rawsize;
+  return 0;
+}
+
+int elf_file_skeleton(const struct elf_file *ef, int debug, void **ret_buf, size_t *ret_len)
+{
+  return image_skeleton(debug ? &ef->dbg : &ef->main, ret_buf, ret_len);
+}
+
+int elf_file_attach_debug_mem(struct elf_file *ef, void *buf, size_t len)
+{
+  if (ef->dbg.elf) {
+    free(buf);
+    return -EEXIST;
+  }
+  struct image im = { .fd = -1, .owned = buf };
+  im.elf = elf_memory(buf, len);
+  if (!im.elf || elf_kind(im.elf) != ELF_K_ELF) {
+    image_close(&im);
+    return -VMS_E_BADELF;
+  }
+  im.raw = buf;
+  im.rawsize = len;
+  ef->dbg = im;
   return 0;
 }

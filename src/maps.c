@@ -327,6 +327,37 @@ static int build_id_matches(const struct maps *mp, const struct module *mod)
   return 1;
 }
 
+/* Offline, from a snapshot that carries its files (--embed-files): the module's file and
+ * its debug file as saved, never a file of this machine (a replay reads what the dump
+ * read, wherever it runs). */
+static int embedded_open(struct maps *mp, struct module *mod)
+{
+  char name[4200];
+  const void *d;
+  size_t len;
+  snprintf(name, sizeof name, "%s%s", BLOB_FILE, mod->path);
+  if (mem_blob_get(mp->mem, name, &d, &len))
+    return -ENOENT;
+  void *buf = malloc(len ? len : 1);
+  if (!buf)
+    return -ENOMEM;
+  memcpy(buf, d, len);
+  int r = elf_file_open_mem(buf, len, &mod->elf);
+  if (r)
+    return r;
+  if (elf_file_bias(mod->elf, mod->map_start, mod->map_off, &mod->bias)) {
+    elf_file_close(mod->elf);
+    mod->elf = NULL;
+    return -VMS_E_BADELF;
+  }
+  snprintf(name, sizeof name, "%s%s", BLOB_DEBUG_FILE, mod->path);
+  if (!mem_blob_get(mp->mem, name, &d, &len) && (buf = malloc(len ? len : 1))) {
+    memcpy(buf, d, len);
+    elf_file_attach_debug_mem(mod->elf, buf, len);
+  }
+  return 0;
+}
+
 int maps_module_open(struct maps *mp, struct module *mod)
 {
   if (mod->elf_tried)
@@ -336,6 +367,10 @@ int maps_module_open(struct maps *mp, struct module *mod)
   int fd = -1;
   if (!strcmp(mod->path, "[vdso]"))
     return vdso_open(mp, mod);
+  const void *blob;
+  size_t blen;
+  if (!mp->pid && mp->mem && !mem_blob_get(mp->mem, BLOB_FILES, &blob, &blen))
+    return embedded_open(mp, mod);
   if (mp->pid && !mod->deleted) {
     snprintf(p, sizeof p, "%s%s", mp->root, mod->path);
     fd = open_regular(p);

@@ -61,4 +61,13 @@ const uint8_t *elf_file_build_id(const struct elf_file *ef, size_t *ret_len);
 int elf_file_section(const struct elf_file *ef, const char *name, uint64_t *ret_vaddr,
                      uint64_t *ret_size, const uint8_t **ret_bytes);
 
+/* Track which bytes of files opened from now on are read (for elf_file_skeleton). */
+void elf_track_reads(int on);
+/* A copy of the file (debug: of its separate debug file) with the bytes no lookup used
+ * zeroed: headers, symbols, notes, relocations, unwind tables, DWARF if it was opened, and
+ * the ranges read. *ret_buf is malloc'd, as long as the file. -ENOENT when there is none. */
+int elf_file_skeleton(const struct elf_file *ef, int debug, void **ret_buf, size_t *ret_len);
+/* Attach a separate debug file from bytes in memory; takes ownership of buf. */
+int elf_file_attach_debug_mem(struct elf_file *ef, void *buf, size_t len);
+
 #endif

@@ -46,6 +46,12 @@ void mem_get_stats(const struct mem *m, struct mem_stats *ret);
 void mem_record(struct mem *m, int on);
 /* Named side data carried in a snapshot (maps text, registers, ...). */
 int mem_blob_add(struct mem *m, const char *name, const void *data, size_t len);
+/* Blobs of a snapshot that carries the module files it used (dump --embed-files): the
+ * list of those files, and per file its skeleton (see elf_file_skeleton) and that of its
+ * debug file, named by prefix + the path in the target's maps. */
+#define BLOB_FILES "vmstack.files"
+#define BLOB_FILE "vmstack.file:"
+#define BLOB_DEBUG_FILE "vmstack.debug_file:"
 int mem_blob_get(const struct mem *m, const char *name, const void **ret_data, size_t *ret_len);
 int mem_snapshot_write(const struct mem *m, const char *path);
 

@@ -49,7 +49,7 @@ int target_open(pid_t pid, struct target **ret_t);
 int target_snapshot_open(const char *path, struct target **ret_t);
 /* Save what target t's walks read (its memory was recorded: mem_record), with its
  * threads' registers and its maps, to path. */
-int target_snapshot_save(struct target *t, const char *path);
+int target_snapshot_save(struct target *t, const char *path, int embed_files);
 /* Re-read /proc/PID/task: threads that appeared are added, gone ones are marked. */
 int target_refresh_threads(struct target *t);
 int target_reload_maps(struct target *t);

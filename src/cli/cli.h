@@ -23,6 +23,7 @@ struct opts {
   long stack_bytes;
   const char *save_snapshot;     /* dump: also save what was read to this file */
   const char *snapshot;          /* dump: replay this file instead of a live process */
+  int embed_files;               /* dump: the snapshot carries the module files it used */
 };
 
 /* Strict numbers: no sign unless allowed by min, no trailing text, no overflow. */

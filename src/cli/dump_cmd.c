@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "vmstack/dump.h"
+#include "vmstack/elf.h"
 #include "vmstack/err.h"
 #include "vmstack/mem.h"
 #include "vmstack/runtime.h"
@@ -13,7 +14,7 @@
 #include "vmstack/unwind.h"
 
 enum { OPT_MAX_DEPTH = 256, OPT_STACK_BYTES, OPT_NONBLOCKING, OPT_VM_ONLY, OPT_COROUTINES,
-       OPT_SAVE_SNAPSHOT, OPT_SNAPSHOT };
+       OPT_SAVE_SNAPSHOT, OPT_SNAPSHOT, OPT_EMBED_FILES };
 
 static int parse(int argc, char **argv, struct opts *o)
 {
@@ -30,6 +31,7 @@ static int parse(int argc, char **argv, struct opts *o)
     { "coroutines", no_argument, NULL, OPT_COROUTINES },
     { "save-snapshot", required_argument, NULL, OPT_SAVE_SNAPSHOT },
     { "snapshot", required_argument, NULL, OPT_SNAPSHOT },
+    { "embed-files", no_argument, NULL, OPT_EMBED_FILES },
     { "help", no_argument, NULL, 'h' },
   };
   /* and each runtime's --X-only, from the registry */
@@ -61,6 +63,7 @@ static int parse(int argc, char **argv, struct opts *o)
     case OPT_COROUTINES: o->coroutines = 1; break;
     case OPT_SAVE_SNAPSHOT: o->save_snapshot = optarg; break;
     case OPT_SNAPSHOT: o->snapshot = optarg; break;
+    case OPT_EMBED_FILES: o->embed_files = 1; break;
     case OPT_MAX_DEPTH:
       if (cli_parse_long(optarg, 1, 65536, &o->max_depth)) {
         cli_error("invalid --max-depth '%s': expected 1..65536", optarg);
@@ -92,6 +95,10 @@ static int parse(int argc, char **argv, struct opts *o)
   }
   if (o->pid && o->snapshot) {
     cli_error("-p and --snapshot exclude each other");
+    return EXIT_USAGE;
+  }
+  if (o->embed_files && !o->save_snapshot) {
+    cli_error("--embed-files goes with --save-snapshot");
     return EXIT_USAGE;
   }
   if (o->snapshot && o->save_snapshot) {
@@ -140,7 +147,7 @@ int cmd_dump(int argc, char **argv, struct opts *o)
       return EXIT_FATAL;
     }
     o->pid = t->pid;
-  } else if ((r = target_open(o->pid, &t))) {
+  } else if (elf_track_reads(o->embed_files), (r = target_open(o->pid, &t))) {
     return cli_target_error(o->pid, r);
   }
   if (o->save_snapshot)
@@ -218,7 +225,7 @@ int cmd_dump(int argc, char **argv, struct opts *o)
     }
   }
   if (o->save_snapshot && (code == EXIT_OK || code == EXIT_PARTIAL)) {
-    int e = target_snapshot_save(t, o->save_snapshot);
+    int e = target_snapshot_save(t, o->save_snapshot, o->embed_files);
     if (e) {
       cli_error("cannot save the snapshot %s: %s", o->save_snapshot,
                 e == -E2BIG ? "more was read than a snapshot keeps (256 MiB)" : vms_strerror(e));

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "vmstack/err.h"
 #include "mem_impl.h"
@@ -114,41 +115,44 @@ struct sec_hdr {
   uint64_t addr, len;
 };
 
+static int ends_with(const char *s, const char *suffix)
+{
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && !strcmp(s + a - b, suffix);
+}
+
 int mem_snapshot_write(const struct mem *m, const char *path)
 {
   if (m->rec_dropped)
     return -E2BIG;   /* incomplete: more was read than a snapshot keeps */
   /* a new file, readable by its owner only (it holds the target's memory), in place of
-   * an older one only once it is whole */
+   * an older one only once it is whole; gzip-compressed when its name ends in .gz */
   char tmp[4096];
   if (snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid()) >= (int)sizeof tmp)
     return -ENAMETOOLONG;
   int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0)
     return mem_errno_neg();
-  FILE *f = fdopen(fd, "wb");
+  gzFile f = gzdopen(fd, ends_with(path, ".gz") ? "wb9" : "wbT");
   if (!f) {
-    int e = mem_errno_neg();
     close(fd);
     unlink(tmp);
-    return e;
+    return -ENOMEM;
   }
   uint32_t count = (uint32_t)(m->nreg + m->nblobs);
-  fwrite(SNAP_MAGIC, 8, 1, f);
-  fwrite(&count, sizeof count, 1, f);
-  for (size_t i = 0; i < m->nreg; i++) {
+  int ok = gzwrite(f, SNAP_MAGIC, 8) == 8 && gzwrite(f, &count, sizeof count) == sizeof count;
+  for (size_t i = 0; ok && i < m->nreg; i++) {
     struct sec_hdr h = { 1, 0, m->reg[i].addr, m->reg[i].len };
-    fwrite(&h, sizeof h, 1, f);
-    fwrite(m->reg[i].bytes, 1, m->reg[i].len, f);
+    ok = gzwrite(f, &h, sizeof h) == sizeof h &&
+         (!h.len || gzwrite(f, m->reg[i].bytes, (unsigned)h.len) == (int)h.len);
   }
-  for (size_t i = 0; i < m->nblobs; i++) {
+  for (size_t i = 0; ok && i < m->nblobs; i++) {
     struct sec_hdr h = { 2, (uint32_t)strlen(m->blobs[i].name), 0, m->blobs[i].len };
-    fwrite(&h, sizeof h, 1, f);
-    fwrite(m->blobs[i].name, 1, h.namelen, f);
-    fwrite(m->blobs[i].data, 1, m->blobs[i].len, f);
+    ok = gzwrite(f, &h, sizeof h) == sizeof h &&
+         gzwrite(f, m->blobs[i].name, h.namelen) == (int)h.namelen &&
+         (!h.len || gzwrite(f, m->blobs[i].data, (unsigned)h.len) == (int)h.len);
   }
-  int bad = ferror(f);
-  if (fclose(f) || bad) {
+  if (gzclose(f) != Z_OK || !ok) {
     unlink(tmp);
     return -EIO;
   }
@@ -203,30 +207,46 @@ static int reg_normalise(struct mem *m)
   return r;
 }
 
+/* gzread of exactly len bytes */
+static int gz_full(gzFile f, void *buf, uint64_t len)
+{
+  return gzread(f, buf, (unsigned)len) == (int)len;
+}
+
 int mem_open_snapshot(const char *path, struct mem **ret_m)
 {
-  FILE *f = fopen(path, "rbe");
-  if (!f)
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  struct stat st;
+  if (fd < 0)
     return mem_errno_neg();
+  if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return -VMS_E_BADSNAP;
+  }
+  gzFile f = gzdopen(fd, "rb");   /* (compressed or not) */
+  if (!f) {
+    close(fd);
+    return -ENOMEM;
+  }
   struct mem *m = calloc(1, sizeof *m);
   int r = -ENOMEM;
   char magic[8];
   uint32_t count;
+  uint64_t total = 0;
   if (!m)
     goto out;
   m->memfd = -1;
   r = -VMS_E_BADSNAP;
-  struct stat st;
-  if (fstat(fileno(f), &st) || fread(magic, 8, 1, f) != 1 || memcmp(magic, SNAP_MAGIC, 8) ||
-      fread(&count, 4, 1, f) != 1)
+  if (!gz_full(f, magic, 8) || memcmp(magic, SNAP_MAGIC, 8) || !gz_full(f, &count, 4))
     goto out;
   for (uint32_t i = 0; i < count; i++) {
     struct sec_hdr h;
-    if (fread(&h, sizeof h, 1, f) != 1 || h.namelen > 4096 || h.len > (1ull << 32) ||
-        h.addr + h.len < h.addr || h.namelen + h.len > (uint64_t)st.st_size - (uint64_t)ftell(f))
+    /* bounded: a section at most REC_MAX, the whole at most SNAP_READ_MAX */
+    if (!gz_full(f, &h, sizeof h) || h.namelen > 4096 || h.len > REC_MAX ||
+        h.addr + h.len < h.addr || (total += h.len + h.namelen) > SNAP_READ_MAX)
       goto out;
     char name[4097];
-    if (h.namelen && fread(name, 1, h.namelen, f) != h.namelen)
+    if (h.namelen && !gz_full(f, name, h.namelen))
       goto out;
     name[h.namelen] = 0;
     uint8_t *data = malloc(h.len ? h.len : 1);
@@ -234,7 +254,7 @@ int mem_open_snapshot(const char *path, struct mem **ret_m)
       r = -ENOMEM;
       goto out;
     }
-    if (h.len && fread(data, 1, h.len, f) != h.len) {
+    if (h.len && !gz_full(f, data, h.len)) {
       free(data);
       goto out;
     }
@@ -259,7 +279,7 @@ int mem_open_snapshot(const char *path, struct mem **ret_m)
   }
   r = reg_normalise(m);
 out:
-  fclose(f);
+  gzclose(f);
   if (r) {
     mem_close(m);
     return r;

@@ -36,7 +36,43 @@ struct snap_thread {
   struct user_regs_struct regs;
 };
 
-int target_snapshot_save(struct target *t, const char *path)
+/* The skeletons of the module files (and debug files) the dump opened, and their list. */
+static int save_files(struct target *t)
+{
+  size_t len = 0, cap = 4096;
+  char *list = malloc(cap), name[4200];
+  int r = list ? 0 : -ENOMEM;
+  for (size_t i = 0; !r && i < t->maps->nmods; i++) {
+    const struct module *m = t->maps->mods[i];
+    if (!m || !m->elf || m->path[0] != '/')
+      continue;
+    for (int dbg = 0; !r && dbg < 2; dbg++) {
+      void *buf;
+      size_t n;
+      if (elf_file_skeleton(m->elf, dbg, &buf, &n))
+        continue;
+      snprintf(name, sizeof name, "%s%s", dbg ? BLOB_DEBUG_FILE : BLOB_FILE, m->path);
+      r = mem_blob_add(t->mem, name, buf, n);
+      free(buf);
+    }
+    size_t need = strlen(m->path) + 2;
+    if (!r && len + need > cap) {
+      char *nl = realloc(list, cap = 2 * (len + need));
+      if (!nl)
+        r = -ENOMEM;
+      else
+        list = nl;
+    }
+    if (!r)
+      len += (size_t)snprintf(list + len, cap - len, "%s\n", m->path);
+  }
+  if (!r)
+    r = mem_blob_add(t->mem, BLOB_FILES, list, len);
+  free(list);
+  return r;
+}
+
+int target_snapshot_save(struct target *t, const char *path, int embed_files)
 {
   struct snap_proc sp;
   memset(&sp, 0, sizeof sp);   /* (padding too: the file holds no stray bytes of ours) */
@@ -106,7 +142,7 @@ int target_snapshot_save(struct target *t, const char *path)
   }
   r = mem_blob_add(t->mem, BLOB_BUILD_IDS, ids, idlen);
   free(ids);
-  if (r)
+  if (r || (embed_files && (r = save_files(t))))
     goto out;
   if ((r = mem_blob_add(t->mem, BLOB_PROC, &sp, sizeof sp)) ||
       (r = mem_blob_add(t->mem, BLOB_THREADS, st, t->nthreads * sizeof *st)) ||
