@@ -17,12 +17,14 @@ struct thread {
   pid_t nstid;             /* tid inside the target's pid namespace (0 when unknown) */
   char name[17];
   char state;              /* /proc state letter read before we stopped it: R S D T t Z X */
-  int seized;
-  int stopped;             /* in a ptrace-stop we caused */
-  int group_stop;          /* the stop is a group-stop: resume with LISTEN, not CONT */
+  int attached;            /* held by the target's backend (ptrace: seized) */
+  int stopped;             /* in a stop we caused */
   int err;                 /* last error for this thread (0, -errno, -VMS_E_*) */
-  int statfd;              /* /proc/PID/task/TID/stat kept open (0 = not yet) */
   struct user_regs_struct regs;
+  struct {                 /* the ptrace backend's own (src/target/target_ptrace.c) */
+    int group_stop;        /* the stop is a group-stop: resume with LISTEN, not CONT */
+    int statfd;            /* /proc/PID/task/TID/stat kept open (0 = not yet) */
+  } pt;
 };
 
 struct target {

@@ -147,16 +147,16 @@ static int thread_add(struct target *t, pid_t tid)
 static int pt_thread_state(struct target *t, struct thread *th, char *ret_state)
 {
   char buf[1024];
-  if (th->statfd <= 0) {
+  if (th->pt.statfd <= 0) {
     char p[64];
     snprintf(p, sizeof p, "/proc/%d/task/%d/stat", (int)t->pid, (int)th->tid);
-    th->statfd = open(p, O_RDONLY | O_CLOEXEC);
-    if (th->statfd < 0) {
-      th->statfd = 0;
+    th->pt.statfd = open(p, O_RDONLY | O_CLOEXEC);
+    if (th->pt.statfd < 0) {
+      th->pt.statfd = 0;
       return errno == ENOENT ? -ESRCH : -errno;
     }
   }
-  ssize_t n = pread(th->statfd, buf, sizeof buf - 1, 0);
+  ssize_t n = pread(th->pt.statfd, buf, sizeof buf - 1, 0);
   if (n <= 0)
     return -ESRCH;   /* the thread is gone: its stat file reads as nothing */
   buf[n] = 0;
@@ -170,10 +170,10 @@ static void pt_prune_threads(struct target *t)
     struct thread *th = &t->threads[i];
     char p[64];
     snprintf(p, sizeof p, "/proc/%d/task/%d", (int)t->pid, (int)th->tid);
-    if (th->tid != t->pid && !th->stopped && (!th->seized || th->err == -ESRCH) &&
+    if (th->tid != t->pid && !th->stopped && (!th->attached || th->err == -ESRCH) &&
         access(p, F_OK)) {
-      if (th->statfd > 0)
-        close(th->statfd);
+      if (th->pt.statfd > 0)
+        close(th->pt.statfd);
       continue;
     }
     t->threads[w++] = *th;
@@ -315,8 +315,8 @@ static void pt_close(struct target *t)
   mem_close(t->mem);
   maps_free(t->maps);
   for (size_t i = 0; i < t->nthreads; i++)
-    if (t->threads[i].statfd > 0)
-      close(t->threads[i].statfd);
+    if (t->threads[i].pt.statfd > 0)
+      close(t->threads[i].pt.statfd);
   free(t->threads);
   free(t);
 }
@@ -329,14 +329,14 @@ static void pt_emergency(struct target *t)
 {
   for (size_t i = 0; i < t->nthreads; i++) {
     struct thread *th = &t->threads[i];
-    if (th->seized && th->stopped && !th->group_stop)
+    if (th->attached && th->stopped && !th->pt.group_stop)
       ptrace(PTRACE_DETACH, th->tid, 0, 0);
   }
 }
 
 static int seize(struct target *t, struct thread *th)
 {
-  if (th->seized)
+  if (th->attached)
     return 0;
   /* No PTRACE_O_EXITKILL: the target must outlive us whatever happens. */
   if (ptrace(PTRACE_SEIZE, th->tid, 0, (void *)(long)(t->trace_exec ? PTRACE_O_TRACEEXEC : 0))) {
@@ -359,7 +359,7 @@ static int seize(struct target *t, struct thread *th)
     }
     return th->err = -e;
   }
-  th->seized = 1;
+  th->attached = 1;
   return 0;
 }
 
@@ -369,7 +369,7 @@ static int pt_attach(struct target *t)
     int r;
     for (size_t i = 0; i < t->nthreads; i++) {
       struct thread *th = &t->threads[i];
-      if (th->seized || th->err)
+      if (th->attached || th->err)
         continue;
       r = seize(t, th);
       if (r && r != -ESRCH)
@@ -403,7 +403,7 @@ void target_event(struct target *t, struct thread *th, pid_t tid, int status)
 {
   if (WIFEXITED(status) || WIFSIGNALED(status)) {
     if (th)
-      th->seized = th->stopped = 0;
+      th->attached = th->stopped = 0;
     return;
   }
   if (!WIFSTOPPED(status))
@@ -473,19 +473,19 @@ static int wait_stop(struct target *t, struct thread *th)
         continue;   /* SIGINT and friends: finish this stop, the caller checks the flag */
       }
       timer_arm(0);
-      th->seized = 0;
+      th->attached = 0;
       return th->err = errno == ECHILD ? -ESRCH : -errno;
     }
     if (WIFEXITED(status) || WIFSIGNALED(status)) {
       timer_arm(0);
-      th->seized = 0;
+      th->attached = 0;
       return th->err = th->tid == t->pid ? -VMS_E_GONE : -ESRCH;
     }
     if (!WIFSTOPPED(status))
       continue;
     int sig = WSTOPSIG(status), ev = (unsigned)status >> 16;
     if (ev == PTRACE_EVENT_STOP) {
-      th->group_stop = sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+      th->pt.group_stop = sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
       break;
     }
     if (ev == 0) {
@@ -515,7 +515,7 @@ static int pt_stop(struct target *t, struct thread *th)
   if (r)
     return r;
   if (ptrace(PTRACE_INTERRUPT, th->tid, 0, 0)) {
-    th->seized = errno != ESRCH;
+    th->attached = errno != ESRCH;
     return th->err = errno == ESRCH ? (th->tid == t->pid ? -VMS_E_GONE : -ESRCH) : -errno;
   }
   if ((r = wait_stop(t, th)))
@@ -535,14 +535,14 @@ static int pt_resume(struct target *t, struct thread *th)
     return 0;
   th->stopped = 0;
   /* A group-stopped thread (SIGSTOP, ^Z) must stay stopped: LISTEN keeps job control. */
-  if (ptrace(th->group_stop ? PTRACE_LISTEN : PTRACE_CONT, th->tid, 0, 0))
+  if (ptrace(th->pt.group_stop ? PTRACE_LISTEN : PTRACE_CONT, th->tid, 0, 0))
     return th->err = -errno;
   return 0;
 }
 
 static void release(struct target *t, struct thread *th)
 {
-  if (!th->seized)
+  if (!th->attached)
     return;
   if (!th->stopped) {
     /* PTRACE_DETACH needs a ptrace-stop; a running seized thread gets one first (an
@@ -551,12 +551,12 @@ static void release(struct target *t, struct thread *th)
     for (int tries = 0; r == -VMS_E_EXEC && tries < 3; tries++)
       r = ptrace(PTRACE_INTERRUPT, th->tid, 0, 0) ? -errno : wait_stop(t, th);
     if (r) {
-      th->seized = 0;   /* gone, or stuck: the kernel releases it when we exit */
+      th->attached = 0;   /* gone, or stuck: the kernel releases it when we exit */
       return;
     }
   }
   ptrace(PTRACE_DETACH, th->tid, 0, 0);
-  th->stopped = th->seized = 0;
+  th->stopped = th->attached = 0;
 }
 
 static void pt_detach(struct target *t)

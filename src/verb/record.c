@@ -243,7 +243,7 @@ static int proc_sample(struct rec *rc, struct rproc *pr, struct stack_capture *c
   w->nvms = pr->res.nvms < DUMP_VMS_MAX ? pr->res.nvms : DUMP_VMS_MAX;
   for (size_t i = 0; i < t->nthreads && !target_interrupted(); i++) {
     struct thread *th = &t->threads[i];
-    if (!th->seized)
+    if (!th->attached)
       continue;
     if (t->exec_seen)
       break;   /* another program now: rec_retire() hands it to a new entry first */
