@@ -38,6 +38,17 @@ int mem_readv(struct mem *m, struct mem_iov *iov, size_t n);
  * A string longer than that is cut (and still terminated). */
 int mem_read_cstr(struct mem *m, uint64_t addr, char *buf, size_t cap);
 
+/* Heap snapshots: copy these ranges of a live process now (large reads: call while it is
+ * stopped); from then on reads inside them come from the copy (the process may run),
+ * reads elsewhere from the process. A page that cannot be read is left out. *ret_bytes:
+ * bytes copied. */
+struct mem_range {
+  uint64_t addr, len;
+};
+int mem_copy_ranges(struct mem *m, const struct mem_range *r, size_t n, uint64_t *ret_bytes);
+/* Straight into the copy: len bytes at addr, or NULL when they are not all in it. */
+const void *mem_copy_ptr(const struct mem *m, uint64_t addr, size_t len);
+
 /* Forget cached pages: call whenever the target may have run since the last read. */
 void mem_invalidate(struct mem *m);
 void mem_get_stats(const struct mem *m, struct mem_stats *ret);

@@ -61,6 +61,11 @@ typedef int (*profile_fn)(void *arg, const char *const *names, const uint8_t *ki
                           uint64_t count);
 int profile_each(struct profile *p, int with_threads, profile_fn fn, void *arg);
 void profile_free(struct profile *p);
+/* A profile of named stacks (a memory profile): empty, then one stack of names at a time,
+ * root first, every frame of one kind (enum frame_kind), weighing weight. */
+struct profile *profile_new(void);
+int profile_add_names(struct profile *p, const char *const *names, size_t n, uint8_t kind,
+                      uint64_t weight);
 
 /* Writers. with_threads: a frame naming the thread at the root of every stack. */
 struct profile_meta {

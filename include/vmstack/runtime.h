@@ -22,6 +22,13 @@
  *   Returns -VMS_E_TORN when the stack changed while it was read (the sample is dropped).
  * - coroutines(vm, t, out): optional; the stacks of coroutines that are not running (a
  *   thread of the process is held stopped by the caller meanwhile).
+ * - heap(vm, t, h): optional (VM_CAP_HEAP); enumerate every object, reference and root of
+ *   the runtime's heap into h (include/vmstack/heap.h has the builder's contract). Called
+ *   once, with t->mem reading a copy of the process's writable memory taken while every
+ *   thread was stopped (or, when that would not fit, with every thread stopped). Every
+ *   loop bounded, every pointer checked: the copy may hold a VM mid-update. Returns 0, or
+ *   an error; what was enumerated before an error is still used (-VMS_E_TRUNCATED when
+ *   the enumeration stopped early).
  * - describe(vm): one line naming the runtime, version and build (for headers, errors).
  * - free(vm): accepts NULL.
  */
@@ -38,6 +45,7 @@ struct thread;
 struct unwinder;
 struct stack_capture;
 struct frame;
+struct heap;
 
 /* What a runtime can do besides walking stopped threads. */
 enum {
@@ -64,6 +72,7 @@ struct vm_runtime {
               const struct frame *native, size_t nnative, struct vm_frames *out);
   int (*walk_running)(void *vm, struct target *t, struct thread *th, struct vm_frames *out);
   int (*coroutines)(void *vm, struct target *t, struct vm_coroutines *out);
+  int (*heap)(void *vm, struct target *t, struct heap *h);
   const char *(*describe)(const void *vm);
   void (*free)(void *vm);
 };

@@ -18,7 +18,7 @@
 
 
 /* A GCstr's text, cut at cap-1 characters. */
-static int read_str(struct lj_vm *vm, uint64_t s, char *buf, size_t cap)
+int lj_read_str(struct lj_vm *vm, uint64_t s, char *buf, size_t cap)
 {
   const struct lj_layout *lo = vm->lo;
   uint8_t tmp[64];
@@ -94,7 +94,7 @@ int lj_proto_line(struct lj_vm *vm, const struct proto *p, int64_t pos)
 void lj_chunk_name(struct lj_vm *vm, const struct proto *p, char *buf, size_t cap)
 {
   char s[STR_MAX];
-  if (read_str(vm, p->chunkname, s, sizeof s)) {
+  if (lj_read_str(vm, p->chunkname, s, sizeof s)) {
     fmt(buf, cap, "?");
     return;
   }
@@ -192,10 +192,10 @@ static int kstr(struct lj_vm *vm, const struct proto *p, uint32_t idx, char *buf
   if (mem_read(vm->t->mem, p->k - (uint64_t)(idx + 1) * w, &ref, w))
     return -1;
   /* GC64 tags references in their top bits; 32-bit references are plain */
-  return read_str(vm, vm->lo->gcvmask ? ref & vm->lo->gcvmask : (uint32_t)ref, buf, cap);
+  return lj_read_str(vm, vm->lo->gcvmask ? ref & vm->lo->gcvmask : (uint32_t)ref, buf, cap);
 }
 
-static int upvalue_name(struct lj_vm *vm, const struct proto *p, uint32_t idx, char *buf,
+int lj_upvalue_name(struct lj_vm *vm, const struct proto *p, uint32_t idx, char *buf,
                         size_t cap)
 {
   char u[1024];
@@ -258,7 +258,7 @@ static int slot_name(struct lj_vm *vm, const struct proto *p, int64_t pos, uint3
           return 0;
         }
         if (op == lo->bc.uget)
-          return upvalue_name(vm, p, ins >> 16, buf, cap);
+          return lj_upvalue_name(vm, p, ins >> 16, buf, cap);
         return -1;
       }
     }

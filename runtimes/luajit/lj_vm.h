@@ -170,5 +170,14 @@ int lj_proto_line(struct lj_vm *vm, const struct proto *p, int64_t pos);
 int lj_read_proto(struct lj_vm *vm, uint64_t pt, struct proto *p);
 int64_t lj_proto_pos(const struct proto *p, uint64_t pc);
 void lj_chunk_name(struct lj_vm *vm, const struct proto *p, char *buf, size_t cap);
+/* A GCstr's text (control characters blanked), cut at cap-1 characters. */
+int lj_read_str(struct lj_vm *vm, uint64_t s, char *buf, size_t cap);
+/* The name of a prototype's upvalue idx (uvinfo). */
+int lj_upvalue_name(struct lj_vm *vm, const struct proto *p, uint32_t idx, char *buf,
+                    size_t cap);
+
+struct heap;
+/* The heap hook (lj_heap.c): every GC object, reference and root of the process's VMs. */
+int lj_heap(void *vmv, struct target *t, struct heap *h);
 
 #endif

@@ -44,5 +44,6 @@ int cli_target_error(pid_t pid, int err);
 int cmd_dump(int argc, char **argv, struct opts *o);
 int cmd_record(int argc, char **argv);
 int cmd_top(int argc, char **argv);
+int cmd_heap(int argc, char **argv);
 
 #endif

@@ -21,6 +21,8 @@ static const char usage[] =
   "  dump -p PID     print the stack of every thread once\n"
   "  record -p PID   sample stacks and write a flame graph (or -- CMD ARGS...)\n"
   "  top -p PID      live table of the functions it spends its time in (q quits)\n"
+  "  heap -p PID     where the VM's memory is: objects by reference path, retained\n"
+  "                  sizes, a memory flame graph (vmstack heap --help)\n"
   "\n"
   "dump options:\n"
   "  -p, --pid PID         target process (a thread id selects its process)\n"
@@ -116,6 +118,8 @@ int main(int argc, char **argv)
     return cmd_record(argc - 1, argv + 1);
   if (!strcmp(verb, "top"))
     return cmd_top(argc - 1, argv + 1);
+  if (!strcmp(verb, "heap"))
+    return cmd_heap(argc - 1, argv + 1);
   cli_error("unknown verb '%s' (try 'vmstack --help')", verb);
   return EXIT_USAGE;
 }

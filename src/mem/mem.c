@@ -35,7 +35,7 @@ static void test_corrupt(struct mem_iov *v, size_t n)
   }
 }
 
-static void raw_readv(struct mem *m, struct mem_iov *v, size_t n)
+static void direct_readv(struct mem *m, struct mem_iov *v, size_t n)
 {
   if (!m->pid) {
     for (size_t i = 0; i < n; i++)
@@ -47,6 +47,20 @@ static void raw_readv(struct mem *m, struct mem_iov *v, size_t n)
   if (m->recording)
     for (size_t i = 0; i < n; i++)
       mem_keep(m, &v[i]);
+}
+
+/* Inside the bulk copy: from it; the rest (read-only file pages, say) as before. */
+static void raw_readv(struct mem *m, struct mem_iov *v, size_t n)
+{
+  if (!m->ncopy) {
+    direct_readv(m, v, n);
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (mem_copy_read(m, v[i].addr, v[i].buf, v[i].len))
+      direct_readv(m, &v[i], 1);
+    else
+      v[i].err = 0;
 }
 
 /* -- Page cache ----------------------------------------------------------- */
@@ -99,6 +113,7 @@ void mem_close(struct mem *m)
     free(m->blobs[i].data);
   }
   free(m->blobs);
+  mem_copy_free(m);
   free(m->reg);
   free(m->cache);
   free(m);
@@ -110,6 +125,8 @@ int mem_read(struct mem *m, uint64_t addr, void *buf, size_t len)
     return 0;
   if (addr + len < addr)
     return -EFAULT;
+  if (m->ncopy && !mem_copy_read(m, addr, buf, len))
+    return 0;
   if (len <= SMALL_READ && m->pid && !m->recording)
     return cached_read(m, addr, buf, len);
   struct mem_iov v = { addr, buf, len, 0 };

@@ -8,25 +8,6 @@
 #include "vmstack/json.h"
 #include "vmstack/target.h"
 
-/* A name read from the target: printable ASCII and valid UTF-8 (past the C1 controls)
- * as they are, any other byte as \xNN, so nothing the target wrote reaches a terminal. */
-static void put_name(FILE *f, const char *s)
-{
-  for (const unsigned char *p = (const unsigned char *)s; *p;) {
-    size_t n = utf8_len(p);
-    /* (U+0080..U+009F, the C1 controls, are C2 80..C2 9F) */
-    if (n == 1 && *p >= 0x20 && *p < 0x7f) {
-      putc(*p, f);
-    } else if (n > 1 && !(p[0] == 0xc2 && p[1] < 0xa0)) {
-      fwrite(p, 1, n, f);
-    } else {
-      fprintf(f, "\\x%02x", *p);
-      n = 1;
-    }
-    p += n;
-  }
-}
-
 static void vm_line(FILE *f, size_t i, const struct out_frame *of)
 {
   const struct vm_frame *v = &of->vm;
@@ -34,7 +15,7 @@ static void vm_line(FILE *f, size_t i, const struct out_frame *of)
   fprintf(f, "  #%-2zu ", i);
   if (v->kind == FK_CFUNC && v->func[0]) {
     /* the VM's name, then the symbol and module when there is one */
-    put_name(f, v->func);
+    text_put(f, v->func);
     if (of->si.func)
       fprintf(f, " (%s, %s)", of->si.func, of->si.module ? of->si.module : "?");
     else if (of->si.module)
@@ -45,10 +26,10 @@ static void vm_line(FILE *f, size_t i, const struct out_frame *of)
     if (of->si.module && of->si.func)
       fprintf(f, " (%s)", of->si.module);
   } else {
-    put_name(f, v->func);
+    text_put(f, v->func);
     if (v->file[0]) {
       fputs(" (", f);
-      put_name(f, v->file);
+      text_put(f, v->file);
       if (v->line > 0)
         fprintf(f, ":%d", v->line);
       putc(')', f);

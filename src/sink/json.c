@@ -68,3 +68,23 @@ void json_str(FILE *f, const char *s)
   }
   putc('"', f);
 }
+
+/* A name read from the target: printable ASCII and valid UTF-8 (past the C1 controls)
+ * as they are, any other byte as \xNN, so nothing the target wrote reaches a terminal. */
+void text_put(FILE *f, const char *s)
+{
+  for (const unsigned char *p = (const unsigned char *)s; *p;) {
+    size_t n = utf8_len(p);
+    /* (U+0080..U+009F, the C1 controls, are C2 80..C2 9F) */
+    if (n == 1 && *p >= 0x20 && *p < 0x7f) {
+      putc(*p, f);
+    } else if (n > 1 && !(p[0] == 0xc2 && p[1] < 0xa0)) {
+      fwrite(p, 1, n, f);
+    } else {
+      fprintf(f, "\\x%02x", *p);
+      n = 1;
+    }
+    p += n;
+  }
+}
+

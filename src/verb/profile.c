@@ -101,6 +101,26 @@ int profile_add_stack(struct profile *p, const uint64_t *keys, uint32_t n, uint6
   return 0;
 }
 
+struct profile *profile_new(void)
+{
+  return calloc(1, sizeof(struct profile));
+}
+
+int profile_add_names(struct profile *p, const char *const *names, size_t n, uint8_t kind,
+                      uint64_t weight)
+{
+  uint64_t keys[256];
+  if (n > sizeof keys / sizeof *keys)
+    return -E2BIG;
+  for (size_t i = 0; i < n; i++) {
+    int64_t id = profile_intern(p, names[i]);
+    if (id < 0)
+      return (int)id;
+    keys[n - 1 - i] = ((uint64_t)kind << 60) | (uint64_t)id;   /* (keys are leaf first) */
+  }
+  return profile_add_stack(p, keys, (uint32_t)n, weight);
+}
+
 void profile_free(struct profile *p)
 {
   if (!p)

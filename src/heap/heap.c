@@ -1,0 +1,865 @@
+/* The heap graph: objects and labelled references from a runtime's enumeration, resolved
+ * into a graph below one virtual root; shortest paths (BFS), dominators (Cooper, Harvey and
+ * Kennedy's iterative algorithm over reverse postorder), retained sizes, the census, the
+ * top retainers and the stacks of the memory flame graph. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmstack/heap.h"
+#include "vmstack/util.h"
+
+#define NONE UINT32_MAX
+#define DEPTH_MAX 64             /* frames of a flame-graph stack (deeper ones merge) */
+#define DOM_PASSES_MAX 64
+#define PATH_STEPS_MAX 24
+
+struct strtab {
+  char **s;
+  size_t n, cap;
+  uint32_t *tab;               /* open addressing: id + 1, 0 empty */
+  size_t tcap;
+};
+
+struct trie {                  /* the flame graph's stacks: (parent, name) → id */
+  uint32_t *parent, *name;
+  uint64_t *bytes, *objects;
+  size_t n, cap;
+  uint32_t *tab;
+  size_t tcap;
+};
+
+struct heap {
+  struct heap_opts o;
+  struct strtab st;
+  /* objects as enumerated, then sorted by address (node i + 1) */
+  uint64_t *addr, *size;
+  uint32_t *type, *cls;
+  size_t n, cap;
+  /* references and roots as enumerated (addresses), resolved by heap_analyse */
+  uint64_t *efrom, *eto;
+  uint32_t *elab;
+  size_t ne, ecap;
+  uint64_t *rto;
+  uint32_t *rlab;
+  size_t nr, rcap;
+  int full;
+  uint64_t vm_bytes, vm_objects;
+  uint32_t vm_what;
+  /* the graph: node 0 the virtual root, node i + 1 object i */
+  size_t nn;
+  uint32_t *soff, *sdst, *slab;      /* successors (CSR) */
+  uint32_t *bparent, *blab;          /* BFS tree: the shortest path's last step */
+  uint32_t *border;                  /* BFS order of the reachable */
+  uint32_t *idom, *rpo;              /* dominator tree; reverse postorder of the reachable */
+  size_t nrpo;
+  const uint32_t *ord;               /* the reachable, each after its tree parent (idom):
+                                        rpo, or border when shortest paths stand in */
+  uint64_t *retained;
+  uint32_t *rcount, *maxchild;       /* objects retained; the largest dominated child */
+  int approx;
+  int analysed;
+};
+
+/* -- Strings ---------------------------------------------------------------- */
+
+static int64_t intern(struct strtab *t, const char *s)
+{
+  if ((t->n + 1) * 2 >= t->tcap) {
+    size_t nc = t->tcap ? t->tcap * 2 : 1024;
+    uint32_t *nt = calloc(nc, sizeof *nt);
+    if (!nt)
+      return -ENOMEM;
+    for (size_t i = 0; i < t->n; i++) {
+      size_t j = hash_bytes(t->s[i], strlen(t->s[i]), HASH_SEED) & (nc - 1);
+      while (nt[j])
+        j = (j + 1) & (nc - 1);
+      nt[j] = (uint32_t)i + 1;
+    }
+    free(t->tab);
+    t->tab = nt;
+    t->tcap = nc;
+  }
+  size_t j = hash_bytes(s, strlen(s), HASH_SEED) & (t->tcap - 1);
+  while (t->tab[j]) {
+    if (!strcmp(t->s[t->tab[j] - 1], s))
+      return t->tab[j] - 1;
+    j = (j + 1) & (t->tcap - 1);
+  }
+  if (t->n == t->cap) {
+    size_t nc = t->cap ? t->cap * 2 : 256;
+    char **ns = realloc(t->s, nc * sizeof *ns);
+    if (!ns)
+      return -ENOMEM;
+    t->s = ns;
+    t->cap = nc;
+  }
+  char *d = strndup(s, HEAP_LABEL_MAX);
+  if (!d)
+    return -ENOMEM;
+  if (strlen(s) > HEAP_LABEL_MAX) {
+    /* (a cut name is looked up by its full text next time: intern what is stored) */
+    free(d);
+    char cut[HEAP_LABEL_MAX + 4];
+    snprintf(cut, sizeof cut, "%.*s...", HEAP_LABEL_MAX - 3, s);
+    return intern(t, cut);
+  }
+  t->s[t->n] = d;
+  t->tab[j] = (uint32_t)++t->n;
+  return (int64_t)t->n - 1;
+}
+
+static void strtab_free(struct strtab *t)
+{
+  for (size_t i = 0; i < t->n; i++)
+    free(t->s[i]);
+  free(t->s);
+  free(t->tab);
+}
+
+static int grow(void **p, size_t size, size_t *cap, size_t need)
+{
+  if (need <= *cap)
+    return 0;
+  size_t nc = *cap ? *cap * 2 : 4096;
+  while (nc < need)
+    nc *= 2;
+  void *np = realloc(*p, nc * size);
+  if (!np)
+    return -ENOMEM;
+  *p = np;
+  *cap = nc;
+  return 0;
+}
+
+/* -- Building ---------------------------------------------------------------- */
+
+struct heap *heap_new(const struct heap_opts *o)
+{
+  struct heap *h = calloc(1, sizeof *h);
+  if (!h)
+    return NULL;
+  h->o = *o;
+  if (intern(&h->st, "") < 0) {   /* id 0: no class, no label */
+    free(h);
+    return NULL;
+  }
+  return h;
+}
+
+uint32_t heap_type(struct heap *h, const char *name)
+{
+  int64_t id = intern(&h->st, name);
+  return id < 0 ? 0 : (uint32_t)id;
+}
+
+int heap_full(const struct heap *h)
+{
+  return h->full;
+}
+
+int heap_object(struct heap *h, uint64_t addr, uint32_t type, uint64_t size, const char *cls)
+{
+  if (h->n >= h->o.max_objects) {
+    h->full = 1;
+    return -E2BIG;
+  }
+  size_t c = h->cap;
+  if (h->n == c) {
+    size_t c1 = c, c2 = c, c3 = c, c4 = c;
+    if (grow((void **)&h->addr, 8, &c1, c + 1) || grow((void **)&h->size, 8, &c2, c + 1) ||
+        grow((void **)&h->type, 4, &c3, c + 1) || grow((void **)&h->cls, 4, &c4, c + 1))
+      return -ENOMEM;
+    h->cap = c1;
+  }
+  int64_t cid = cls && *cls ? intern(&h->st, cls) : 0;
+  h->addr[h->n] = addr;
+  h->size[h->n] = size;
+  h->type[h->n] = type;
+  h->cls[h->n] = cid < 0 ? 0 : (uint32_t)cid;
+  h->n++;
+  return 0;
+}
+
+int heap_edge(struct heap *h, uint64_t from, uint64_t to, const char *label)
+{
+  if (h->full)
+    return -E2BIG;
+  size_t c = h->ecap;
+  if (h->ne == c) {
+    size_t c1 = c, c2 = c, c3 = c;
+    if (grow((void **)&h->efrom, 8, &c1, c + 1) || grow((void **)&h->eto, 8, &c2, c + 1) ||
+        grow((void **)&h->elab, 4, &c3, c + 1))
+      return -ENOMEM;
+    h->ecap = c1;
+  }
+  int64_t l = intern(&h->st, label ? label : "");
+  if (l < 0)
+    return (int)l;
+  h->efrom[h->ne] = from;
+  h->eto[h->ne] = to;
+  h->elab[h->ne++] = (uint32_t)l;
+  return 0;
+}
+
+int heap_root(struct heap *h, uint64_t to, const char *label)
+{
+  size_t c = h->rcap;
+  if (h->nr == c) {
+    size_t c1 = c, c2 = c;
+    if (grow((void **)&h->rto, 8, &c1, c + 1) || grow((void **)&h->rlab, 4, &c2, c + 1))
+      return -ENOMEM;
+    h->rcap = c1;
+  }
+  int64_t l = intern(&h->st, label ? label : "");
+  if (l < 0)
+    return (int)l;
+  h->rto[h->nr] = to;
+  h->rlab[h->nr++] = (uint32_t)l;
+  return 0;
+}
+
+void heap_vm_total(struct heap *h, uint64_t bytes, uint64_t objects, const char *what)
+{
+  h->vm_bytes = bytes;
+  h->vm_objects = objects;
+  int64_t id = intern(&h->st, what ? what : "");
+  h->vm_what = id < 0 ? 0 : (uint32_t)id;
+}
+
+void heap_free(struct heap *h)
+{
+  if (!h)
+    return;
+  strtab_free(&h->st);
+  free(h->addr);
+  free(h->size);
+  free(h->type);
+  free(h->cls);
+  free(h->efrom);
+  free(h->eto);
+  free(h->elab);
+  free(h->rto);
+  free(h->rlab);
+  free(h->soff);
+  free(h->sdst);
+  free(h->slab);
+  free(h->bparent);
+  free(h->blab);
+  free(h->border);
+  free(h->idom);
+  free(h->rpo);
+  free(h->retained);
+  free(h->rcount);
+  free(h->maxchild);
+  free(h);
+}
+
+/* -- Analysis ---------------------------------------------------------------- */
+
+static const uint64_t *sort_addr;
+
+static int by_addr(const void *a, const void *b)
+{
+  uint64_t x = sort_addr[*(const uint32_t *)a], y = sort_addr[*(const uint32_t *)b];
+  if (x != y)
+    return x < y ? -1 : 1;
+  return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1;   /* the first given wins */
+}
+
+/* Objects sorted by address, duplicates dropped. */
+static int sort_objects(struct heap *h)
+{
+  uint32_t *perm = malloc((h->n ? h->n : 1) * sizeof *perm);
+  uint64_t *a = malloc((h->n ? h->n : 1) * 8), *s = malloc((h->n ? h->n : 1) * 8);
+  uint32_t *t = malloc((h->n ? h->n : 1) * 4), *c = malloc((h->n ? h->n : 1) * 4);
+  if (!perm || !a || !s || !t || !c) {
+    free(perm), free(a), free(s), free(t), free(c);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < h->n; i++)
+    perm[i] = (uint32_t)i;
+  sort_addr = h->addr;
+  qsort(perm, h->n, sizeof *perm, by_addr);
+  size_t w = 0;
+  for (size_t i = 0; i < h->n; i++) {
+    uint32_t k = perm[i];
+    if (w && a[w - 1] == h->addr[k])
+      continue;
+    a[w] = h->addr[k];
+    s[w] = h->size[k];
+    t[w] = h->type[k];
+    c[w] = h->cls[k];
+    w++;
+  }
+  free(perm);
+  free(h->addr), free(h->size), free(h->type), free(h->cls);
+  h->addr = a, h->size = s, h->type = t, h->cls = c;
+  h->n = w;
+  return 0;
+}
+
+static uint32_t node_of(const struct heap *h, uint64_t addr)
+{
+  size_t lo = 0, hi = h->n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (h->addr[mid] < addr)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < h->n && h->addr[lo] == addr ? (uint32_t)lo + 1 : NONE;
+}
+
+/* Successors in CSR form: roots as the virtual root's edges, then every resolved edge. */
+static int build_graph(struct heap *h)
+{
+  size_t nn = h->nn = h->n + 1;
+  uint32_t *from = malloc((h->ne + h->nr + 1) * 4), *to = malloc((h->ne + h->nr + 1) * 4);
+  uint32_t *lab = malloc((h->ne + h->nr + 1) * 4);
+  h->soff = calloc(nn + 1, 4);
+  if (!from || !to || !lab || !h->soff) {
+    free(from), free(to), free(lab);
+    return -ENOMEM;
+  }
+  size_t m = 0;
+  for (size_t i = 0; i < h->nr; i++) {
+    uint32_t d = node_of(h, h->rto[i]);
+    if (d != NONE)
+      from[m] = 0, to[m] = d, lab[m++] = h->rlab[i];
+  }
+  for (size_t i = 0; i < h->ne; i++) {
+    uint32_t s = node_of(h, h->efrom[i]), d = s == NONE ? NONE : node_of(h, h->eto[i]);
+    if (d != NONE && d != s)
+      from[m] = s, to[m] = d, lab[m++] = h->elab[i];
+  }
+  /* the enumeration's edges are no longer needed: give their memory back first */
+  free(h->efrom), free(h->eto), free(h->elab);
+  h->efrom = h->eto = NULL;
+  h->elab = NULL;
+  h->ecap = 0;
+  h->ne = m;
+  h->sdst = malloc((m ? m : 1) * 4);
+  h->slab = malloc((m ? m : 1) * 4);
+  if (!h->sdst || !h->slab) {
+    free(from), free(to), free(lab);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < m; i++)
+    h->soff[from[i] + 1]++;
+  for (size_t i = 0; i < nn; i++)
+    h->soff[i + 1] += h->soff[i];
+  uint32_t *fill = malloc(nn * 4);
+  if (!fill) {
+    free(from), free(to), free(lab);
+    return -ENOMEM;
+  }
+  memcpy(fill, h->soff, nn * 4);
+  for (size_t i = 0; i < m; i++) {
+    uint32_t k = fill[from[i]]++;
+    h->sdst[k] = to[i];
+    h->slab[k] = lab[i];
+  }
+  free(fill), free(from), free(to), free(lab);
+  return 0;
+}
+
+/* Shortest paths from the virtual root (each object's path names it). */
+static int bfs(struct heap *h)
+{
+  size_t nn = h->nn;
+  h->bparent = malloc(nn * 4);
+  h->blab = malloc(nn * 4);
+  uint32_t *queue = h->border = malloc(nn * 4);
+  if (!h->bparent || !h->blab || !queue)
+    return -ENOMEM;
+  for (size_t i = 0; i < nn; i++)
+    h->bparent[i] = NONE, h->blab[i] = 0;
+  size_t qh = 0, qt = 0;
+  queue[qt++] = 0;
+  h->bparent[0] = 0;
+  while (qh < qt) {
+    uint32_t v = queue[qh++];
+    for (uint32_t e = h->soff[v]; e < h->soff[v + 1]; e++) {
+      uint32_t d = h->sdst[e];
+      if (h->bparent[d] != NONE)
+        continue;
+      h->bparent[d] = v;
+      h->blab[d] = h->slab[e];
+      queue[qt++] = d;
+    }
+  }
+  return 0;
+}
+
+/* Depth-first postorder of what the root reaches, reversed. */
+static int order(struct heap *h, uint32_t *po)
+{
+  size_t nn = h->nn;
+  uint32_t *stack = malloc(nn * 4), *next = malloc(nn * 4);
+  h->rpo = malloc(nn * 4);
+  if (!stack || !next || !h->rpo) {
+    free(stack), free(next);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < nn; i++)
+    po[i] = NONE;
+  size_t sp = 0, npo = 0;
+  uint8_t *seen = calloc(nn, 1);
+  if (!seen) {
+    free(stack), free(next);
+    return -ENOMEM;
+  }
+  stack[sp++] = 0;
+  next[0] = h->soff[0];
+  seen[0] = 1;
+  while (sp) {
+    uint32_t v = stack[sp - 1];
+    if (next[v] < h->soff[v + 1]) {
+      uint32_t d = h->sdst[next[v]++];
+      if (!seen[d]) {
+        seen[d] = 1;
+        next[d] = h->soff[d];
+        stack[sp++] = d;
+      }
+      continue;
+    }
+    po[v] = (uint32_t)npo;
+    h->rpo[nn - 1 - npo++] = v;   /* (filled from the end; moved to the front below) */
+    sp--;
+  }
+  memmove(h->rpo, h->rpo + (nn - npo), npo * 4);
+  h->nrpo = npo;
+  free(seen), free(stack), free(next);
+  return 0;
+}
+
+static uint32_t intersect(const uint32_t *idom, const uint32_t *po, uint32_t a, uint32_t b)
+{
+  while (a != b) {
+    while (po[a] < po[b])
+      a = idom[a];
+    while (po[b] < po[a])
+      b = idom[b];
+  }
+  return a;
+}
+
+static int dominators(struct heap *h)
+{
+  size_t nn = h->nn;
+  uint32_t *po = malloc(nn * 4);
+  int r = po ? order(h, po) : -ENOMEM;
+  /* predecessors among the reachable (CSR) */
+  uint32_t *poff = r ? NULL : calloc(nn + 1, 4), *pred = NULL;
+  if (!r && !poff)
+    r = -ENOMEM;
+  if (!r) {
+    for (size_t v = 0; v < nn; v++)
+      for (uint32_t e = h->soff[v]; po[v] != NONE && e < h->soff[v + 1]; e++)
+        poff[h->sdst[e] + 1]++;
+    for (size_t i = 0; i < nn; i++)
+      poff[i + 1] += poff[i];
+    pred = malloc((poff[nn] ? poff[nn] : 1) * 4);
+    uint32_t *fill = malloc(nn * 4);
+    if (!pred || !fill) {
+      free(fill);
+      r = -ENOMEM;
+    } else {
+      memcpy(fill, poff, nn * 4);
+      for (size_t v = 0; v < nn; v++)
+        for (uint32_t e = h->soff[v]; po[v] != NONE && e < h->soff[v + 1]; e++)
+          pred[fill[h->sdst[e]]++] = (uint32_t)v;
+      free(fill);
+    }
+  }
+  h->idom = r ? NULL : malloc(nn * 4);
+  if (!r && !h->idom)
+    r = -ENOMEM;
+  if (!r) {
+    for (size_t i = 0; i < nn; i++)
+      h->idom[i] = NONE;
+    h->idom[0] = 0;
+    int changed = 1, passes = 0;
+    while (changed && passes++ < DOM_PASSES_MAX) {
+      changed = 0;
+      for (size_t k = 1; k < h->nrpo; k++) {
+        uint32_t v = h->rpo[k], nd = NONE;
+        for (uint32_t e = poff[v]; e < poff[v + 1]; e++) {
+          uint32_t p = pred[e];
+          if (h->idom[p] == NONE)
+            continue;
+          nd = nd == NONE ? p : intersect(h->idom, po, p, nd);
+        }
+        if (nd != NONE && h->idom[v] != nd) {
+          h->idom[v] = nd;
+          changed = 1;
+        }
+      }
+    }
+    h->ord = h->rpo;
+    if (changed) {
+      /* not settled (a pathological graph): the shortest paths' parents stand in */
+      h->approx = 1;
+      for (size_t i = 1; i < nn; i++)
+        h->idom[i] = h->bparent[i];
+      h->ord = h->border;
+    }
+  }
+  free(po), free(poff), free(pred);
+  return r;
+}
+
+static int retain(struct heap *h)
+{
+  size_t nn = h->nn;
+  h->retained = calloc(nn, 8);
+  h->rcount = calloc(nn, 4);
+  h->maxchild = calloc(nn, 4);
+  if (!h->retained || !h->rcount || !h->maxchild)
+    return -ENOMEM;
+  for (size_t i = 1; i < nn; i++)
+    h->retained[i] = h->size[i - 1], h->rcount[i] = 1;
+  /* children before their dominator: the parents-first order backwards */
+  for (size_t k = h->nrpo; k-- > 1;) {
+    uint32_t v = h->ord[k], d = h->idom[v];
+    h->retained[d] += h->retained[v];
+    h->rcount[d] += h->rcount[v];
+    if (!h->maxchild[d] || h->retained[v] > h->retained[h->maxchild[d]])
+      h->maxchild[d] = v;
+  }
+  return 0;
+}
+
+int heap_analyse(struct heap *h)
+{
+  int r;
+  if ((r = sort_objects(h)) || (r = build_graph(h)) || (r = bfs(h)) || (r = dominators(h)) ||
+      (r = retain(h)))
+    return r;
+  h->analysed = 1;
+  return 0;
+}
+
+void heap_get_summary(const struct heap *h, struct heap_summary *s)
+{
+  memset(s, 0, sizeof *s);
+  s->objects = h->n;
+  for (size_t i = 0; i < h->n; i++) {
+    s->bytes += h->size[i];
+    if (h->analysed && h->bparent[i + 1] != NONE) {
+      s->reachable++;
+      s->reachable_bytes += h->size[i];
+    }
+  }
+  s->edges = h->ne;
+  s->roots = h->nr;
+  s->vm_bytes = h->vm_bytes;
+  s->vm_objects = h->vm_objects;
+  s->vm_what = h->st.s[h->vm_what];
+  s->truncated = h->full;
+  s->approx_dominators = h->approx;
+}
+
+/* -- Census ------------------------------------------------------------------ */
+
+static int by_key(const void *a, const void *b)
+{
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int by_bytes(const void *a, const void *b)
+{
+  const struct heap_census_row *x = a, *y = b;
+  if (x->bytes != y->bytes)
+    return x->bytes > y->bytes ? -1 : 1;
+  return strcmp(x->type, y->type);
+}
+
+int heap_census(const struct heap *h, struct heap_census_row **ret_rows, size_t *ret_n)
+{
+  /* (type, class, object index) sorted, then summed per (type, class) */
+  uint64_t (*k)[2] = malloc((h->n ? h->n : 1) * sizeof *k);
+  struct heap_census_row *rows = NULL;
+  size_t nrows = 0;
+  if (!k)
+    return -ENOMEM;
+  for (size_t i = 0; i < h->n; i++) {
+    k[i][0] = (uint64_t)h->type[i] << 32 | h->cls[i];
+    k[i][1] = h->size[i];
+  }
+  qsort(k, h->n, sizeof *k, by_key);
+  /* names: the type and, when there is one, its class: interned as "type class" */
+  rows = malloc((h->n ? h->n : 1) * sizeof *rows);
+  if (!rows) {
+    free(k);
+    return -ENOMEM;
+  }
+  struct strtab *st = (struct strtab *)&h->st;
+  for (size_t i = 0; i < h->n;) {
+    size_t j = i;
+    uint64_t bytes = 0;
+    while (j < h->n && k[j][0] == k[i][0])
+      bytes += k[j++][1];
+    uint32_t ty = (uint32_t)(k[i][0] >> 32), cl = (uint32_t)k[i][0];
+    char name[2 * HEAP_LABEL_MAX + 8];
+    snprintf(name, sizeof name, "%s%s%s", st->s[ty], cl ? " " : "", st->s[cl]);
+    int64_t id = intern(st, name);
+    rows[nrows++] = (struct heap_census_row){ id < 0 ? st->s[ty] : st->s[id], j - i, bytes };
+    i = j;
+  }
+  free(k);
+  qsort(rows, nrows, sizeof *rows, by_bytes);
+  *ret_rows = rows;
+  *ret_n = nrows;
+  return 0;
+}
+
+/* -- Paths and names ------------------------------------------------------------ */
+
+static int glued(const char *label)
+{
+  return label[0] == '.' || label[0] == '[' || label[0] == '{' || label[0] == ':';
+}
+
+/* The shortest path from a root to node v, as the language would spell it; a long one
+ * keeps its first steps and its last. Steps without a label (an upvalue's box) are left
+ * out. */
+static void path_of(const struct heap *h, uint32_t v, char *buf, size_t cap)
+{
+  uint32_t head[4], tail[PATH_STEPS_MAX];
+  size_t all = 0;
+  for (uint32_t u = v; u && u != NONE && all < h->nn; u = h->bparent[u], all++)
+    tail[all % PATH_STEPS_MAX] = u;   /* the last PATH_STEPS_MAX met: the root side */
+  /* (tail now holds the root-side steps; walk again for the leaf side when it is long) */
+  size_t o = 0, nh = 0;
+  buf[0] = 0;
+  if (all > PATH_STEPS_MAX) {
+    size_t k = 0;
+    for (uint32_t u = v; u && k < 4; u = h->bparent[u], k++)
+      head[nh++] = u;   /* leaf first */
+  }
+  size_t nt = all < PATH_STEPS_MAX ? all : PATH_STEPS_MAX - 6;
+  /* root-side steps, root first: positions all-1 .. all-nt (in met order) */
+  for (size_t i = 0; i < nt; i++) {
+    uint32_t u = tail[(all - 1 - i) % PATH_STEPS_MAX];
+    const char *l = h->st.s[h->blab[u]];
+    if (*l)
+      o += (size_t)snprintf(buf + o, o < cap ? cap - o : 0, "%s%s", o && !glued(l) ? " → " : "", l);
+  }
+  if (nh) {
+    o += (size_t)snprintf(buf + o, o < cap ? cap - o : 0, " → …");
+    for (size_t i = nh; i-- > 0;) {
+      const char *l = h->st.s[h->blab[head[i]]];
+      if (*l)
+        o += (size_t)snprintf(buf + o, o < cap ? cap - o : 0, "%s%s", glued(l) ? "" : " → ", l);
+    }
+  }
+  if (o >= cap && cap > 4)
+    memcpy(buf + cap - 4, "...", 4);
+}
+
+static void type_of(const struct heap *h, uint32_t v, char *buf, size_t cap)
+{
+  uint32_t cl = h->cls[v - 1];
+  snprintf(buf, cap, "%s%s%s", h->st.s[h->type[v - 1]], cl ? " " : "", h->st.s[cl]);
+}
+
+static const uint64_t *sort_retained;
+
+static int by_retained(const void *a, const void *b)
+{
+  uint64_t x = sort_retained[*(const uint32_t *)a], y = sort_retained[*(const uint32_t *)b];
+  if (x != y)
+    return x > y ? -1 : 1;
+  return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1;
+}
+
+int heap_top(const struct heap *h, size_t want, struct heap_retainer **ret, size_t *ret_n)
+{
+  *ret = NULL;
+  *ret_n = 0;
+  if (!h->analysed)
+    return -EINVAL;
+  uint32_t *idx = malloc((h->nrpo ? h->nrpo : 1) * 4);
+  struct heap_retainer *out = calloc(want ? want : 1, sizeof *out);
+  if (!idx || !out) {
+    free(idx), free(out);
+    return -ENOMEM;
+  }
+  size_t m = 0;
+  for (size_t k = 1; k < h->nrpo; k++)
+    idx[m++] = h->rpo[k];
+  sort_retained = h->retained;
+  qsort(idx, m, sizeof *idx, by_retained);
+  size_t n = 0;
+  for (size_t k = 0; k < m && n < want; k++) {
+    uint32_t v = idx[k], c = h->maxchild[v], d = h->idom[v];
+    /* a chain of objects each holding nearly all of the next one's memory is shown by its
+     * ends: where it is entered (not its dominator's main child) and where the memory
+     * accumulates (no main child of its own) */
+    int passes_on = c && h->retained[c] * 10 >= h->retained[v] * 9;
+    int handed_on = h->maxchild[d] == v && h->retained[v] * 10 >= h->retained[d] * 9;
+    if (passes_on && handed_on)
+      continue;
+    if (h->retained[v] * 1000 < h->retained[0])
+      break;   /* under 0.1% of the heap: not where the memory is */
+    struct heap_retainer *r = &out[n++];
+    r->addr = h->addr[v - 1];
+    r->shallow = h->size[v - 1];
+    r->retained = h->retained[v];
+    r->count = h->rcount[v];
+    type_of(h, v, r->type, sizeof r->type);
+    path_of(h, v, r->path, sizeof r->path);
+  }
+  free(idx);
+  *ret = out;
+  *ret_n = n;
+  return 0;
+}
+
+/* -- Flame graph stacks ------------------------------------------------------------ */
+
+static int64_t trie_get(struct trie *t, uint32_t parent, uint32_t name)
+{
+  if ((t->n + 1) * 2 >= t->tcap) {
+    size_t nc = t->tcap ? t->tcap * 2 : 1024;
+    uint32_t *nt = calloc(nc, 4);
+    if (!nt)
+      return -ENOMEM;
+    for (size_t i = 0; i < t->n; i++) {
+      size_t j = hash_word((uint64_t)t->parent[i] << 32 | t->name[i], 62) & (nc - 1);
+      while (nt[j])
+        j = (j + 1) & (nc - 1);
+      nt[j] = (uint32_t)i + 1;
+    }
+    free(t->tab);
+    t->tab = nt;
+    t->tcap = nc;
+  }
+  size_t j = hash_word((uint64_t)parent << 32 | name, 62) & (t->tcap - 1);
+  while (t->tab[j]) {
+    uint32_t i = t->tab[j] - 1;
+    if (t->parent[i] == parent && t->name[i] == name)
+      return i;
+    j = (j + 1) & (t->tcap - 1);
+  }
+  if (t->n == t->cap) {
+    size_t c = t->cap, c1 = c, c2 = c, c3 = c, c4 = c;
+    if (grow((void **)&t->parent, 4, &c1, c + 1) || grow((void **)&t->name, 4, &c2, c + 1) ||
+        grow((void **)&t->bytes, 8, &c3, c + 1) || grow((void **)&t->objects, 8, &c4, c + 1))
+      return -ENOMEM;
+    t->cap = c1;
+  }
+  t->parent[t->n] = parent;
+  t->name[t->n] = name;
+  t->bytes[t->n] = t->objects[t->n] = 0;
+  t->tab[j] = (uint32_t)++t->n;
+  return (int64_t)t->n - 1;
+}
+
+static void trie_free(struct trie *t)
+{
+  free(t->parent), free(t->name), free(t->bytes), free(t->objects), free(t->tab);
+}
+
+/* A frame's name: the step that reaches the object and its type, "<label> <type class>" */
+static int64_t frame_name(struct heap *h, uint32_t v)
+{
+  char ty[2 * HEAP_LABEL_MAX + 8], nm[3 * HEAP_LABEL_MAX + 16];
+  type_of(h, v, ty, sizeof ty);
+  const char *l = h->st.s[h->blab[v]];
+  snprintf(nm, sizeof nm, "%s%s<%s>", l, *l ? " " : "", ty);
+  return intern(&h->st, nm);
+}
+
+int heap_each_stack(struct heap *h, heap_stack_fn fn, void *arg)
+{
+  if (!h->analysed)
+    return -EINVAL;
+  struct trie t = { 0 };
+  size_t nn = h->nn;
+  uint32_t *node = malloc(nn * 4), *depth = calloc(nn, 4);
+  int r = node && depth ? 0 : -ENOMEM;
+  int64_t root = r ? -1 : trie_get(&t, NONE, 0);   /* the virtual root: no frame */
+  int64_t unreach = r ? -1 : intern(&h->st, "(unreachable)");
+  if (root < 0 || unreach < 0)
+    r = r ? r : -ENOMEM;
+  if (!r && h->o.by_type) {
+    for (size_t v = 1; !r && v < nn; v++) {
+      int64_t a = trie_get(&t, (uint32_t)root, h->type[v - 1]);
+      int64_t b = a < 0 ? a : h->cls[v - 1] ? trie_get(&t, (uint32_t)a, h->cls[v - 1]) : a;
+      if (b < 0) {
+        r = (int)b;
+        break;
+      }
+      t.bytes[b] += h->size[v - 1];
+      t.objects[b]++;
+    }
+  } else if (!r) {
+    node[0] = (uint32_t)root;
+    uint8_t *done = calloc(nn, 1);
+    if (!done)
+      r = -ENOMEM;
+    else
+      done[0] = 1;
+    /* parents first: each object's stack is its dominator's and one more frame */
+    for (size_t k = 1; !r && k < h->nrpo; k++) {
+      uint32_t v = h->ord[k], u = h->idom[v];
+      depth[v] = depth[u] + 1;
+      if (depth[v] > DEPTH_MAX) {
+        node[v] = node[u];   /* deeper than a stack shows: merged into its ancestor */
+      } else {
+        int64_t nm = frame_name(h, v);
+        int64_t id = nm < 0 ? nm : trie_get(&t, node[u], (uint32_t)nm);
+        if (id < 0)
+          r = (int)id;
+        else
+          node[v] = (uint32_t)id;
+      }
+      done[v] = 1;
+      if (!r) {
+        t.bytes[node[v]] += h->size[v - 1];
+        t.objects[node[v]]++;
+      }
+    }
+    /* what no root reaches: under "(unreachable)", by type */
+    int64_t un = r ? -1 : trie_get(&t, (uint32_t)root, (uint32_t)unreach);
+    for (size_t v = 1; !r && v < nn; v++) {
+      if (done[v])
+        continue;
+      char ty[2 * HEAP_LABEL_MAX + 8];
+      type_of(h, (uint32_t)v, ty, sizeof ty);
+      int64_t nm = un < 0 ? un : intern(&h->st, ty);
+      int64_t id = nm < 0 ? nm : trie_get(&t, (uint32_t)un, (uint32_t)nm);
+      if (id < 0) {
+        r = (int)id;
+        break;
+      }
+      t.bytes[id] += h->size[v - 1];
+      t.objects[id]++;
+    }
+    free(done);
+  }
+  /* every trie node with weight, as its stack of names */
+  const char *names[DEPTH_MAX + 4];
+  for (size_t i = 0; !r && i < t.n; i++) {
+    if (!t.objects[i])
+      continue;
+    size_t n = 0;
+    for (uint32_t u = (uint32_t)i; u != (uint32_t)root && n < DEPTH_MAX + 4; u = t.parent[u])
+      names[n++] = h->st.s[t.name[u]];
+    for (size_t a = 0, b = n ? n - 1 : 0; a < b; a++, b--) {
+      const char *x = names[a];
+      names[a] = names[b];
+      names[b] = x;
+    }
+    r = fn(arg, names, n, t.bytes[i], t.objects[i]);
+  }
+  trie_free(&t);
+  free(node), free(depth);
+  return r;
+}

@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Live tests of `vmstack heap` on LuaJIT (fixtures/lua/heap.lua under the build of
+LUAJIT_FLAVOUR): the census against the VM's own count, each cache's path and retained
+bytes against what building it added (measured in the process with collectgarbage), weak
+references not retaining, every output format read back. Usage: test_heap.py CASE"""
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import test_luajit
+from vmtest import assert_running, fixture, main, run, start, stop
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HEAP_LUA = os.path.normpath(os.path.join(HERE, "..", "..", "fixtures", "lua", "heap.lua"))
+
+
+def start_heap(scale=20000):
+    """The fixture, once ready: (process, {structure: bytes its building added})."""
+    r, w = os.pipe()
+    p = subprocess.Popen([test_luajit.luajit(), HEAP_LUA, str(w), str(scale)], pass_fds=(w,),
+                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    os.close(w)
+    buf = b""
+    while not buf.endswith(b"ready\n"):
+        b = os.read(r, 4096)
+        if not b:
+            p.kill()
+            raise AssertionError("heap.lua ended before it was ready: %r" % buf)
+        buf += b
+    os.close(r)
+    truth = {}
+    for line in buf.decode().splitlines()[:-1]:
+        k, v = line.split()
+        truth[k] = int(v)
+    return p, truth
+
+
+def heap_json(pid, *extra):
+    rc, out, err = run(["heap", "-p", str(pid), "-f", "json", "--top", "100"] + list(extra),
+                       timeout=120)
+    assert rc == 0, "heap exit %d: %s" % (rc, err)
+    return json.loads(out)
+
+
+def retainer(doc, path):
+    for r in doc["retainers"]:
+        if r["path"] == path:
+            return r
+    raise AssertionError("no retainer %r in %s" % (path, [r["path"] for r in doc["retainers"]]))
+
+
+def near(got, want, tol, what):
+    assert abs(got - want) <= tol * want, "%s: %d bytes, want %d ±%d%%" % (what, got, want,
+                                                                          int(tol * 100))
+
+
+def case_paths():
+    """Each structure under its path, with the bytes its building added (±10%); the census
+    equals the VM's gc.total (±1%); the weak table retains nothing of what it points at;
+    the process runs on, untouched."""
+    p, truth = start_heap()
+    try:
+        doc = heap_json(p.pid)
+        assert_running(p.pid)
+    finally:
+        stop(p)
+    assert doc["copied"] and doc["runtime"] == "luajit", doc
+    near(doc["bytes"], truth["total"], 0.01, "census")
+    near(doc["vm_accounting"]["bytes"], truth["total"], 0.001, "gc.total read")
+    assert doc["reachable"] >= doc["objects"] - 100, (doc["reachable"], doc["objects"])
+    near(retainer(doc, "registry._LOADED.heapmod.cache")["retained"], truth["module"], 0.10,
+         "module cache")
+    near(retainer(doc, "_G.lookup")["retained"], truth["upvalue"], 0.10, "upvalue cache")
+    memo = retainer(doc, "_G.lookup → upvalue memo")
+    assert memo["type"] == "table" and memo["objects"] == 20001, memo
+    near(retainer(doc, "_G.gcache")["retained"], truth["global"], 0.10, "global cache")
+    near(retainer(doc, "_G.ring")["retained"], truth["cycle"], 0.10, "ring")
+    near(retainer(doc, "main thread → stack")["retained"], truth["local"], 0.10, "local")
+    weak = retainer(doc, "_G.weakref")
+    assert weak["retained"] < weak["shallow"] + 4096, weak   # its array part, nothing behind
+    near(weak["retained"], truth["weak"], 0.10, "weak table")
+    types = {c["type"]: c for c in doc["census"]}
+    # tables: 20000 records, 20000 + 10000 small arrays, 1000 ring nodes and the containers;
+    # strings: 140000 warm, 40000 of the module, 20000 memo, 1000 ring
+    assert types["table"]["objects"] >= 51000 and types["string"]["objects"] >= 201000, types
+
+
+def case_outputs():
+    """The memory flame graph (SVG), folded (bytes per path), pprof (read back by its
+    protobuf layout) and the text report; the widest tower under _G is warm, then the
+    module cache under the registry."""
+    p, truth = start_heap()
+    tmp = tempfile.mkdtemp(prefix="vmstack-heap-")
+    try:
+        outs = {}
+        for ext in ("svg", "folded", "pb.gz"):
+            path = os.path.join(tmp, "h." + ext)
+            rc, out, err = run(["heap", "-p", str(p.pid), "-o", path], timeout=120)
+            assert rc == 0 and "Wrote " + path in err, (rc, err)
+            outs[ext] = path
+        rc, text, err = run(["heap", "-p", str(p.pid)], timeout=120)
+        assert rc == 0, err
+        assert_running(p.pid)
+    finally:
+        stop(p)
+    try:
+        assert "Largest retainers" in text and "registry._LOADED.heapmod.cache" in text, text
+        assert "the VM counts gc.total" in text, text
+        with open(outs["svg"]) as f:
+            svg = f.read()
+        assert svg.startswith("<?xml") and "memory by reference path" in svg, svg[:300]
+        assert ".cache &lt;table&gt;" in svg, "no cache frame in the SVG"
+        stacks = {}
+        with open(outs["folded"]) as f:
+            for line in f:
+                st, n = line.rstrip("\n").rsplit(" ", 1)
+                stacks[st] = stacks.get(st, 0) + int(n)
+        under = sum(n for st, n in stacks.items()
+                    if ".heapmod <table>;.cache <table>" in st)
+        near(under, truth["module"], 0.10, "folded bytes under the module cache")
+        assert any(st.startswith("_G <table>;.gcache <table>;[*] <table>") for st in stacks), \
+            sorted(stacks)[:20]
+        with gzip.open(outs["pb.gz"]) as f:
+            pb = f.read()
+        assert b"bytes" in pb and b".cache <table>" in pb, pb[:200]
+    finally:
+        for n in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, n))
+        os.rmdir(tmp)
+
+
+def case_by_type():
+    """--by type: the census as a flame graph, type at the root."""
+    p, truth = start_heap(5000)
+    try:
+        rc, out, err = run(["heap", "-p", str(p.pid), "-f", "folded", "--by", "type"], timeout=120)
+    finally:
+        stop(p)
+    assert rc == 0, err
+    roots = {}
+    for line in out.splitlines():
+        st, n = line.rsplit(" ", 1)
+        roots[st.split(";")[0]] = roots.get(st.split(";")[0], 0) + int(n)
+    assert roots.get("table", 0) > 0 and roots.get("string", 0) > 0, roots
+    near(sum(roots.values()), truth["total"], 0.01, "by type, all")
+
+
+def case_live_walk():
+    """--max-copy too small for the heap: walked in the live process while it is held
+    stopped, said so, same figures."""
+    p, truth = start_heap(5000)
+    try:
+        rc, out, err = run(["heap", "-p", str(p.pid), "--max-copy", "64K"], timeout=120)
+        assert_running(p.pid)
+    finally:
+        stop(p)
+    assert rc == 0, err
+    assert "walked in the live process" in out, out
+    assert "registry._LOADED.heapmod.cache" in out, out
+
+
+def case_errors():
+    """No VM in the process: exit 2, one line; bad options: exit 64."""
+    p = start([fixture("threads-pie"), "{fd}"], stdin=subprocess.DEVNULL)
+    try:
+        rc, out, err = run(["heap", "-p", str(p.pid)])
+        assert_running(p.pid)
+    finally:
+        stop(p)
+    assert rc == 2 and "no VM runtime" in err and len(err.splitlines()) == 1, (rc, err)
+    for args, msg in ((["heap"], "no target"), (["heap", "-p", "1", "--by", "x"], "--by"),
+                      (["heap", "-p", "1", "--max-copy", "lots"], "--max-copy"),
+                      (["heap", "-p", "1", "-o", "x.png"], "cannot tell the format")):
+        rc, out, err = run(args)
+        assert rc == 64 and msg in err, (args, rc, err)
+    rc, out, err = run(["heap", "-p", "1", "-o", "/nonexistent/dir/h.svg"])
+    assert rc == 2 and "cannot write" in err, (rc, err)
+
+
+if __name__ == "__main__":
+    sys.exit(main({n[5:]: f for n, f in globals().items() if n.startswith("case_")}))
