@@ -153,6 +153,8 @@ int heap_run(struct target *t, const struct heap_run_opts *o, struct heap_run *r
     run->pause_ms = (clock_s() - t0) * 1e3;
   }
   dump_result_free(&res);
+  if (!r && !run->copied && !target_alive(t))
+    r = -VMS_E_GONE;   /* walked live: what was read may be torn */
   if (r)
     return r;
   double a0 = clock_s();
