@@ -397,7 +397,7 @@ int elf_file_read(const struct elf_file *ef, uint64_t vaddr, void *buf, size_t l
         vaddr + len < vaddr)
       continue;
     uint64_t off = s->offset + (vaddr - s->vaddr);
-    if (!ef->main.raw || off + len > ef->main.rawsize)
+    if (!ef->main.raw || off > ef->main.rawsize || len > ef->main.rawsize - off)
       return -EFAULT;
     note_used(&ef->main, off, len);
     memcpy(buf, ef->main.raw + off, len);
@@ -471,8 +471,9 @@ static int section_bytes(const struct elf_file *ef, const char *name, uint64_t *
   *ret_vaddr = sh.sh_addr;
   *ret_size = sh.sh_size;
   *ret_off = sh.sh_offset;
-  *ret_bytes = sh.sh_type == SHT_NOBITS || !ef->main.raw || sh.sh_offset + sh.sh_size >
-               ef->main.rawsize ? NULL : ef->main.raw + sh.sh_offset;
+  /* (no wrap-around: the headers may come from a crafted file) */
+  *ret_bytes = sh.sh_type == SHT_NOBITS || !ef->main.raw || sh.sh_offset > ef->main.rawsize ||
+               sh.sh_size > ef->main.rawsize - sh.sh_offset ? NULL : ef->main.raw + sh.sh_offset;
   return 0;
 }
 

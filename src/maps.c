@@ -335,7 +335,7 @@ static int embedded_open(struct maps *mp, struct module *mod)
   char name[4200];
   const void *d;
   size_t len;
-  snprintf(name, sizeof name, "%s%s", BLOB_FILE, mod->path);
+  snprintf(name, sizeof name, "%s%" PRIx64 ":%s", BLOB_FILE, mod->map_start, mod->path);
   if (mem_blob_get(mp->mem, name, &d, &len))
     return -ENOENT;
   void *buf = malloc(len ? len : 1);
@@ -350,7 +350,7 @@ static int embedded_open(struct maps *mp, struct module *mod)
     mod->elf = NULL;
     return -VMS_E_BADELF;
   }
-  snprintf(name, sizeof name, "%s%s", BLOB_DEBUG_FILE, mod->path);
+  snprintf(name, sizeof name, "%s%" PRIx64 ":%s", BLOB_DEBUG_FILE, mod->map_start, mod->path);
   if (!mem_blob_get(mp->mem, name, &d, &len) && (buf = malloc(len ? len : 1))) {
     memcpy(buf, d, len);
     elf_file_attach_debug_mem(mod->elf, buf, len);

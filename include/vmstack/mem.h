@@ -58,12 +58,19 @@ void mem_record(struct mem *m, int on);
 /* Named side data carried in a snapshot (maps text, registers, ...). */
 int mem_blob_add(struct mem *m, const char *name, const void *data, size_t len);
 /* Blobs of a snapshot that carries the module files it used (dump --embed-files): the
- * list of those files, and per file its skeleton (see elf_file_skeleton) and that of its
- * debug file, named by prefix + the path in the target's maps. */
+ * list of those files (its presence makes a replay use no file of the machine), and per
+ * module its file's skeleton (see elf_file_skeleton) and that of its debug file, named by
+ * prefix + the module's first mapping address in hex + ":" + its path in the maps (two
+ * builds mapped at one path stay apart). */
 #define BLOB_FILES "vmstack.files"
 #define BLOB_FILE "vmstack.file:"
 #define BLOB_DEBUG_FILE "vmstack.debug_file:"
 int mem_blob_get(const struct mem *m, const char *name, const void **ret_data, size_t *ret_len);
+/* Fails with -E2BIG for what a reader would refuse: a section over SNAP_SECTION_MAX bytes,
+ * a name over SNAP_NAME_MAX, or more than SNAP_TOTAL_MAX bytes in all. */
+#define SNAP_SECTION_MAX (256ull << 20)
+#define SNAP_NAME_MAX 4096
+#define SNAP_TOTAL_MAX (1ull << 30)
 int mem_snapshot_write(const struct mem *m, const char *path);
 
 #endif

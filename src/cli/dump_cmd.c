@@ -147,8 +147,10 @@ int cmd_dump(int argc, char **argv, struct opts *o)
       return EXIT_FATAL;
     }
     o->pid = t->pid;
-  } else if (elf_track_reads(o->embed_files), (r = target_open(o->pid, &t))) {
-    return cli_target_error(o->pid, r);
+  } else {
+    elf_track_reads(o->embed_files);   /* (files opened from now on: for --embed-files) */
+    if ((r = target_open(o->pid, &t)))
+      return cli_target_error(o->pid, r);
   }
   if (o->save_snapshot)
     mem_record(t->mem, 1);   /* every read is kept for the snapshot */
@@ -228,7 +230,8 @@ int cmd_dump(int argc, char **argv, struct opts *o)
     int e = target_snapshot_save(t, o->save_snapshot, o->embed_files);
     if (e) {
       cli_error("cannot save the snapshot %s: %s", o->save_snapshot,
-                e == -E2BIG ? "more was read than a snapshot keeps (256 MiB)" : vms_strerror(e));
+                e == -E2BIG ? "more than a snapshot keeps (256 MiB read, 1 GiB in all)"
+                                : vms_strerror(e));
       code = EXIT_FATAL;
     }
   }

@@ -15,7 +15,7 @@
 #define BATCH 512         /* iovecs per process_vm_readv call (IOV_MAX is 1024) */
 #define SNAP_MAGIC "VMSSNAP1"
 #define REC_MAX (256u << 20)   /* recorded bytes kept at most */
-#define SNAP_READ_MAX (1ull << 30)   /* bytes a snapshot file may hold, decompressed */
+#define SNAP_SECTIONS_MAX (1u << 22)   /* sections of a snapshot file at most */
 
 struct region {
   uint64_t addr;

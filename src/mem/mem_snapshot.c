@@ -139,6 +139,18 @@ int mem_snapshot_write(const struct mem *m, const char *path)
     unlink(tmp);
     return -ENOMEM;
   }
+  /* what a reader would refuse is refused here: a snapshot saved is one that replays */
+  uint64_t total = 0;
+  for (size_t i = 0; i < m->nreg; i++)
+    total += m->reg[i].len + sizeof(struct sec_hdr);
+  for (size_t i = 0; i < m->nblobs; i++) {
+    size_t nl = strlen(m->blobs[i].name);
+    if (m->blobs[i].len > SNAP_SECTION_MAX || nl > SNAP_NAME_MAX)
+      return -E2BIG;
+    total += m->blobs[i].len + nl + sizeof(struct sec_hdr);
+  }
+  if (total > SNAP_TOTAL_MAX || m->nreg + m->nblobs > SNAP_SECTIONS_MAX)
+    return -E2BIG;
   uint32_t count = (uint32_t)(m->nreg + m->nblobs);
   int ok = gzwrite(f, SNAP_MAGIC, 8) == 8 && gzwrite(f, &count, sizeof count) == sizeof count;
   for (size_t i = 0; ok && i < m->nreg; i++) {
@@ -237,15 +249,17 @@ int mem_open_snapshot(const char *path, struct mem **ret_m)
     goto out;
   m->memfd = -1;
   r = -VMS_E_BADSNAP;
-  if (!gz_full(f, magic, 8) || memcmp(magic, SNAP_MAGIC, 8) || !gz_full(f, &count, 4))
+  if (!gz_full(f, magic, 8) || memcmp(magic, SNAP_MAGIC, 8) || !gz_full(f, &count, 4) ||
+      count > SNAP_SECTIONS_MAX)
     goto out;
   for (uint32_t i = 0; i < count; i++) {
     struct sec_hdr h;
-    /* bounded: a section at most REC_MAX, the whole at most SNAP_READ_MAX */
-    if (!gz_full(f, &h, sizeof h) || h.namelen > 4096 || h.len > REC_MAX ||
-        h.addr + h.len < h.addr || (total += h.len + h.namelen) > SNAP_READ_MAX)
+    /* bounded: a section, a name, the sections and the whole (headers counted) */
+    if (!gz_full(f, &h, sizeof h) || h.namelen > SNAP_NAME_MAX || h.len > SNAP_SECTION_MAX ||
+        h.addr + h.len < h.addr ||
+        (total += h.len + h.namelen + sizeof h) > SNAP_TOTAL_MAX)
       goto out;
-    char name[4097];
+    char name[SNAP_NAME_MAX + 1];
     if (h.namelen && !gz_full(f, name, h.namelen))
       goto out;
     name[h.namelen] = 0;

@@ -3,6 +3,7 @@
  * from the regions the original walk read. Nothing runs: stopping a thread only hands out
  * the registers it had; nothing is ever attached. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,8 +52,10 @@ static int save_files(struct target *t)
       size_t n;
       if (elf_file_skeleton(m->elf, dbg, &buf, &n))
         continue;
-      snprintf(name, sizeof name, "%s%s", dbg ? BLOB_DEBUG_FILE : BLOB_FILE, m->path);
-      r = mem_blob_add(t->mem, name, buf, n);
+      snprintf(name, sizeof name, "%s%" PRIx64 ":%s", dbg ? BLOB_DEBUG_FILE : BLOB_FILE,
+               m->map_start, m->path);
+      /* (a file too large for a snapshot section is left out: its frames replay unnamed) */
+      r = n <= SNAP_SECTION_MAX && strlen(name) <= SNAP_NAME_MAX ? mem_blob_add(t->mem, name, buf, n) : 0;
       free(buf);
     }
     size_t need = strlen(m->path) + 2;

@@ -152,6 +152,35 @@ def case_other_build():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def case_embedded():
+    """--embed-files: a replay shows what the live dump showed with the files it used
+    carried in the snapshot, also once the program's own file is gone (C; Perl with XS)."""
+    import shutil
+    tmp = tempfile.mkdtemp(prefix="vmstack-replay-")
+    try:
+        exe = os.path.join(tmp, "threads-pie")
+        shutil.copy(fixture("threads-pie"), exe)
+        for argv in ([exe, "{fd}"],
+                     ["perl", os.path.join(FIX, "perl", "stacks.pl"), "{fd}", "xs_callback"]):
+            snap = os.path.join(tmp, "e.snap.gz")
+            p = start(argv, stdin=subprocess.DEVNULL)
+            try:
+                rc, live, err = dump("-p", str(p.pid), "--save-snapshot", snap, "--embed-files")
+            finally:
+                stop(p)
+            assert rc == 0, err
+            if argv[0] == exe:
+                os.unlink(exe)   # the replay must not need it
+                assert "spin_c+0x" in live and "sigsuspend+0x" in live, live
+            with open(snap, "rb") as f:
+                assert f.read(2) == b"\x1f\x8b", "not gzip-compressed"
+            rrc, replay, rerr = dump("--snapshot", snap)
+            assert (rrc, replay) == (rc, live), "live:\n%s\nreplay:\n%s%s" % (live, replay, rerr)
+            os.unlink(snap)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def sections(path):
     """A snapshot's sections: [(kind, name, addr, data)]."""
     import struct
