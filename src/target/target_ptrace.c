@@ -376,8 +376,20 @@ static int pt_attach(struct target *t)
         return r;
     }
     r = pt_refresh_threads(t);
-    if (r <= 0)
+    if (r < 0)
       return r;
+    if (!r)
+      break;
+  }
+  /* an exec between target_open and the seize is never reported: a program other than the
+   * one read at open is taken as an exec (the caller reads the process afresh) */
+  char p[64], exe[sizeof t->exe];
+  snprintf(p, sizeof p, "/proc/%d/exe", (int)t->pid);
+  ssize_t n = readlink(p, exe, sizeof exe - 1);
+  if (n > 0 && t->exe[0]) {
+    exe[n] = 0;
+    if (strcmp(exe, t->exe))
+      t->exec_seen = 1;
   }
   return 0;
 }
