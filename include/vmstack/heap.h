@@ -87,4 +87,26 @@ typedef int (*heap_stack_fn)(void *arg, const char *const *names, size_t n, uint
                              uint64_t objects);
 int heap_each_stack(struct heap *h, heap_stack_fn fn, void *arg);
 
+/* -- Growth since an earlier snapshot (its JSON report) ------------------------ */
+
+struct heap_base;
+/* Read the stacks of a JSON report `vmstack heap -f json` wrote. -EINVAL: not one. */
+int heap_base_load(const char *path, struct heap_base **ret);
+void heap_base_free(struct heap_base *b);
+int heap_base_pid(const struct heap_base *b);
+
+/* Where the memory grew most: paths (as in heap_top) whose growth no single child holds
+ * nearly all of, largest first, at most n. */
+struct heap_growth {
+  int64_t bytes, objects;              /* growth (after - before) */
+  uint64_t before, after;              /* bytes under the path then and now */
+  char path[512];
+};
+int heap_growth(struct heap *h, const struct heap_base *b, size_t n, struct heap_growth **ret,
+                size_t *ret_n);
+/* Every stack of either snapshot with its bytes before and after (difffolded's input). */
+typedef int (*heap_diff_fn)(void *arg, const char *const *names, size_t n, uint64_t before,
+                            uint64_t after);
+int heap_diff_each(struct heap *h, const struct heap_base *b, heap_diff_fn fn, void *arg);
+
 #endif

@@ -9,8 +9,14 @@
 struct target;
 struct heap_run;
 
-/* Totals, the census by type, the top largest retainers with their paths. */
-int heap_write_text(FILE *f, const struct target *t, const struct heap_run *run, size_t top);
-int heap_write_json(FILE *f, const struct target *t, const struct heap_run *run, size_t top);
+struct heap_base;
+
+/* Totals, the census by type, the top largest retainers with their paths, and with a
+ * baseline (an earlier JSON report, or NULL) where the memory grew since. The JSON also
+ * holds every stack of the flame graph, one per line (what a later baseline reads). */
+int heap_write_text(FILE *f, const struct target *t, const struct heap_run *run, size_t top,
+                    const struct heap_base *base);
+int heap_write_json(FILE *f, const struct target *t, const struct heap_run *run, size_t top,
+                    const struct heap_base *base);
 
 #endif

@@ -254,10 +254,8 @@ static void table(struct ctx *c, uint64_t addr)
         key_label(c, tk, label, sizeof label);
       heap_edge(c->h, addr, v, label);
     }
-    if (k && gk != lo->gct.str && !(mode & 1))
-      heap_edge(c->h, addr, k, many ? "{*} (key)" : "(key)");
-    else if (k && !(mode & 1))
-      heap_edge(c->h, addr, k, "");   /* string keys: held, but no one says "key" of them */
+    if (k && !(mode & 1))
+      heap_edge(c->h, addr, k, "(key)");
   }
   free(own_a);
   free(own_n);

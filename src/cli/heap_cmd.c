@@ -16,7 +16,7 @@
 #include "vmstack/sinkheap.h"
 #include "vmstack/target.h"
 
-enum { OPT_BY = 300, OPT_MAX_COPY, OPT_MAX_OBJECTS, OPT_TOP };
+enum { OPT_BY = 300, OPT_MAX_COPY, OPT_MAX_OBJECTS, OPT_TOP, OPT_BASELINE };
 
 /* Heap outputs: the report (text, json) or a profile sink (flamegraph, folded, ...) */
 struct hopts {
@@ -25,13 +25,14 @@ struct hopts {
   const char *format;       /* "text", "json", or a sink's name */
   const struct sink *sink;
   int by_type;
+  const char *baseline;     /* an earlier JSON report to compare with */
   uint64_t max_copy;
   long max_objects, top;
 };
 
 static const char usage[] =
   "Usage: vmstack heap -p PID [-o FILE] [-f FORMAT] [--by path|type] [--top N]\n"
-  "                    [--max-copy SIZE] [--max-objects N]\n"
+  "                    [--baseline FILE.json] [--max-copy SIZE] [--max-objects N]\n"
   "Where the memory of the process's VM is: every object, by the shortest reference path\n"
   "from a root and the dominator tree (what freeing an object would give back).\n"
   "  -p, --pid PID         target process\n"
@@ -41,6 +42,9 @@ static const char usage[] =
   "  -f, --format F        text, json, flamegraph, folded, speedscope or pprof\n"
   "      --by path|type    flame graph by reference path (default) or by type and class\n"
   "      --top N           largest retainers listed (default 20)\n"
+  "      --baseline F.json compare with an earlier report (-o F.json) of the process:\n"
+  "                        where the memory grew; folded output gets two counts per\n"
+  "                        stack (before after: flamegraph.pl's difffolded format)\n"
   "      --max-copy SIZE   copy at most SIZE bytes (K, M, G) of the process's writable\n"
   "                        memory (default: half the available memory); beyond it the\n"
   "                        heap is walked in the live process while it is held stopped\n"
@@ -78,6 +82,7 @@ static int parse(int argc, char **argv, struct hopts *o)
     { "format", required_argument, NULL, 'f' },
     { "by", required_argument, NULL, OPT_BY },
     { "top", required_argument, NULL, OPT_TOP },
+    { "baseline", required_argument, NULL, OPT_BASELINE },
     { "max-copy", required_argument, NULL, OPT_MAX_COPY },
     { "max-objects", required_argument, NULL, OPT_MAX_OBJECTS },
     { "help", no_argument, NULL, 'h' },
@@ -109,6 +114,7 @@ static int parse(int argc, char **argv, struct hopts *o)
         return EXIT_USAGE;
       }
       break;
+    case OPT_BASELINE: o->baseline = optarg; break;
     case OPT_MAX_COPY:
       if (parse_size(optarg, &o->max_copy)) {
         cli_error("invalid --max-copy '%s': expected a size such as 512M or 2G", optarg);
@@ -151,6 +157,11 @@ static int parse(int argc, char **argv, struct hopts *o)
     cli_error("unknown format '%s' (text, json, %s)", o->format, sink_names());
     return EXIT_USAGE;
   }
+  if (o->baseline && o->sink && strcmp(o->sink->name, "folded")) {
+    cli_error("--baseline: the comparison is written as text, json or folded (not %s)",
+              o->sink->name);
+    return EXIT_USAGE;
+  }
   return 0;
 }
 
@@ -161,17 +172,38 @@ static int add_stack(void *arg, const char *const *names, size_t n, uint64_t byt
   return profile_add_names(arg, names, n, FK_FUNCTION, bytes);
 }
 
+/* difffolded: "a;b;c BEFORE AFTER" */
+static int diff_line(void *arg, const char *const *names, size_t n, uint64_t before,
+                     uint64_t after)
+{
+  FILE *f = arg;
+  for (size_t i = 0; i < n; i++) {
+    if (i)
+      putc(';', f);
+    fputs(names[i], f);
+  }
+  fprintf(f, " %llu %llu\n", (unsigned long long)before, (unsigned long long)after);
+  return ferror(f) ? -1 : 0;
+}
+
 int cmd_heap(int argc, char **argv)
 {
   struct hopts o = { 0 };
   int r = parse(argc, argv, &o);
   if (r)
     return r < 0 ? EXIT_OK : r;
+  struct heap_base *base = NULL;
+  if (o.baseline && (r = heap_base_load(o.baseline, &base))) {
+    cli_error("cannot read the baseline %s: %s", o.baseline,
+              r == -EINVAL ? "not a JSON report of vmstack heap (-o FILE.json)" : strerror(-r));
+    return EXIT_FATAL;
+  }
   /* the output first: a file that cannot be written is said before the process stops */
   int to_stdout = !o.output || !strcmp(o.output, "-");
   FILE *f = to_stdout ? stdout : fopen(o.output, "we");
   if (!f) {
     cli_error("cannot write %s: %s", o.output, strerror(errno));
+    heap_base_free(base);
     return EXIT_FATAL;
   }
   struct target *t;
@@ -180,6 +212,7 @@ int cmd_heap(int argc, char **argv)
       fclose(f);
       unlink(o.output);
     }
+    heap_base_free(base);
     return cli_target_error(o.pid, r);
   }
   struct heap_run_opts ho = {
@@ -197,6 +230,9 @@ int cmd_heap(int argc, char **argv)
     code = EXIT_FATAL;
   } else if (r) {
     code = cli_target_error(o.pid, r);
+  } else if (o.sink && base) {
+    r = heap_diff_each(run.h, base, diff_line, f);
+    code = r ? EXIT_FATAL : EXIT_OK;
   } else if (o.sink) {
     struct profile *p = profile_new();
     r = p ? heap_each_stack(run.h, add_stack, p) : -ENOMEM;
@@ -214,9 +250,9 @@ int cmd_heap(int argc, char **argv)
     if (r)
       code = EXIT_FATAL;
   } else if (o.format && !strcmp(o.format, "json")) {
-    code = heap_write_json(f, t, &run, (size_t)o.top) ? EXIT_FATAL : EXIT_OK;
+    code = heap_write_json(f, t, &run, (size_t)o.top, base) ? EXIT_FATAL : EXIT_OK;
   } else {
-    code = heap_write_text(f, t, &run, (size_t)o.top) ? EXIT_FATAL : EXIT_OK;
+    code = heap_write_text(f, t, &run, (size_t)o.top, base) ? EXIT_FATAL : EXIT_OK;
   }
   if (!r && run.enum_err && code == EXIT_OK)
     code = EXIT_PARTIAL;
@@ -232,6 +268,7 @@ int cmd_heap(int argc, char **argv)
     unlink(o.output);
   }
   heap_run_free(&run);
+  heap_base_free(base);
   target_close(t);
   return code;
 }

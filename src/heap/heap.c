@@ -766,13 +766,34 @@ static void trie_free(struct trie *t)
   free(t->parent), free(t->name), free(t->bytes), free(t->objects), free(t->tab);
 }
 
-/* A frame's name: the step that reaches the object and its type, "<label> <type class>" */
+/* A frame's name: the steps that reach the object from its dominator (its parent in the
+ * flame graph) along its shortest path, and its type: "registry._LOADED <table>". Every
+ * path to it passes through its dominator, so the shortest one does. */
 static int64_t frame_name(struct heap *h, uint32_t v)
 {
-  char ty[2 * HEAP_LABEL_MAX + 8], nm[3 * HEAP_LABEL_MAX + 16];
+  char ty[2 * HEAP_LABEL_MAX + 8], nm[4 * HEAP_LABEL_MAX + 16];
   type_of(h, v, ty, sizeof ty);
-  const char *l = h->st.s[h->blab[v]];
-  snprintf(nm, sizeof nm, "%s%s<%s>", l, *l ? " " : "", ty);
+  uint32_t steps[8];
+  size_t n = 0, more = 0;
+  for (uint32_t u = v; u && u != NONE && u != h->idom[v]; u = h->bparent[u]) {
+    if (n < 8)
+      steps[n++] = u;
+    else
+      more = 1;
+    if (n + more > h->nn)
+      break;
+  }
+  size_t o = 0;
+  nm[0] = 0;
+  if (more)
+    o += (size_t)snprintf(nm, sizeof nm, "…");
+  for (size_t i = n; i-- > 0;) {
+    const char *l = h->st.s[h->blab[steps[i]]];
+    if (*l && o < sizeof nm)
+      o += (size_t)snprintf(nm + o, sizeof nm - o, "%s%s", o && !glued(l) ? " → " : "", l);
+  }
+  if (o < sizeof nm)
+    snprintf(nm + o, sizeof nm - o, "%s<%s>", o ? " " : "", ty);
   return intern(&h->st, nm);
 }
 

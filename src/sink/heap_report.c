@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "vmstack/err.h"
 #include "vmstack/heaprun.h"
@@ -24,7 +25,29 @@ static const char *human(uint64_t b, char *buf, size_t cap)
   return buf;
 }
 
-int heap_write_text(FILE *f, const struct target *t, const struct heap_run *run, size_t top)
+static void growth_text(FILE *f, const struct heap_run *run, const struct heap_base *base,
+                        size_t top)
+{
+  struct heap_growth *g;
+  size_t n;
+  char a[32], b[32], c[32];
+  if (heap_growth(run->h, base, top, &g, &n))
+    return;
+  fprintf(f, "\nGrowth since the baseline (process %d then):\n  %12s %10s %12s  %s\n",
+          heap_base_pid(base), "grew", "objects", "now", "path");
+  for (size_t i = 0; i < n; i++) {
+    snprintf(a, sizeof a, "+%s", human((uint64_t)g[i].bytes, c, sizeof c));
+    fprintf(f, "  %12s %+10" PRId64 " %12s  ", a, g[i].objects, human(g[i].after, b, sizeof b));
+    text_put(f, g[i].path);
+    fputc('\n', f);
+  }
+  if (!n)
+    fprintf(f, "  (nothing grew)\n");
+  free(g);
+}
+
+int heap_write_text(FILE *f, const struct target *t, const struct heap_run *run, size_t top,
+                    const struct heap_base *base)
 {
   struct heap_summary s;
   heap_get_summary(run->h, &s);
@@ -89,14 +112,38 @@ int heap_write_text(FILE *f, const struct target *t, const struct heap_run *run,
     fputc('\n', f);
   }
   free(r);
+  if (base)
+    growth_text(f, run, base, top);
   return ferror(f) ? -1 : 0;
 }
 
-int heap_write_json(FILE *f, const struct target *t, const struct heap_run *run, size_t top)
+struct jarg {
+  FILE *f;
+  int first;
+};
+
+static int stack_json(void *arg, const char *const *names, size_t n, uint64_t bytes,
+                      uint64_t objects)
+{
+  struct jarg *ja = arg;
+  FILE *f = ja->f;
+  fprintf(f, "%s\n{\"stack\":[", ja->first ? "" : ",");
+  ja->first = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (i)
+      putc(',', f);
+    json_str(f, names[i]);
+  }
+  fprintf(f, "],\"bytes\":%" PRIu64 ",\"objects\":%" PRIu64 "}", bytes, objects);
+  return ferror(f) ? -1 : 0;
+}
+
+int heap_write_json(FILE *f, const struct target *t, const struct heap_run *run, size_t top,
+                    const struct heap_base *base)
 {
   struct heap_summary s;
   heap_get_summary(run->h, &s);
-  fprintf(f, "{\"pid\":%d,\"comm\":", (int)t->pid);
+  fprintf(f, "{\"pid\":%d,\"time\":%lld,\"comm\":", (int)t->pid, (long long)time(NULL));
   json_str(f, t->comm);
   fprintf(f, ",\"exe\":");
   json_str(f, t->exe);
@@ -144,6 +191,24 @@ int heap_write_json(FILE *f, const struct target *t, const struct heap_run *run,
             ",\"shallow\":%" PRIu64 "}", r[i].addr, r[i].retained, r[i].count, r[i].shallow);
   }
   free(r);
+  if (base) {
+    struct heap_growth *g;
+    if (heap_growth(run->h, base, top, &g, &n))
+      return -1;
+    fprintf(f, "],\"growth\":[");
+    for (size_t i = 0; i < n; i++) {
+      fprintf(f, "%s\n{\"path\":", i ? "," : "");
+      json_str(f, g[i].path);
+      fprintf(f, ",\"bytes\":%" PRId64 ",\"objects\":%" PRId64 ",\"before\":%" PRIu64
+              ",\"after\":%" PRIu64 "}", g[i].bytes, g[i].objects, g[i].before, g[i].after);
+    }
+    free(g);
+  }
+  /* the flame graph's stacks, one per line: what a later --baseline compares with */
+  fprintf(f, "],\"stacks\":[");
+  struct jarg ja = { f, 1 };
+  if (heap_each_stack(run->h, stack_json, &ja))
+    return -1;
   fprintf(f, "]}\n");
   return ferror(f) ? -1 : 0;
 }

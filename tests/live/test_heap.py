@@ -6,6 +6,7 @@ references not retaining, every output format read back. Usage: test_heap.py CAS
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,7 @@ def start_heap(scale=20000):
     """The fixture, once ready: (process, {structure: bytes its building added})."""
     r, w = os.pipe()
     p = subprocess.Popen([test_luajit.luajit(), HEAP_LUA, str(w), str(scale)], pass_fds=(w,),
-                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     os.close(w)
     buf = b""
     while not buf.endswith(b"ready\n"):
@@ -162,6 +163,46 @@ def case_live_walk():
     assert "registry._LOADED.heapmod.cache" in out, out
 
 
+def case_baseline():
+    """--baseline: a report taken before the module cache grew, set against one after: the
+    growth lands on the cache's path with the bytes the growth added (measured inside the
+    process, ±10%); folded output carries before and after per stack."""
+    p, truth = start_heap(10000)
+    tmp = tempfile.mkdtemp(prefix="vmstack-heap-")
+    try:
+        base = os.path.join(tmp, "base.json")
+        rc, out, err = run(["heap", "-p", str(p.pid), "-o", base], timeout=120)
+        assert rc == 0, err
+        p.stdin.write(b"grow 5000\n")
+        p.stdin.flush()
+        line = p.stdout.readline().decode()
+        assert line.startswith("grown "), line
+        grown = int(line.split()[1])
+        doc = heap_json(p.pid, "--baseline", base)
+        rc, folded, err = run(["heap", "-p", str(p.pid), "--baseline", base, "-f", "folded"],
+                              timeout=120)
+        assert rc == 0, err
+        rc, text, err = run(["heap", "-p", str(p.pid), "--baseline", base], timeout=120)
+        assert rc == 0, err
+        assert_running(p.pid)
+    finally:
+        stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
+    top = doc["growth"][0]
+    assert top["path"] == "registry._LOADED.heapmod.cache <table>", doc["growth"]
+    near(top["bytes"], grown, 0.10, "growth of the cache")
+    assert top["objects"] == 15000, top   # 5000 records, their names and their keys
+    assert "Growth since the baseline" in text and "registry._LOADED.heapmod.cache" in text, text
+    total, cache = 0, 0
+    for l in folded.splitlines():
+        st, before, after = l.rsplit(" ", 2)
+        d = int(after) - int(before)
+        total += d
+        if ".heapmod <table>;.cache <table>" in st:
+            cache += d
+    near(cache, grown, 0.10, "folded growth under the cache")
+
+
 def case_errors():
     """No VM in the process: exit 2, one line; bad options: exit 64."""
     p = start([fixture("threads-pie"), "{fd}"], stdin=subprocess.DEVNULL)
@@ -178,6 +219,10 @@ def case_errors():
         assert rc == 64 and msg in err, (args, rc, err)
     rc, out, err = run(["heap", "-p", "1", "-o", "/nonexistent/dir/h.svg"])
     assert rc == 2 and "cannot write" in err, (rc, err)
+    rc, out, err = run(["heap", "-p", "1", "--baseline", "/etc/hostname"])
+    assert rc == 2 and "not a JSON report" in err, (rc, err)
+    rc, out, err = run(["heap", "-p", "1", "--baseline", "x.json", "-o", "d.svg"])
+    assert rc == 64 and "--baseline" in err, (rc, err)
 
 
 if __name__ == "__main__":
