@@ -32,6 +32,9 @@ uint32_t heap_type(struct heap *h, const char *name);
 int heap_object(struct heap *h, uint64_t addr, uint32_t type, uint64_t size, const char *cls);
 int heap_edge(struct heap *h, uint64_t from, uint64_t to, const char *label);
 int heap_root(struct heap *h, uint64_t to, const char *label);
+/* A root only for an object nothing else reaches (a table that holds what its users own,
+ * such as Perl's shared hash keys: a key is its hashes', not the table's). */
+int heap_root_weak(struct heap *h, uint64_t to, const char *label);
 int heap_full(const struct heap *h);
 /* The VM's own count of its bytes (LuaJIT's gc.total) or objects (Perl's PL_sv_count), to
  * set beside the census. */

@@ -21,7 +21,7 @@
 
 /* The thread's interpreter: its thread-local pointer, else PL_curinterp for the main
  * thread. 0 when the thread runs no Perl. */
-static int thread_interp(struct pl_vm *vm, const struct thread *th, uint64_t *ret,
+int pl_thread_interp(struct pl_vm *vm, const struct thread *th, uint64_t *ret,
                          uint64_t *ret_at)
 {
   *ret = 0;
@@ -87,7 +87,7 @@ static int thread_vars(struct pl_vm *vm, const struct thread *th, uint64_t *ret_
     *ret_cursi = vm->g_curstackinfo;
     return 0;
   }
-  int r = thread_interp(vm, th, ret_interp, ret_interp_at);
+  int r = pl_thread_interp(vm, th, ret_interp, ret_interp_at);
   if (r)
     return r;
   if (!*ret_interp)

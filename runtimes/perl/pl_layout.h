@@ -96,6 +96,22 @@ struct pl_layout {
   struct {
     uint16_t nextstate, dbstate, entereval;  /* OP_* numbers (they change between versions) */
   } opn;
+  /* Heap snapshots. body[t]: the bytes of an SVt t body as sv.c allocates it (0: bodyless,
+   * the value lives in the head); body_ofs[t]: how far before that allocation sv_any points
+   * (the PV family's bodies leave out the fields the head holds). hv_aux_body: a hash's body
+   * when it has its aux struct (5.36+: in the body), else hv_aux is what follows its bucket
+   * array. Types: t_* are the SVt_* numbers (t_pvobj 0 before 5.38). */
+  struct {
+    uint16_t body[20], body_ofs[20];
+    uint16_t hv_aux_body, hv_aux;
+    uint16_t xpv_cur, xpv_len, xmg_stash, xmg_magic, xav_fill, xav_max, xav_alloc;
+    uint16_t mg_next, mg_type, mg_flags, mg_len, mg_obj, mg_ptr, mg_size;
+    uint16_t padl_max, padl_arr, padnl_fill, padnl_alloc, padn_pv;
+    uint16_t he_size, hek_size, shared_he_key, gp_size, gp_av, gp_io, gp_form;
+    uint8_t t_iv, t_nv, t_pv, t_invlist, t_pviv, t_pvnv, t_pvmg, t_regexp, t_pvlv, t_pvav,
+            t_pvio, t_pvobj, t_last;
+    uint32_t svf_pok, svphv_sharekeys, svs_obj, svp_weakref, svpav_real;
+  } heap;
 };
 
 extern const struct pl_layout *const pl_layouts[];   /* NULL-terminated */

@@ -56,7 +56,7 @@ static void copy_text(char *dst, size_t cap, const char *src)
 }
 
 /* A HEK's key, cut at cap-1 bytes. */
-static int hek_str(struct pl_vm *vm, uint64_t hek, char *buf, size_t cap)
+int pl_hek_str(struct pl_vm *vm, uint64_t hek, char *buf, size_t cap)
 {
   const struct pl_layout *lo = vm->lo;
   int32_t len;
@@ -92,7 +92,7 @@ int pl_sv_head(struct pl_vm *vm, uint64_t sv, struct svh *h)
 }
 
 /* A stash's name (HvNAME). */
-static int hv_name(struct pl_vm *vm, uint64_t hv, char *buf, size_t cap)
+int pl_hv_name(struct pl_vm *vm, uint64_t hv, char *buf, size_t cap)
 {
   const struct pl_layout *lo = vm->lo;
   struct svh h;
@@ -120,7 +120,7 @@ static int hv_name(struct pl_vm *vm, uint64_t hv, char *buf, size_t cap)
       return -VMS_E_BADDATA;
     hek = names[0];   /* NULL when the stash was deleted: no name, as HvNAME */
   }
-  return hek_str(vm, hek, buf, cap);
+  return pl_hek_str(vm, hek, buf, cap);
 }
 
 /* "Pkg::name" of a CV, as caller() prints it (gv_efullname); lexical subs unqualified. */
@@ -144,11 +144,11 @@ int pl_cv_name(struct pl_vm *vm, uint64_t cv, char *buf, size_t cap)
   int r;
   if (cvflags & lo->cvf.named) {
     /* xcv_gv_u is the name's HEK (lexical subs, and subs whose GV was never made) */
-    if ((r = hek_str(vm, gv, name, sizeof name)))
+    if ((r = pl_hek_str(vm, gv, name, sizeof name)))
       return r;
     if (cvflags & lo->cvf.lexical)
       pkg[0] = 0;
-    else if (hv_name(vm, stash, pkg, sizeof pkg))
+    else if (pl_hv_name(vm, stash, pkg, sizeof pkg))
       snprintf(pkg, sizeof pkg, "__ANON__");
   } else {
     struct svh g;
@@ -164,10 +164,10 @@ int pl_cv_name(struct pl_vm *vm, uint64_t cv, char *buf, size_t cap)
         eg.any)
       gbody = eg.any;
     uint64_t hek, gstash;
-    if (rptr(vm, gbody + lo->xgv.namehek, &hek) || (r = hek_str(vm, hek, name, sizeof name)))
+    if (rptr(vm, gbody + lo->xgv.namehek, &hek) || (r = pl_hek_str(vm, hek, name, sizeof name)))
       return -VMS_E_BADDATA;
     if (rptr(vm, gbody + lo->xgv.stash, &gstash) || !gstash ||
-        hv_name(vm, gstash, pkg, sizeof pkg))
+        pl_hv_name(vm, gstash, pkg, sizeof pkg))
       snprintf(pkg, sizeof pkg, "__ANON__");
   }
   char full[2 * NAME_MAX_LEN + 4];
@@ -213,7 +213,7 @@ int pl_cop_info(struct pl_vm *vm, uint64_t cop, char *file, size_t cap, int *ret
     uint64_t hek;
     char nm[260];
     if (pl_sv_head(vm, f, &g) || (g.flags & lo->svt.mask) != lo->svt.pvgv || !g.any ||
-        rptr(vm, g.any + lo->xgv.namehek, &hek) || hek_str(vm, hek, nm, sizeof nm))
+        rptr(vm, g.any + lo->xgv.namehek, &hek) || pl_hek_str(vm, hek, nm, sizeof nm))
       return -VMS_E_BADDATA;
     copy_text(name, sizeof name, strncmp(nm, "_<", 2) ? nm : nm + 2);
   }
@@ -348,7 +348,7 @@ static void xs_stash(struct pl_vm *vm, struct xs_build *b, size_t k)
       he = next;
       char key[NAME_MAX_LEN];
       struct svh v;
-      if (hek_str(vm, hek, key, sizeof key) || pl_sv_head(vm, val, &v))
+      if (pl_hek_str(vm, hek, key, sizeof key) || pl_sv_head(vm, val, &v))
         continue;
       size_t kl = strlen(key);
       if ((v.flags & lo->svt.mask) == lo->svt.pvgv && (v.flags & lo->svpgv_gp) && v.u) {

@@ -139,6 +139,15 @@ int pl_copy_stacks(struct pl_vm *vm, const struct thread *th);
 int pl_cv_name(struct pl_vm *vm, uint64_t cv, char *buf, size_t cap);
 int pl_sv_head(struct pl_vm *vm, uint64_t sv, struct svh *h);
 int pl_text_ok(char *s);
+/* A HEK's key (cut at cap-1 bytes); a stash's name (HvNAME). */
+int pl_hek_str(struct pl_vm *vm, uint64_t hek, char *buf, size_t cap);
+int pl_hv_name(struct pl_vm *vm, uint64_t hv, char *buf, size_t cap);
+/* The thread's interpreter (its thread-local pointer, else PL_curinterp for the main
+ * thread); 0 when the thread runs no Perl. */
+int pl_thread_interp(struct pl_vm *vm, const struct thread *th, uint64_t *ret, uint64_t *ret_at);
+struct heap;
+/* The heap hook (pl_heap.c): every SV of the arenas, its references, the roots. */
+int pl_heap(void *vmv, struct target *t, struct heap *h);
 int pl_probe(struct target *t, void **ret_vm);
 const char *pl_describe(const void *vmv);
 void pl_free(void *vmv);

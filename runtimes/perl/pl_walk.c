@@ -242,11 +242,12 @@ const struct vm_runtime vm_runtime_perl = {
   .only = "perl-only",
   .noun = "Perl interpreter",
   .lang = "Perl",
-  .caps = VM_CAP_NONBLOCKING,
+  .caps = VM_CAP_NONBLOCKING | VM_CAP_HEAP,
   .probe = pl_probe,
   .capture = pl_capture,
   .walk = pl_walk,
   .walk_running = pl_walk_running,
+  .heap = pl_heap,
   .describe = pl_describe,
   .free = pl_free,
 };

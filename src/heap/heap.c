@@ -44,6 +44,9 @@ struct heap {
   uint64_t *rto;
   uint32_t *rlab;
   size_t nr, rcap;
+  uint64_t *wto;                     /* fallback roots (heap_root_weak) */
+  uint32_t *wlab;
+  size_t nw, wcap;
   int full;
   uint64_t vm_bytes, vm_objects;
   uint32_t vm_what;
@@ -220,6 +223,23 @@ int heap_root(struct heap *h, uint64_t to, const char *label)
   return 0;
 }
 
+int heap_root_weak(struct heap *h, uint64_t to, const char *label)
+{
+  size_t c = h->wcap;
+  if (h->nw == c) {
+    size_t c1 = c, c2 = c;
+    if (grow((void **)&h->wto, 8, &c1, c + 1) || grow((void **)&h->wlab, 4, &c2, c + 1))
+      return -ENOMEM;
+    h->wcap = c1;
+  }
+  int64_t l = intern(&h->st, label ? label : "");
+  if (l < 0)
+    return (int)l;
+  h->wto[h->nw] = to;
+  h->wlab[h->nw++] = (uint32_t)l;
+  return 0;
+}
+
 void heap_vm_total(struct heap *h, uint64_t bytes, uint64_t objects, const char *what)
 {
   h->vm_bytes = bytes;
@@ -242,6 +262,8 @@ void heap_free(struct heap *h)
   free(h->elab);
   free(h->rto);
   free(h->rlab);
+  free(h->wto);
+  free(h->wlab);
   free(h->soff);
   free(h->sdst);
   free(h->slab);
@@ -313,14 +335,67 @@ static uint32_t node_of(const struct heap *h, uint64_t addr)
   return lo < h->n && h->addr[lo] == addr ? (uint32_t)lo + 1 : NONE;
 }
 
-/* Successors in CSR form: roots as the virtual root's edges, then every resolved edge. */
+/* The CSR arrays from m edges. */
+static int csr(struct heap *h, const uint32_t *from, const uint32_t *to, const uint32_t *lab,
+               size_t m)
+{
+  size_t nn = h->nn;
+  free(h->soff), free(h->sdst), free(h->slab);
+  h->soff = calloc(nn + 1, 4);
+  h->sdst = malloc((m ? m : 1) * 4);
+  h->slab = malloc((m ? m : 1) * 4);
+  uint32_t *fill = malloc(nn * 4);
+  if (!h->soff || !h->sdst || !h->slab || !fill) {
+    free(fill);
+    return -ENOMEM;
+  }
+  h->ne = m;
+  for (size_t i = 0; i < m; i++)
+    h->soff[from[i] + 1]++;
+  for (size_t i = 0; i < nn; i++)
+    h->soff[i + 1] += h->soff[i];
+  memcpy(fill, h->soff, nn * 4);
+  for (size_t i = 0; i < m; i++) {
+    uint32_t k = fill[from[i]]++;
+    h->sdst[k] = to[i];
+    h->slab[k] = lab[i];
+  }
+  free(fill);
+  return 0;
+}
+
+/* What the root reaches (a mark per node). */
+static uint8_t *reach(const struct heap *h)
+{
+  uint8_t *seen = calloc(h->nn, 1);
+  uint32_t *stack = malloc(h->nn * 4);
+  if (!seen || !stack) {
+    free(seen), free(stack);
+    return NULL;
+  }
+  size_t sp = 0;
+  stack[sp++] = 0;
+  seen[0] = 1;
+  while (sp) {
+    uint32_t v = stack[--sp];
+    for (uint32_t e = h->soff[v]; e < h->soff[v + 1]; e++)
+      if (!seen[h->sdst[e]]) {
+        seen[h->sdst[e]] = 1;
+        stack[sp++] = h->sdst[e];
+      }
+  }
+  free(stack);
+  return seen;
+}
+
+/* Successors in CSR form: roots as the virtual root's edges, then every resolved edge; then
+ * the fallback roots of what none of those reach. */
 static int build_graph(struct heap *h)
 {
-  size_t nn = h->nn = h->n + 1;
-  uint32_t *from = malloc((h->ne + h->nr + 1) * 4), *to = malloc((h->ne + h->nr + 1) * 4);
-  uint32_t *lab = malloc((h->ne + h->nr + 1) * 4);
-  h->soff = calloc(nn + 1, 4);
-  if (!from || !to || !lab || !h->soff) {
+  h->nn = h->n + 1;
+  size_t cap = h->ne + h->nr + h->nw + 1;
+  uint32_t *from = malloc(cap * 4), *to = malloc(cap * 4), *lab = malloc(cap * 4);
+  if (!from || !to || !lab) {
     free(from), free(to), free(lab);
     return -ENOMEM;
   }
@@ -340,30 +415,27 @@ static int build_graph(struct heap *h)
   h->efrom = h->eto = NULL;
   h->elab = NULL;
   h->ecap = 0;
-  h->ne = m;
-  h->sdst = malloc((m ? m : 1) * 4);
-  h->slab = malloc((m ? m : 1) * 4);
-  if (!h->sdst || !h->slab) {
-    free(from), free(to), free(lab);
-    return -ENOMEM;
+  int r = csr(h, from, to, lab, m);
+  if (!r && h->nw) {
+    uint8_t *seen = reach(h);
+    if (!seen) {
+      r = -ENOMEM;
+    } else {
+      size_t m0 = m;
+      for (size_t i = 0; i < h->nw; i++) {
+        uint32_t d = node_of(h, h->wto[i]);
+        if (d != NONE && !seen[d]) {
+          seen[d] = 1;
+          from[m] = 0, to[m] = d, lab[m++] = h->wlab[i];
+        }
+      }
+      free(seen);
+      if (m > m0)
+        r = csr(h, from, to, lab, m);
+    }
   }
-  for (size_t i = 0; i < m; i++)
-    h->soff[from[i] + 1]++;
-  for (size_t i = 0; i < nn; i++)
-    h->soff[i + 1] += h->soff[i];
-  uint32_t *fill = malloc(nn * 4);
-  if (!fill) {
-    free(from), free(to), free(lab);
-    return -ENOMEM;
-  }
-  memcpy(fill, h->soff, nn * 4);
-  for (size_t i = 0; i < m; i++) {
-    uint32_t k = fill[from[i]]++;
-    h->sdst[k] = to[i];
-    h->slab[k] = lab[i];
-  }
-  free(fill), free(from), free(to), free(lab);
-  return 0;
+  free(from), free(to), free(lab);
+  return r;
 }
 
 /* Shortest paths from the virtual root (each object's path names it). */
@@ -620,9 +692,11 @@ int heap_census(const struct heap *h, struct heap_census_row **ret_rows, size_t 
 
 /* -- Paths and names ------------------------------------------------------------ */
 
+/* A step written right after the one before it: .field [3] {key} ->  (others: " → ") */
 static int glued(const char *label)
 {
-  return label[0] == '.' || label[0] == '[' || label[0] == '{' || label[0] == ':';
+  return label[0] == '.' || label[0] == '[' || label[0] == '{' || label[0] == ':' ||
+         (label[0] == '-' && label[1] == '>');
 }
 
 /* The shortest path from a root to node v, as the language would spell it; a long one

@@ -300,7 +300,7 @@ static void path_text(const char *key, char *out, size_t cap)
     while (ll && p[ll - 1] == ' ')
       ll--;
     if (ll) {
-      int glued = p[0] == '.' || p[0] == '[' || p[0] == '{';
+      int glued = p[0] == '.' || p[0] == '[' || p[0] == '{' || (p[0] == '-' && p[1] == '>');
       int w = snprintf(out + o, o < cap ? cap - o : 0, "%s%.*s", o && !glued ? " → " : "",
                        (int)ll, p);
       o += w > 0 ? (size_t)w : 0;

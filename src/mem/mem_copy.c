@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 
 #include "vmstack/err.h"
+#include "vmstack/seams.h"
 #include "mem_impl.h"
 
 #define CHUNK (64u << 20)     /* bytes per process_vm_readv call */
@@ -48,6 +49,23 @@ void mem_copy_free(struct mem *m)
   free(m->copy);
   m->copy = NULL;
   m->ncopy = 0;
+}
+
+/* Test seam (VMSTACK_TEST_CORRUPT="SEED:PERMILLE", as for live reads): that share of the
+ * copy's pages get one byte changed, so that tests can check every heap walk against
+ * garbage. Our copy only: the target is never touched. */
+static void corrupt(struct mem *m)
+{
+  uint64_t state = seams.corrupt_seed * 2654435761u + 7;
+  for (size_t i = 0; i < m->ncopy; i++)
+    for (size_t pg = 0; pg < m->copy[i].len; pg += PAGE) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      if ((state >> 33) % 1000 >= seams.corrupt_permille)
+        continue;
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      size_t len = m->copy[i].len - pg < PAGE ? m->copy[i].len - pg : PAGE;
+      m->copy[i].bytes[pg + (state >> 33) % len] ^= (uint8_t)(1u + (state >> 56) % 255);
+    }
 }
 
 static int by_addr(const void *a, const void *b)
@@ -142,5 +160,7 @@ int mem_copy_ranges(struct mem *m, const struct mem_range *rs, size_t n, uint64_
   free(v);
   if (r)
     mem_copy_free(m);
+  else if (seams.corrupt_permille)
+    corrupt(m);
   return r;
 }

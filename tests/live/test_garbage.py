@@ -84,5 +84,45 @@ def perl_case(scenario):
 for sc in ("recurse", "signal", "threads", "use_begin"):
     CASES["perl_" + sc] = perl_case(sc)
 
+
+def heap_hammer(pid, runs=40, permille=300):
+    """vmstack heap on a corrupted copy of the process: every run ends on its own, with a
+    report (exit 0, or 1 when the enumeration stopped early) and valid JSON."""
+    worst = 0.0
+    for seed in range(1, runs + 1):
+        env = dict(os.environ, VMSTACK_TEST_CORRUPT="%d:%d" % (seed, permille))
+        t0 = time.monotonic()
+        cp = subprocess.run([os.environ["VMSTACK"], "heap", "-f", "json", "-p", str(pid)],
+                            env=env, capture_output=True, text=True, timeout=120)
+        worst = max(worst, time.monotonic() - t0)
+        assert cp.returncode in (0, 1), "seed %d: exit %d: %s" % (seed, cp.returncode,
+                                                                  cp.stderr[-500:])
+        doc = json.loads(cp.stdout)
+        assert doc["pid"] == pid and doc["objects"] > 0, "seed %d" % seed
+    assert_running(pid)
+    print("%d corrupted heap runs, slowest %.3f s" % (runs, worst))
+
+
+def case_heap_lua():
+    import test_heap
+    p, _ = test_heap.start_heap(5000)
+    try:
+        heap_hammer(p.pid)
+    finally:
+        stop(p)
+
+
+def case_heap_perl():
+    import test_heap
+    p, _ = test_heap.start_perl_heap(5000)
+    try:
+        heap_hammer(p.pid)
+    finally:
+        stop(p)
+
+
+CASES["heap_lua"] = case_heap_lua
+CASES["heap_perl"] = case_heap_perl
+
 if __name__ == "__main__":
     raise SystemExit(main(CASES))

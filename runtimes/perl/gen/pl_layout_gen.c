@@ -147,6 +147,97 @@ _Static_assert(offsetof(PERL_CONTEXT, cx_type) == offsetof(PERL_CONTEXT, cx_u.cx
 _Static_assert(sizeof(((COP *)0)->cop_line) == 4, "cop_line is not 32 bits");
 _Static_assert(sizeof(((struct xpvhv_aux *)0)->xhv_name_count) == 4, "name_count not I32");
 
+/* SV bodies as sv.c's bodies_by_type allocates them, for x86_64 (NVs fit in the head). */
+_Static_assert(NVSIZE <= IVSIZE, "NV bodies are not bodyless here");
+
+static void body(int t, long long size, long long offset)
+{
+  static long long sizes[20], offsets[20];
+  static int last = -1;
+  if (t < 0) {
+    /* flush: body = { ... }, body_ofs = { ... } */
+    char buf[64];
+    put(" .body = {");
+    for (int i = 0; i <= last; i++) {
+      snprintf(buf, sizeof(buf), " 0x%llx,", sizes[i]);
+      put(buf);
+    }
+    put(" },");
+    put(" .body_ofs = {");
+    for (int i = 0; i <= last; i++) {
+      snprintf(buf, sizeof(buf), " 0x%llx,", offsets[i]);
+      put(buf);
+    }
+    put(" },");
+    return;
+  }
+  if (t >= 20 || size > 0xffff) {
+    fprintf(stderr, "pl_layout_gen: SV type %d does not fit the table\n", t);
+    bad = 1;
+    return;
+  }
+  sizes[t] = size;
+  offsets[t] = offset;
+  if (t > last)
+    last = t;
+}
+
+static void heap_group(void)
+{
+  long long cur = OFS(XPV, xpv_cur);
+  open_group("heap");
+  body(SVt_NULL, 0, 0); body(SVt_IV, 0, 0); body(SVt_NV, 0, 0);
+  body(SVt_PV, sizeof(XPV) - cur, cur);
+  body(SVt_INVLIST, sizeof(XINVLIST) - cur, cur);
+  body(SVt_PVIV, sizeof(XPVIV) - cur, cur);
+  body(SVt_PVNV, sizeof(XPVNV) - cur, cur);
+  body(SVt_PVMG, sizeof(XPVMG), 0); body(SVt_REGEXP, sizeof(regexp), 0);
+  body(SVt_PVGV, sizeof(XPVGV), 0); body(SVt_PVLV, sizeof(XPVLV), 0);
+  body(SVt_PVAV, sizeof(XPVAV), 0); body(SVt_PVHV, sizeof(XPVHV), 0);
+  body(SVt_PVCV, sizeof(XPVCV), 0); body(SVt_PVFM, sizeof(XPVFM), 0);
+  body(SVt_PVIO, sizeof(XPVIO), 0);
+#if PERL_VERSION >= 38
+  body(SVt_PVOBJ, sizeof(XPVOBJ), 0);
+#endif
+  body(-1, 0, 0);
+#if PERL_VERSION >= 35
+  ofs("hv_aux_body", sizeof(struct xpvhv_with_aux));
+#else
+  ofs("hv_aux_body", 0);
+#endif
+  ofs("hv_aux", sizeof(struct xpvhv_aux));
+  ofs("xpv_cur", cur); ofs("xpv_len", OFS(XPV, xpv_len_u));
+  ofs("xmg_stash", OFS(XPVMG, xmg_stash)); ofs("xmg_magic", OFS(XPVMG, xmg_u));
+  ofs("xav_fill", OFS(XPVAV, xav_fill)); ofs("xav_max", OFS(XPVAV, xav_max));
+  ofs("xav_alloc", OFS(XPVAV, xav_alloc));
+  ofs("mg_next", OFS(MAGIC, mg_moremagic)); ofs("mg_type", OFS(MAGIC, mg_type));
+  ofs("mg_flags", OFS(MAGIC, mg_flags)); ofs("mg_len", OFS(MAGIC, mg_len));
+  ofs("mg_obj", OFS(MAGIC, mg_obj)); ofs("mg_ptr", OFS(MAGIC, mg_ptr));
+  ofs("mg_size", sizeof(MAGIC));
+  ofs("padl_max", OFS(PADLIST, xpadl_max)); ofs("padl_arr", OFS(PADLIST, xpadl_arr));
+  ofs("padnl_fill", OFS(PADNAMELIST, xpadnl_fill));
+  ofs("padnl_alloc", OFS(PADNAMELIST, xpadnl_alloc));
+  ofs("padn_pv", OFS(PADNAME, xpadn_pv));
+  ofs("he_size", sizeof(HE)); ofs("hek_size", OFS(HEK, hek_key));
+  ofs("shared_he_key", OFS(struct shared_he, shared_he_hek.hek_key));
+  ofs("gp_size", sizeof(GP)); ofs("gp_av", OFS(GP, gp_av)); ofs("gp_io", OFS(GP, gp_io));
+  ofs("gp_form", OFS(GP, gp_form));
+  num("t_iv", SVt_IV); num("t_nv", SVt_NV); num("t_pv", SVt_PV); num("t_invlist", SVt_INVLIST);
+  num("t_pviv", SVt_PVIV); num("t_pvnv", SVt_PVNV); num("t_pvmg", SVt_PVMG);
+  num("t_regexp", SVt_REGEXP); num("t_pvlv", SVt_PVLV); num("t_pvav", SVt_PVAV);
+  num("t_pvio", SVt_PVIO);
+#if PERL_VERSION >= 38
+  num("t_pvobj", SVt_PVOBJ);
+#else
+  num("t_pvobj", 0);
+#endif
+  num("t_last", SVt_LAST);
+  flag("svf_pok", SVf_POK); flag("svphv_sharekeys", SVphv_SHAREKEYS);
+  flag("svs_obj", SVs_OBJECT);
+  flag("svp_weakref", SVprv_WEAKREF); flag("svpav_real", SVpav_REAL);
+  close_group();
+}
+
 int main(int argc, char **argv)
 {
   long long tw = op_type_word();
@@ -288,6 +379,8 @@ int main(int argc, char **argv)
   open_group("opn");
   num("nextstate", OP_NEXTSTATE); num("dbstate", OP_DBSTATE); num("entereval", OP_ENTEREVAL);
   close_group();
+
+  heap_group();
 
   printf("},\n");
   return bad;

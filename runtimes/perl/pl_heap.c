@@ -1,0 +1,535 @@
+/* Perl heap enumeration: every live SV of each interpreter's arenas (PL_sv_arenaroot's
+ * chain; their number is PL_sv_count) with its shallow size (head, body as sv.c allocates
+ * it, string buffer, array and bucket storage, hash entries and unshared keys, magic, pad
+ * lists), its references labelled as Perl spells them ({key}, [3], ->, my %cache) and the
+ * roots: package variables by name (the stashes from PL_defstash), the file-scoped
+ * lexicals (PL_main_cv's pad), the argument stacks and the shared keys (PL_strtab). Weak
+ * references are not given. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pl_vm.h"
+#include "vmstack/elf.h"
+#include "vmstack/heap.h"
+#include "vmstack/maps.h"
+
+#define ARENAS_MAX 50000000u     /* arenas followed at most */
+#define ARENA_SLOTS_MAX 65536u
+#define BUCKETS_MAX (1u << 28)
+#define CHAIN_MAX 100000u        /* entries of one bucket's chain */
+#define STASH_DEPTH_MAX 24
+#define STASHES_MAX 100000u
+#define NAME_CACHE 4096
+#define LABEL 160
+
+struct pctx {
+  struct pl_vm *vm;
+  const struct pl_layout *lo;
+  struct mem *mem;
+  struct heap *h;
+  uint64_t strtab;               /* PL_strtab of the interpreter being read */
+  uint32_t shared_key;           /* its type */
+  struct {                       /* stash -> class name, cached */
+    uint64_t stash;
+    char name[NAME_MAX_LEN];
+  } names[NAME_CACHE];
+  uint64_t stashes[STASHES_MAX / 100];
+  size_t nstashes;
+  uint64_t sv_count;
+  int err;
+};
+
+static int r64(struct pctx *c, uint64_t addr, uint64_t *v)
+{
+  *v = 0;
+  return addr ? mem_read(c->mem, addr, v, 8) : -EFAULT;
+}
+
+static const char *type_name(const struct pl_layout *lo, uint32_t flags)
+{
+  uint32_t t = flags & lo->svt.mask;
+  const struct pl_layout *l = lo;
+  if (t == l->heap.t_pvav) return "ARRAY";
+  if (t == l->svt.pvhv) return "HASH";
+  if (t == l->svt.pvcv) return "CODE";
+  if (t == l->svt.pvgv) return "GLOB";
+  if (t == l->svt.pvfm) return "FORMAT";
+  if (t == l->heap.t_pvio) return "IO";
+  if (t == l->heap.t_regexp) return "REGEXP";
+  if (t == l->heap.t_pvlv) return "LVALUE";
+  if (t == l->heap.t_invlist) return "INVLIST";
+  if (l->heap.t_pvobj && t == l->heap.t_pvobj) return "OBJECT";
+  return flags & l->svf_rok ? "REF" : "SCALAR";
+}
+
+/* The class of a blessed SV: its stash's name. */
+static const char *class_of(struct pctx *c, uint64_t any, uint32_t flags)
+{
+  const struct pl_layout *lo = c->lo;
+  uint32_t t = flags & lo->svt.mask;
+  if (!(flags & lo->heap.svs_obj) || t < lo->heap.t_pvmg || !any)
+    return NULL;
+  uint64_t stash;
+  if (r64(c, any + lo->heap.xmg_stash, &stash) || !stash)
+    return NULL;
+  size_t slot = (size_t)(stash >> 4) % NAME_CACHE;
+  if (c->names[slot].stash != stash) {
+    if (pl_hv_name(c->vm, stash, c->names[slot].name, sizeof c->names[slot].name))
+      snprintf(c->names[slot].name, sizeof c->names[slot].name, "?");
+    c->names[slot].stash = stash;
+  }
+  return c->names[slot].name;
+}
+
+/* A hash key as a label: {name}, {"a b"}, {*} for a hash of many keys. */
+static void key_label(struct pctx *c, uint64_t hek, int many, char *buf, size_t cap)
+{
+  char k[64];
+  if (many) {
+    snprintf(buf, cap, "{*}");
+    return;
+  }
+  if (pl_hek_str(c->vm, hek, k, sizeof k)) {
+    snprintf(buf, cap, "{?}");
+    return;
+  }
+  int plain = *k != 0;
+  for (const char *p = k; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+          *p == '_' || *p == ':'))
+      plain = 0;
+  snprintf(buf, cap, plain ? "{%s}" : "{\"%s\"}", k);
+}
+
+/* Every entry of a hash: its bytes (entries, unshared keys) and, unless it is PL_strtab
+ * (whose values are counts), an edge to each value. */
+static uint64_t hash_entries(struct pctx *c, uint64_t hv, uint64_t any, uint64_t array,
+                             uint32_t flags, int edges)
+{
+  const struct pl_layout *lo = c->lo;
+  uint64_t max, keys, bytes = 0;
+  if (r64(c, any + lo->xhv.max, &max) || max >= BUCKETS_MAX || !array)
+    return 0;
+  r64(c, any + lo->xhv.keys, &keys);
+  int many = keys > HEAP_NAMED_MAX;
+  int shared = hv != c->strtab && (flags & lo->heap.svphv_sharekeys);
+  uint64_t *b = malloc((max + 1) * 8);
+  if (!b || mem_read(c->mem, array, b, (max + 1) * 8)) {
+    free(b);
+    return 0;
+  }
+  char label[LABEL];
+  /* a real hash has about as many entries as buckets: a garbage one (a VM mid-update, a
+   * corrupt copy) is not followed much further than that, nor past a few bad reads */
+  uint64_t budget = 4 * (max + 1) + 1024;
+  int bad = 0;
+  for (uint64_t i = 0; i <= max && budget && bad < 16; i++) {
+    uint64_t he = b[i];
+    for (size_t n = 0; he && n < CHAIN_MAX && budget; n++, budget--) {
+      uint64_t hek, val, next;
+      if (r64(c, he + lo->he.next, &next) || r64(c, he + lo->he.hek, &hek) ||
+          r64(c, he + lo->he.val, &val)) {
+        bad++;
+        break;
+      }
+      int32_t len = 0;
+      if (hek)
+        mem_read(c->mem, hek + lo->hek.len, &len, 4);
+      if (len < 0 || len > (1 << 30))
+        len = 0;
+      if (hv == c->strtab) {
+        /* a shared key (HE and HEK in one allocation): its hashes' (a key is freed with the
+         * last hash that uses it), the table's only when none does */
+        heap_object(c->h, hek, c->shared_key, lo->heap.shared_he_key + (uint64_t)len + 2, NULL);
+        heap_root_weak(c->h, hek, "(shared hash keys)");
+      } else {
+        bytes += lo->heap.he_size + (shared ? 0 : lo->heap.hek_size + (uint64_t)len + 2);
+        if (shared && hek)
+          heap_edge(c->h, hv, hek, "(key)");
+      }
+      if (edges && val) {
+        key_label(c, hek, many, label, sizeof label);
+        heap_edge(c->h, hv, val, label);
+      }
+      if (next == he)
+        break;
+      he = next;
+    }
+  }
+  free(b);
+  return bytes;
+}
+
+/* The pad entries of a sub at depth d (1: the first call), named by its pad names. */
+static uint64_t pads(struct pctx *c, uint64_t cv, uint64_t padlist, int root, const char *where)
+{
+  const struct pl_layout *lo = c->lo;
+  uint64_t max, arr;
+  if (r64(c, padlist + lo->heap.padl_max, &max) || r64(c, padlist + lo->heap.padl_arr, &arr) ||
+      max > 4096 || !arr)
+    return 0;
+  uint64_t bytes = 24 + (max + 1) * 8;   /* the PADLIST and its array */
+  uint64_t v[4097];
+  if (mem_read(c->mem, arr, v, (max + 1) * 8))
+    return bytes;
+  /* names: PadlistARRAY[0] is the PADNAMELIST */
+  uint64_t fill = 0, names = 0;
+  if (v[0]) {
+    r64(c, v[0] + lo->heap.padnl_fill, &fill);
+    r64(c, v[0] + lo->heap.padnl_alloc, &names);
+  }
+  if ((int64_t)fill < 0 || fill > 65535)
+    fill = 0;
+  for (uint64_t d = 1; d <= max; d++) {
+    uint64_t pad = v[d];
+    if (!pad)
+      continue;
+    struct svh ph;
+    if (pl_sv_head(c->vm, pad, &ph) || (ph.flags & lo->svt.mask) != lo->heap.t_pvav || !ph.u)
+      continue;
+    uint64_t pfill;
+    if (r64(c, ph.any + lo->heap.xav_fill, &pfill) || (int64_t)pfill < 0 || pfill > 65535)
+      continue;
+    if (!root)
+      heap_edge(c->h, cv, pad, "(pad)");
+    for (uint64_t i = 1; i <= pfill && i <= fill && names; i++) {
+      uint64_t pn, pv, sv;
+      char nm[NAME_MAX_LEN], label[LABEL];
+      if (r64(c, names + i * 8, &pn) || !pn || r64(c, pn + lo->heap.padn_pv, &pv) || !pv ||
+          mem_read_cstr(c->mem, pv, nm, sizeof nm) <= 1 || !strchr("$@%&", nm[0]) ||
+          r64(c, ph.u + i * 8, &sv) || !sv)
+        continue;
+      pl_text_ok(nm);
+      if (root)
+        snprintf(label, sizeof label, "my %s (%s)", nm, where);
+      else if (d > 1)
+        snprintf(label, sizeof label, "my %s (depth %llu)", nm, (unsigned long long)d);
+      else
+        snprintf(label, sizeof label, "my %s", nm);
+      if (root)
+        heap_root(c->h, sv, label);
+      else
+        heap_edge(c->h, cv, sv, label);
+    }
+  }
+  return bytes;
+}
+
+/* One live SV: its object and its edges. */
+static void sv(struct pctx *c, uint64_t addr, const uint8_t *head)
+{
+  const struct pl_layout *lo = c->lo;
+  uint64_t any = rd(head, lo->sv.any, 8), u = rd(head, lo->sv.u, 8);
+  uint32_t flags = (uint32_t)rd(head, lo->sv.flags, 4);
+  uint32_t t = flags & lo->svt.mask;
+  uint64_t size = lo->sv.size;
+  if (t < 20)
+    size += t == lo->svt.pvhv && (flags & lo->svf_ook) && lo->heap.hv_aux_body
+                ? lo->heap.hv_aux_body : lo->heap.body[t];
+  char label[LABEL];
+  /* strings (a reference's sv_u is its referent, not a buffer) */
+  if (any && !(flags & lo->svf_rok) && (flags & lo->heap.svf_pok) && t >= lo->heap.t_pv &&
+      t != lo->heap.t_pvav && t != lo->svt.pvhv && t != lo->svt.pvcv && t != lo->svt.pvgv &&
+      t != lo->svt.pvfm && t != lo->heap.t_pvio) {
+    uint64_t len;
+    if (!r64(c, any + lo->heap.xpv_len, &len) && len < (1ull << 40))
+      size += len;
+  }
+  if (flags & lo->svf_rok) {
+    if (u && !(flags & lo->heap.svp_weakref))
+      heap_edge(c->h, addr, u, "->");
+  } else if (t == lo->heap.t_pvav && any) {
+    uint64_t fill, max, alloc;
+    if (!r64(c, any + lo->heap.xav_fill, &fill) && !r64(c, any + lo->heap.xav_max, &max) &&
+        !r64(c, any + lo->heap.xav_alloc, &alloc) && max < (1ull << 27) && alloc) {
+      size += (max + 1) * 8 + (u > alloc ? u - alloc : 0);
+      if ((int64_t)fill >= 0 && fill <= max && u && (flags & lo->heap.svpav_real)) {
+        uint64_t *el = malloc((fill + 1) * 8);
+        if (el && !mem_read(c->mem, u, el, (fill + 1) * 8))
+          for (uint64_t i = 0; i <= fill; i++) {
+            if (!el[i])
+              continue;
+            if (fill + 1 > HEAP_NAMED_MAX)
+              snprintf(label, sizeof label, "[*]");
+            else
+              snprintf(label, sizeof label, "[%llu]", (unsigned long long)i);
+            heap_edge(c->h, addr, el[i], label);
+          }
+        free(el);
+      }
+    }
+  } else if (t == lo->svt.pvhv && any) {
+    uint64_t max;
+    if (u && !r64(c, any + lo->xhv.max, &max) && max < BUCKETS_MAX) {
+      size += (max + 1) * 8;
+      if ((flags & lo->svf_ook) && !lo->heap.hv_aux_body)
+        size += lo->heap.hv_aux;   /* (the aux struct follows the buckets) */
+    }
+    size += hash_entries(c, addr, any, u, flags, 1);
+  } else if ((t == lo->svt.pvcv || t == lo->svt.pvfm) && any) {
+    uint32_t cvf = 0;
+    uint64_t padlist = 0;
+    mem_read(c->mem, any + lo->xcv.flags, &cvf, 4);
+    if (!(cvf & lo->cvf.isxsub) && !r64(c, any + lo->xcv.padlist, &padlist) && padlist)
+      size += pads(c, addr, padlist, 0, NULL);
+  } else if (t == lo->svt.pvgv && (flags & lo->svpgv_gp) && u) {
+    size += lo->heap.gp_size;
+    static const struct { int which; const char *sigil; } slots[] = {
+      { 0, "$" }, { 1, "@" }, { 2, "%" }, { 3, "&" }, { 4, "*{IO}" }, { 5, "*{FORMAT}" } };
+    uint64_t hek = 0;
+    char nm[NAME_MAX_LEN] = "";
+    if (!r64(c, any + lo->xgv.namehek, &hek) && hek)
+      pl_hek_str(c->vm, hek, nm, sizeof nm);
+    for (size_t i = 0; i < sizeof slots / sizeof *slots; i++) {
+      uint16_t o = slots[i].which == 0 ? lo->gp.sv : slots[i].which == 1 ? lo->heap.gp_av
+                   : slots[i].which == 2 ? lo->gp.hv : slots[i].which == 3 ? lo->gp.cv
+                   : slots[i].which == 4 ? lo->heap.gp_io : lo->heap.gp_form;
+      uint64_t s;
+      if (!r64(c, u + o, &s) && s) {
+        snprintf(label, sizeof label, "%s%s", slots[i].sigil, nm);
+        heap_edge(c->h, addr, s, label);
+      }
+    }
+  }
+  /* magic: the MAGIC structs, their objects and buffers */
+  if (t >= lo->heap.t_pvmg && t < 20 && any && t != lo->svt.pvgv) {
+    uint64_t mg;
+    r64(c, any + lo->heap.xmg_magic, &mg);
+    for (int n = 0; mg && n < 64; n++) {
+      uint64_t next, obj, ptr;
+      int64_t len = 0;
+      size += lo->heap.mg_size;
+      if (r64(c, mg + lo->heap.mg_next, &next) || r64(c, mg + lo->heap.mg_obj, &obj) ||
+          r64(c, mg + lo->heap.mg_ptr, &ptr) || mem_read(c->mem, mg + lo->heap.mg_len, &len, 8))
+        break;
+      if (obj)
+        heap_edge(c->h, addr, obj, "(magic)");
+      if (ptr && (int32_t)len == -2)   /* HEf_SVKEY: mg_ptr is an SV */
+        heap_edge(c->h, addr, ptr, "(magic)");
+      else if (ptr && (int32_t)len > 0)
+        size += (uint64_t)(int32_t)len;
+      if (next == mg)
+        break;
+      mg = next;
+    }
+  }
+  heap_object(c->h, addr, heap_type(c->h, type_name(lo, flags)), size, class_of(c, any, flags));
+}
+
+/* The arenas: every SV head that is not free. */
+static int arenas(struct pctx *c, uint64_t first)
+{
+  const struct pl_layout *lo = c->lo;
+  uint64_t sva = first, mark = first;
+  size_t power = 1;
+  uint8_t *buf = malloc((size_t)ARENA_SLOTS_MAX * lo->sv.size);
+  if (!buf)
+    return -ENOMEM;
+  int r = 0;
+  for (size_t n = 0; sva; n++) {
+    if (n > ARENAS_MAX || heap_full(c->h)) {
+      r = -VMS_E_TRUNCATED;
+      break;
+    }
+    if (n == power) {
+      mark = sva;
+      power *= 2;
+    } else if (n && sva == mark) {
+      r = -VMS_E_CYCLE;
+      break;
+    }
+    uint8_t hd[32];
+    if (lo->sv.size > sizeof hd || mem_read(c->mem, sva, hd, lo->sv.size)) {
+      r = -VMS_E_BADDATA;
+      break;
+    }
+    uint64_t next = rd(hd, lo->sv.any, 8);
+    uint32_t slots = (uint32_t)rd(hd, lo->sv.refcnt, 4);
+    if (slots < 2 || slots > ARENA_SLOTS_MAX) {
+      r = -VMS_E_BADDATA;
+      break;
+    }
+    const uint8_t *a = mem_copy_ptr(c->mem, sva, (size_t)slots * lo->sv.size);
+    if (!a) {
+      if (mem_read(c->mem, sva, buf, (size_t)slots * lo->sv.size)) {
+        r = -VMS_E_BADDATA;
+        break;
+      }
+      a = buf;
+    }
+    for (uint32_t i = 1; i < slots; i++) {
+      const uint8_t *h = a + (size_t)i * lo->sv.size;
+      uint32_t flags = (uint32_t)rd(h, lo->sv.flags, 4), refcnt = (uint32_t)rd(h, lo->sv.refcnt, 4);
+      if ((flags & 0xff) == 0xff || !refcnt)
+        continue;   /* a free head */
+      sv(c, sva + (uint64_t)i * lo->sv.size, h);
+    }
+    if (next == sva)
+      break;
+    sva = next;
+  }
+  free(buf);
+  return r;
+}
+
+/* Package variables by name: the stashes from PL_defstash, depth first. */
+static void stash(struct pctx *c, uint64_t hv, const char *pkg, int depth)
+{
+  const struct pl_layout *lo = c->lo;
+  if (depth > STASH_DEPTH_MAX || c->nstashes >= sizeof c->stashes / sizeof *c->stashes)
+    return;
+  for (size_t i = 0; i < c->nstashes; i++)
+    if (c->stashes[i] == hv)
+      return;
+  c->stashes[c->nstashes++] = hv;
+  struct svh h;
+  uint64_t max;
+  if (pl_sv_head(c->vm, hv, &h) || (h.flags & lo->svt.mask) != lo->svt.pvhv || !h.u ||
+      r64(c, h.any + lo->xhv.max, &max) || max >= (1u << 20))
+    return;
+  uint64_t *b = malloc((max + 1) * 8);
+  if (!b || mem_read(c->mem, h.u, b, (max + 1) * 8)) {
+    free(b);
+    return;
+  }
+  uint64_t budget = 4 * (max + 1) + 1024;   /* (as for any hash: see hash_entries) */
+  for (uint64_t i = 0; i <= max && budget; i++)
+    for (uint64_t he = b[i], n = 0; he && n < CHAIN_MAX && budget; n++, budget--) {
+      uint64_t hek, gv, next;
+      char key[NAME_MAX_LEN], label[LABEL];
+      if (r64(c, he + lo->he.next, &next) || r64(c, he + lo->he.hek, &hek) ||
+          r64(c, he + lo->he.val, &gv) || pl_hek_str(c->vm, hek, key, sizeof key))
+        break;
+      struct svh g;
+      if (gv && !pl_sv_head(c->vm, gv, &g) && (g.flags & lo->svt.mask) == lo->svt.pvgv &&
+          (g.flags & lo->svpgv_gp) && g.u) {
+        size_t kl = strlen(key);
+        uint64_t s;
+        if (kl > 2 && !strcmp(key + kl - 2, "::")) {
+          /* a nested package: its stash (main::main:: is main:: again) */
+          char sub[NAME_MAX_LEN * 2];
+          int top = !strcmp(pkg, "main");
+          snprintf(sub, sizeof sub, "%s%s%.*s", top ? "" : pkg, top ? "" : "::", (int)(kl - 2),
+                   key);
+          if (!r64(c, g.u + lo->gp.hv, &s) && s)
+            stash(c, s, sub, depth + 1);
+        } else {
+          static const char sig[4] = { '$', '@', '%', '&' };
+          uint16_t o[4] = { lo->gp.sv, lo->heap.gp_av, lo->gp.hv, lo->gp.cv };
+          for (int k = 0; k < 4; k++)
+            if (!r64(c, g.u + o[k], &s) && s) {
+              snprintf(label, sizeof label, "%c%s::%s", sig[k], pkg, key);
+              heap_root(c->h, s, label);
+            }
+        }
+      }
+      if (next == he)
+        break;
+      he = next;
+    }
+  free(b);
+}
+
+/* An interpreter variable's address: in the interpreter struct, or a global. */
+static uint64_t var(struct pctx *c, uint64_t interp, uint16_t ofs, const char *sym)
+{
+  if (c->lo->multiplicity)
+    return interp + ofs;
+  uint64_t a;
+  struct module *m = c->vm->mod;
+  if (!m || !m->elf || elf_file_lookup(m->elf, sym, &a, NULL))
+    return 0;
+  return a + m->bias;
+}
+
+static int one_interp(struct pctx *c, uint64_t interp, const char *tag)
+{
+  const struct pl_layout *lo = c->lo;
+  uint64_t arenaroot = 0, defstash = 0, main_cv = 0, strtab = 0, cursi = 0, count = 0;
+  r64(c, var(c, interp, lo->interp.sv_arenaroot, "PL_sv_arenaroot"), &arenaroot);
+  r64(c, var(c, interp, lo->interp.defstash, "PL_defstash"), &defstash);
+  r64(c, var(c, interp, lo->interp.main_cv, "PL_main_cv"), &main_cv);
+  r64(c, var(c, interp, lo->interp.strtab, "PL_strtab"), &strtab);
+  r64(c, var(c, interp, lo->interp.curstackinfo, "PL_curstackinfo"), &cursi);
+  uint64_t cnt_at = var(c, interp, lo->interp.sv_count, "PL_sv_count");
+  if (cnt_at)
+    mem_read(c->mem, cnt_at, &count, 8);
+  c->sv_count += count;
+  c->strtab = strtab;
+  char label[LABEL];
+  /* roots first: package variables, then the file's lexicals, then the rest */
+  c->nstashes = 0;
+  stash(c, defstash, "main", 0);
+  snprintf(label, sizeof label, "%s%%main::", tag);
+  if (defstash)
+    heap_root(c->h, defstash, label);
+  struct svh mh;
+  uint64_t padlist = 0;
+  if (main_cv && !pl_sv_head(c->vm, main_cv, &mh) && mh.any &&
+      !r64(c, mh.any + lo->xcv.padlist, &padlist) && padlist)
+    pads(c, main_cv, padlist, 1, "file scope");
+  snprintf(label, sizeof label, "%s(main program)", tag);
+  if (main_cv)
+    heap_root(c->h, main_cv, label);
+  for (int n = 0; cursi && n < SI_MAX; n++) {
+    uint64_t stack, prev;
+    if (r64(c, cursi + lo->si.stack, &stack) || r64(c, cursi + lo->si.prev, &prev))
+      break;
+    snprintf(label, sizeof label, "%s(argument stack)", tag);
+    if (stack)
+      heap_root(c->h, stack, label);
+    cursi = prev;
+  }
+  snprintf(label, sizeof label, "%s(shared hash keys)", tag);
+  if (strtab)
+    heap_root(c->h, strtab, label);
+  return arenas(c, arenaroot);
+}
+
+int pl_heap(void *vmv, struct target *t, struct heap *h)
+{
+  struct pl_vm *vm = vmv;
+  const struct pl_layout *lo = vm->lo;
+  if (!lo->heap.t_last)
+    return -VMS_E_UNSUPPORTED;   /* (a layout table without the heap's part) */
+  struct pctx *c = calloc(1, sizeof *c);
+  if (!c)
+    return -ENOMEM;
+  c->vm = vm;
+  c->lo = lo;
+  c->mem = t->mem;
+  c->h = h;
+  c->shared_key = heap_type(h, "shared key");
+  /* the interpreters: each thread's (threaded perl), else the one */
+  uint64_t interps[64];
+  size_t n = 0;
+  if (lo->multiplicity) {
+    for (size_t i = 0; i < t->nthreads && n < 64; i++) {
+      uint64_t ip = 0, at = 0;
+      if (pl_thread_interp(vm, &t->threads[i], &ip, &at) || !ip)
+        continue;
+      size_t k = 0;
+      while (k < n && interps[k] != ip)
+        k++;
+      if (k == n)
+        interps[n++] = ip;
+    }
+    uint64_t cur = 0;
+    if (!n && !rptr(vm, vm->curinterp, &cur) && cur)
+      interps[n++] = cur;
+  } else {
+    interps[n++] = 0;
+  }
+  int r = n ? 0 : -VMS_E_NORUNTIME;
+  for (size_t i = 0; i < n && !r; i++) {
+    char tag[32] = "";
+    if (n > 1)
+      snprintf(tag, sizeof tag, "interpreter %zu: ", i + 1);
+    r = one_interp(c, interps[i], tag);
+  }
+  heap_vm_total(h, 0, c->sv_count, "PL_sv_count");
+  free(c);
+  return r;
+}
