@@ -3,7 +3,7 @@ BUILD ?= build
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEPS := gcc pkg-config meson ninja-build libunwind-dev libelf-dev libdw-dev \
         libcapstone-dev zlib1g-dev python3 binutils util-linux gdb luajit libluajit-5.1-dev dpkg-dev make chromium \
-        libperl-dev libdevel-nytprof-perl perltidy wrk strace
+        libperl-dev libdevel-nytprof-perl libdevel-size-perl perltidy wrk strace
 
 .PHONY: deps build demo check check-asan bench clean
 
