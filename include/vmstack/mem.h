@@ -46,6 +46,12 @@ struct mem_range {
   uint64_t addr, len;
 };
 int mem_copy_ranges(struct mem *m, const struct mem_range *r, size_t n, uint64_t *ret_bytes);
+/* Before stopping the process: buffers for these ranges, their pages already ours (the
+ * page faults are not taken while the process is stopped); mem_copy_ranges uses those
+ * whose range is unchanged. */
+int mem_copy_prepare(struct mem *m, const struct mem_range *r, size_t n);
+/* Drop the copy (after the enumeration: its memory goes back before the analysis). */
+void mem_copy_drop(struct mem *m);
 /* Straight into the copy: len bytes at addr, or NULL when they are not all in it. */
 const void *mem_copy_ptr(const struct mem *m, uint64_t addr, size_t len);
 

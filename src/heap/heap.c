@@ -63,6 +63,9 @@ struct heap {
   uint32_t *rcount, *maxchild;       /* objects retained; the largest dominated child */
   int approx;
   int analysed;
+  uint32_t *idx;                     /* address index (index_build) */
+  size_t idxmask;
+  unsigned idxbits;
 };
 
 /* -- Strings ---------------------------------------------------------------- */
@@ -275,38 +278,65 @@ void heap_free(struct heap *h)
   free(h->retained);
   free(h->rcount);
   free(h->maxchild);
+  free(h->idx);
   free(h);
 }
 
 /* -- Analysis ---------------------------------------------------------------- */
 
-static const uint64_t *sort_addr;
+/* (key, value) pairs sorted by key, stable: a least-significant-digit radix sort, 16 bits
+ * at a time, skipping the digits all keys share. */
+struct kv {
+  uint64_t key, val;
+};
 
-static int by_addr(const void *a, const void *b)
+static int kv_sort(struct kv *v, size_t n)
 {
-  uint64_t x = sort_addr[*(const uint32_t *)a], y = sort_addr[*(const uint32_t *)b];
-  if (x != y)
-    return x < y ? -1 : 1;
-  return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1;   /* the first given wins */
+  struct kv *tmp = malloc((n ? n : 1) * sizeof *tmp);
+  size_t *count = malloc(65536 * sizeof *count);
+  if (!tmp || !count) {
+    free(tmp), free(count);
+    return -ENOMEM;
+  }
+  for (unsigned shift = 0; shift < 64; shift += 16) {
+    memset(count, 0, 65536 * sizeof *count);
+    for (size_t i = 0; i < n; i++)
+      count[(v[i].key >> shift) & 0xffff]++;
+    if (n && count[(v[0].key >> shift) & 0xffff] == n)
+      continue;   /* every key has this digit */
+    size_t sum = 0;
+    for (size_t d = 0; d < 65536; d++) {
+      size_t c = count[d];
+      count[d] = sum;
+      sum += c;
+    }
+    for (size_t i = 0; i < n; i++)
+      tmp[count[(v[i].key >> shift) & 0xffff]++] = v[i];
+    memcpy(v, tmp, n * sizeof *v);
+  }
+  free(tmp), free(count);
+  return 0;
 }
 
-/* Objects sorted by address, duplicates dropped. */
+/* Objects sorted by address, duplicates dropped (the first given wins). */
 static int sort_objects(struct heap *h)
 {
-  uint32_t *perm = malloc((h->n ? h->n : 1) * sizeof *perm);
+  struct kv *perm = malloc((h->n ? h->n : 1) * sizeof *perm);
   uint64_t *a = malloc((h->n ? h->n : 1) * 8), *s = malloc((h->n ? h->n : 1) * 8);
   uint32_t *t = malloc((h->n ? h->n : 1) * 4), *c = malloc((h->n ? h->n : 1) * 4);
-  if (!perm || !a || !s || !t || !c) {
+  if (!perm || !a || !s || !t || !c || kv_sort(perm, 0)) {
     free(perm), free(a), free(s), free(t), free(c);
     return -ENOMEM;
   }
   for (size_t i = 0; i < h->n; i++)
-    perm[i] = (uint32_t)i;
-  sort_addr = h->addr;
-  qsort(perm, h->n, sizeof *perm, by_addr);
+    perm[i] = (struct kv){ h->addr[i], i };
+  if (kv_sort(perm, h->n)) {
+    free(perm), free(a), free(s), free(t), free(c);
+    return -ENOMEM;
+  }
   size_t w = 0;
   for (size_t i = 0; i < h->n; i++) {
-    uint32_t k = perm[i];
+    size_t k = (size_t)perm[i].val;
     if (w && a[w - 1] == h->addr[k])
       continue;
     a[w] = h->addr[k];
@@ -322,8 +352,41 @@ static int sort_objects(struct heap *h)
   return 0;
 }
 
+/* Address -> node: an open-addressing index over the sorted objects (built once). */
+static int index_build(struct heap *h)
+{
+  size_t cap = 16;
+  while (cap < 2 * (h->n + 1))
+    cap *= 2;
+  h->idx = malloc(cap * 4);
+  if (!h->idx)
+    return -ENOMEM;
+  memset(h->idx, 0xff, cap * 4);
+  h->idxmask = cap - 1;
+  unsigned bits = 0;
+  while ((1ull << bits) < cap)
+    bits++;
+  h->idxbits = bits;
+  for (size_t i = 0; i < h->n; i++) {
+    size_t j = hash_word(h->addr[i], bits);
+    while (h->idx[j] != NONE)
+      j = (j + 1) & h->idxmask;
+    h->idx[j] = (uint32_t)i;
+  }
+  return 0;
+}
+
 static uint32_t node_of(const struct heap *h, uint64_t addr)
 {
+  if (h->idx) {
+    for (size_t j = hash_word(addr, h->idxbits);; j = (j + 1) & h->idxmask) {
+      uint32_t i = h->idx[j];
+      if (i == NONE)
+        return NONE;
+      if (h->addr[i] == addr)
+        return i + 1;
+    }
+  }
   size_t lo = 0, hi = h->n;
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;
@@ -435,6 +498,8 @@ static int build_graph(struct heap *h)
     }
   }
   free(from), free(to), free(lab);
+  free(h->idx);   /* (the graph has its nodes: the index is not needed any more) */
+  h->idx = NULL;
   return r;
 }
 
@@ -608,7 +673,7 @@ static int retain(struct heap *h)
 int heap_analyse(struct heap *h)
 {
   int r;
-  if ((r = sort_objects(h)) || (r = build_graph(h)) || (r = bfs(h)) || (r = dominators(h)) ||
+  if ((r = sort_objects(h)) || (r = index_build(h)) || (r = build_graph(h)) || (r = bfs(h)) || (r = dominators(h)) ||
       (r = retain(h)))
     return r;
   h->analysed = 1;
@@ -637,12 +702,6 @@ void heap_get_summary(const struct heap *h, struct heap_summary *s)
 
 /* -- Census ------------------------------------------------------------------ */
 
-static int by_key(const void *a, const void *b)
-{
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
-}
-
 static int by_bytes(const void *a, const void *b)
 {
   const struct heap_census_row *x = a, *y = b;
@@ -653,17 +712,18 @@ static int by_bytes(const void *a, const void *b)
 
 int heap_census(const struct heap *h, struct heap_census_row **ret_rows, size_t *ret_n)
 {
-  /* (type, class, object index) sorted, then summed per (type, class) */
-  uint64_t (*k)[2] = malloc((h->n ? h->n : 1) * sizeof *k);
+  /* (type and class, size) sorted by type and class, then summed per (type, class) */
+  struct kv *k = malloc((h->n ? h->n : 1) * sizeof *k);
   struct heap_census_row *rows = NULL;
   size_t nrows = 0;
   if (!k)
     return -ENOMEM;
-  for (size_t i = 0; i < h->n; i++) {
-    k[i][0] = (uint64_t)h->type[i] << 32 | h->cls[i];
-    k[i][1] = h->size[i];
+  for (size_t i = 0; i < h->n; i++)
+    k[i] = (struct kv){ (uint64_t)h->type[i] << 32 | h->cls[i], h->size[i] };
+  if (kv_sort(k, h->n)) {
+    free(k);
+    return -ENOMEM;
   }
-  qsort(k, h->n, sizeof *k, by_key);
   /* names: the type and, when there is one, its class: interned as "type class" */
   rows = malloc((h->n ? h->n : 1) * sizeof *rows);
   if (!rows) {
@@ -674,9 +734,9 @@ int heap_census(const struct heap *h, struct heap_census_row **ret_rows, size_t 
   for (size_t i = 0; i < h->n;) {
     size_t j = i;
     uint64_t bytes = 0;
-    while (j < h->n && k[j][0] == k[i][0])
-      bytes += k[j++][1];
-    uint32_t ty = (uint32_t)(k[i][0] >> 32), cl = (uint32_t)k[i][0];
+    while (j < h->n && k[j].key == k[i].key)
+      bytes += k[j++].val;
+    uint32_t ty = (uint32_t)(k[i].key >> 32), cl = (uint32_t)k[i].key;
     char name[2 * HEAP_LABEL_MAX + 8];
     snprintf(name, sizeof name, "%s%s%s", st->s[ty], cl ? " " : "", st->s[cl]);
     int64_t id = intern(st, name);
@@ -766,7 +826,8 @@ int heap_top(const struct heap *h, size_t want, struct heap_retainer **ret, size
   }
   size_t m = 0;
   for (size_t k = 1; k < h->nrpo; k++)
-    idx[m++] = h->rpo[k];
+    if (h->retained[h->rpo[k]] * 1000 >= h->retained[0])   /* (smaller ones are not listed) */
+      idx[m++] = h->rpo[k];
   sort_retained = h->retained;
   qsort(idx, m, sizeof *idx, by_retained);
   size_t n = 0;
@@ -843,6 +904,28 @@ static void trie_free(struct trie *t)
 /* A frame's name: the steps that reach the object from its dominator (its parent in the
  * flame graph) along its shortest path, and its type: "registry._LOADED <table>". Every
  * path to it passes through its dominator, so the shortest one does. */
+#define NAME_CACHE 65536
+
+struct name_cache {            /* (label, type, class) -> frame name, for one-step frames */
+  uint32_t lab, type, cls, name;
+};
+
+static int64_t frame_name(struct heap *h, uint32_t v);
+
+static int64_t frame_name_cached(struct heap *h, struct name_cache *nc, uint32_t v)
+{
+  if (!nc || h->bparent[v] != h->idom[v])
+    return frame_name(h, v);
+  uint32_t l = h->blab[v], t = h->type[v - 1], c = h->cls[v - 1];
+  struct name_cache *e = &nc[hash_word((uint64_t)l << 40 ^ (uint64_t)t << 20 ^ c, 16)];
+  if (e->name && e->lab == l && e->type == t && e->cls == c)
+    return e->name;
+  int64_t id = frame_name(h, v);
+  if (id > 0)
+    *e = (struct name_cache){ l, t, c, (uint32_t)id };
+  return id;
+}
+
 static int64_t frame_name(struct heap *h, uint32_t v)
 {
   char ty[2 * HEAP_LABEL_MAX + 8], nm[4 * HEAP_LABEL_MAX + 16];
@@ -876,6 +959,7 @@ int heap_each_stack(struct heap *h, heap_stack_fn fn, void *arg)
   if (!h->analysed)
     return -EINVAL;
   struct trie t = { 0 };
+  struct name_cache *nc = NULL;
   size_t nn = h->nn;
   uint32_t *node = malloc(nn * 4), *depth = calloc(nn, 4);
   int r = node && depth ? 0 : -ENOMEM;
@@ -896,6 +980,7 @@ int heap_each_stack(struct heap *h, heap_stack_fn fn, void *arg)
     }
   } else if (!r) {
     node[0] = (uint32_t)root;
+    nc = calloc(NAME_CACHE, sizeof *nc);   /* (without it: no cache) */
     uint8_t *done = calloc(nn, 1);
     if (!done)
       r = -ENOMEM;
@@ -908,7 +993,7 @@ int heap_each_stack(struct heap *h, heap_stack_fn fn, void *arg)
       if (depth[v] > DEPTH_MAX) {
         node[v] = node[u];   /* deeper than a stack shows: merged into its ancestor */
       } else {
-        int64_t nm = frame_name(h, v);
+        int64_t nm = frame_name_cached(h, nc, v);
         int64_t id = nm < 0 ? nm : trie_get(&t, node[u], (uint32_t)nm);
         if (id < 0)
           r = (int)id;
@@ -955,6 +1040,7 @@ int heap_each_stack(struct heap *h, heap_stack_fn fn, void *arg)
     r = fn(arg, names, n, t.bytes[i], t.objects[i]);
   }
   trie_free(&t);
+  free(nc);
   free(node), free(depth);
   return r;
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 
 #include "vmstack/err.h"
@@ -25,9 +26,12 @@ static const struct region *copy_find(const struct mem *m, uint64_t addr)
   return lo < m->ncopy && m->copy[lo].addr <= addr ? &m->copy[lo] : NULL;
 }
 
-int mem_copy_read(const struct mem *m, uint64_t addr, void *buf, size_t len)
+int mem_copy_read(struct mem *m, uint64_t addr, void *buf, size_t len)
 {
-  const struct region *r = copy_find(m, addr);
+  /* (reads come in runs close together: the region of the last one first) */
+  const struct region *r = m->last;
+  if (!r || addr < r->addr || addr - r->addr >= r->len)
+    r = m->last = copy_find(m, addr);
   if (!r || addr - r->addr + len > r->len)
     return -ENOENT;
   memcpy(buf, r->bytes + (addr - r->addr), len);
@@ -42,13 +46,17 @@ const void *mem_copy_ptr(const struct mem *m, uint64_t addr, size_t len)
   return r->bytes + (addr - r->addr);
 }
 
+static void prep_free(struct mem *m);
+
 void mem_copy_free(struct mem *m)
 {
   for (size_t i = 0; i < m->ncopy; i++)
-    free(m->copy[i].bytes);
+    munmap(m->copy[i].bytes, m->copy[i].len ? m->copy[i].len : 1);
   free(m->copy);
   m->copy = NULL;
   m->ncopy = 0;
+  m->last = NULL;
+  prep_free(m);
 }
 
 /* Test seam (VMSTACK_TEST_CORRUPT="SEED:PERMILLE", as for live reads): that share of the
@@ -74,14 +82,31 @@ static int by_addr(const void *a, const void *b)
   return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
-/* Copy one range; a page that cannot be read ends a region (the copy goes on after it). */
-static int copy_range(struct mem *m, uint64_t addr, uint64_t len, uint64_t *copied)
+static uint8_t *cbuf(size_t len, int populate)
 {
-  uint8_t *buf = malloc(len ? len : 1);
-  if (!buf)
+  void *p = mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | (populate ? MAP_POPULATE : 0), -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+/* A region of the copy, bytes its own (munmap'd with it). */
+static int add_region(struct mem *m, uint64_t addr, uint8_t *bytes, size_t len)
+{
+  struct region *nr = realloc(m->copy, (m->ncopy + 1) * sizeof *nr);
+  if (!nr)
     return -ENOMEM;
+  m->copy = nr;
+  m->copy[m->ncopy++] = (struct region){ addr, len, bytes };
+  return 0;
+}
+
+/* Copy one range into buf (len bytes, ours from now on); a page that cannot be read ends a
+ * region (the copy goes on after it). */
+static int copy_range(struct mem *m, uint64_t addr, uint64_t len, uint8_t *buf,
+                      uint64_t *copied)
+{
   uint64_t done = 0, start = 0;
-  int r = 0;
+  int r = 0, whole = 1;
   while (done < len) {
     size_t want = len - done > CHUNK ? CHUNK : (size_t)(len - done);
     struct iovec lo = { buf + done, want }, re = { (void *)(uintptr_t)(addr + done), want };
@@ -96,50 +121,76 @@ static int copy_range(struct mem *m, uint64_t addr, uint64_t len, uint64_t *copi
       m->st.bytes += (uint64_t)n;
       continue;
     }
-    /* unreadable here: keep what came before as a region, skip the page */
+    /* unreadable here: what came before is a region of its own; skip the page */
+    whole = 0;
     if (done > start) {
-      struct region *nr = realloc(m->copy, (m->ncopy + 1) * sizeof *nr);
-      uint8_t *part = malloc(done - start);
-      if (!nr || !part) {
-        free(part);
-        if (nr)
-          m->copy = nr;
+      uint8_t *part = cbuf(done - start, 0);
+      if (!part || add_region(m, addr + start, part, (size_t)(done - start))) {
+        if (part)
+          munmap(part, done - start);
         r = -ENOMEM;
         break;
       }
-      m->copy = nr;
       memcpy(part, buf + start, done - start);
-      m->copy[m->ncopy++] = (struct region){ addr + start, (size_t)(done - start), part };
       *copied += done - start;
     }
     done = ((addr + done) / PAGE + 1) * PAGE - addr;
     start = done;
   }
-  if (!r && done > start && start < len) {
-    struct region *nr = realloc(m->copy, (m->ncopy + 1) * sizeof *nr);
-    if (!nr) {
+  if (!r && whole) {
+    if (add_region(m, addr, buf, (size_t)len))
+      r = -ENOMEM;
+    else
+      *copied += len, buf = NULL;
+  } else if (!r && start < len) {
+    uint8_t *part = cbuf(len - start, 0);
+    if (!part || add_region(m, addr + start, part, (size_t)(len - start))) {
+      if (part)
+        munmap(part, len - start);
       r = -ENOMEM;
     } else {
-      m->copy = nr;
-      if (start) {
-        /* (only the tail: move it to a buffer of its own) */
-        uint8_t *part = malloc(len - start);
-        if (!part) {
-          r = -ENOMEM;
-        } else {
-          memcpy(part, buf + start, len - start);
-          m->copy[m->ncopy++] = (struct region){ addr + start, (size_t)(len - start), part };
-          *copied += len - start;
-        }
-      } else {
-        m->copy[m->ncopy++] = (struct region){ addr, (size_t)len, buf };
-        *copied += len;
-        buf = NULL;
-      }
+      memcpy(part, buf + start, len - start);
+      *copied += len - start;
     }
   }
-  free(buf);
+  if (buf)
+    munmap(buf, len ? len : 1);
   return r;
+}
+
+static void prep_free(struct mem *m)
+{
+  for (size_t i = 0; i < m->nprep; i++)
+    if (m->prep[i].bytes)
+      munmap(m->prep[i].bytes, m->prep[i].len ? m->prep[i].len : 1);
+  free(m->prep);
+  m->prep = NULL;
+  m->nprep = 0;
+}
+
+int mem_copy_prepare(struct mem *m, const struct mem_range *rs, size_t n)
+{
+  prep_free(m);
+  if (!(m->prep = calloc(n ? n : 1, sizeof *m->prep)))
+    return -ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t *b = rs[i].len ? cbuf(rs[i].len, 1) : NULL;
+    if (b)
+      m->prep[m->nprep++] = (struct region){ rs[i].addr, rs[i].len, b };
+  }
+  return 0;
+}
+
+/* A buffer for [addr, addr+len): one prepared beforehand, else a new one. */
+static uint8_t *take(struct mem *m, uint64_t addr, uint64_t len)
+{
+  for (size_t i = 0; i < m->nprep; i++)
+    if (m->prep[i].bytes && m->prep[i].addr == addr && m->prep[i].len == len) {
+      uint8_t *b = m->prep[i].bytes;
+      m->prep[i].bytes = NULL;
+      return b;
+    }
+  return cbuf(len, 0);
 }
 
 int mem_copy_ranges(struct mem *m, const struct mem_range *rs, size_t n, uint64_t *ret_bytes)
@@ -154,13 +205,22 @@ int mem_copy_ranges(struct mem *m, const struct mem_range *rs, size_t n, uint64_
   memcpy(v, rs, n * sizeof *v);
   qsort(v, n, sizeof *v, by_addr);
   int r = 0;
-  for (size_t i = 0; i < n && !r; i++)
-    if (v[i].len && (!i || v[i].addr >= v[i - 1].addr + v[i - 1].len))
-      r = copy_range(m, v[i].addr, v[i].len, ret_bytes);
+  for (size_t i = 0; i < n && !r; i++) {
+    if (!v[i].len || (i && v[i].addr < v[i - 1].addr + v[i - 1].len))
+      continue;
+    uint8_t *buf = take(m, v[i].addr, v[i].len);
+    r = buf ? copy_range(m, v[i].addr, v[i].len, buf, ret_bytes) : -ENOMEM;
+  }
   free(v);
+  prep_free(m);
   if (r)
     mem_copy_free(m);
   else if (seams.corrupt_permille)
     corrupt(m);
   return r;
+}
+
+void mem_copy_drop(struct mem *m)
+{
+  mem_copy_free(m);
 }

@@ -53,6 +53,9 @@ struct mem {
   /* a bulk copy of ranges of a live process (mem_copy_ranges): reads inside come from it */
   struct region *copy;
   size_t ncopy;
+  const struct region *last;       /* the copy's region of the last read */
+  struct region *prep;             /* buffers made ready for a copy (mem_copy_prepare) */
+  size_t nprep;
 };
 
 int mem_errno_neg(void);
@@ -61,7 +64,7 @@ void mem_live_readv(struct mem *m, struct mem_iov *v, size_t n);
 /* Reads from the snapshot's regions. */
 int mem_snap_read(const struct mem *m, struct mem_iov *v);
 /* A read wholly inside the bulk copy: 0, else -ENOENT (read it elsewhere). */
-int mem_copy_read(const struct mem *m, uint64_t addr, void *buf, size_t len);
+int mem_copy_read(struct mem *m, uint64_t addr, void *buf, size_t len);
 void mem_copy_free(struct mem *m);
 /* Keep a copy of a successful read (recording, or loading a snapshot). */
 void mem_keep(struct mem *m, const struct mem_iov *v);

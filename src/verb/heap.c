@@ -118,11 +118,19 @@ int heap_run(struct target *t, const struct heap_run_opts *o, struct heap_run *r
   snprintf(p, sizeof p, "/proc/%d/status", (int)t->pid);
   run->rss = kb_field(p, "VmRSS:");
 
-  double t0 = clock_s();
-  r = stop_all(t);
+  /* the copy's buffers first, while the process runs: their page faults are ours, not
+   * the pause's (the ranges are read again once it is stopped) */
   struct mem_range *rg = NULL;
   size_t nrg = 0;
   uint64_t total = 0;
+  if (!heap_ranges(t, &rg, &nrg, &total) && total <= run->max_copy)
+    mem_copy_prepare(t->mem, rg, nrg);
+  free(rg);
+  rg = NULL;
+  double t0 = clock_s();
+  r = stop_all(t);
+  if (!r)
+    target_reload_maps(t);   /* the maps as they are now that it is stopped */
   if (!r)
     r = heap_ranges(t, &rg, &nrg, &total);
   run->copy_bytes = total;
@@ -147,6 +155,7 @@ int heap_run(struct target *t, const struct heap_run_opts *o, struct heap_run *r
     mem_invalidate(t->mem);
     run->enum_err = vm->rt->heap(vm->vm, t, run->h);
     run->enum_ms = (clock_s() - e0) * 1e3;
+    mem_copy_drop(t->mem);   /* (its memory back before the graph is analysed) */
   }
   if (!run->copied) {
     target_detach(t);
