@@ -92,6 +92,8 @@ def one(vmstack, runtime, argv, target_mib):
         "bench": "heap", "runtime": runtime, "target_mib": target_mib,
         "heap_bytes": doc["bytes"], "objects": doc["objects"], "target_rss": rss_target,
         "copied_bytes": doc["copy_bytes"], "pause_ms": round(doc["pause_ms"], 1),
+        "copy_ms": round(doc["copy_ms"], 1), "enumerate_ms": round(doc["enumerate_ms"], 1),
+        "analyse_ms": round(doc["analyse_ms"], 1),
         "raw_copy_ms": round(raw_s * 1e3, 1), "raw_copy_bytes": raw_bytes,
         "pause_over_raw_copy": round(doc["pause_ms"] / (raw_s * 1e3), 2),
         "end_to_end_s": round(wall, 2),

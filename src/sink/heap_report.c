@@ -151,8 +151,10 @@ int heap_write_json(FILE *f, const struct target *t, const struct heap_run *run,
   json_str(f, run->runtime);
   fprintf(f, ",\"describe\":");
   json_str(f, run->describe);
-  fprintf(f, ",\"copied\":%s,\"copy_bytes\":%" PRIu64 ",\"pause_ms\":%.3f,\"threads\":%zu",
-          run->copied ? "true" : "false", run->copy_bytes, run->pause_ms, run->threads);
+  fprintf(f, ",\"copied\":%s,\"copy_bytes\":%" PRIu64 ",\"pause_ms\":%.3f,\"copy_ms\":%.3f"
+          ",\"enumerate_ms\":%.3f,\"analyse_ms\":%.3f,\"threads\":%zu",
+          run->copied ? "true" : "false", run->copy_bytes, run->pause_ms, run->copy_ms,
+          run->enum_ms, run->analyse_ms, run->threads);
   fprintf(f, ",\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"reachable\":%" PRIu64
           ",\"reachable_bytes\":%" PRIu64 ",\"edges\":%" PRIu64 ",\"roots\":%" PRIu64,
           s.objects, s.bytes, s.reachable, s.reachable_bytes, s.edges, s.roots);
