@@ -25,4 +25,7 @@ const char *sink_ext(const struct sink *s);
 /* "flamegraph|folded|speedscope|pprof" for messages. */
 const char *sink_names(void);
 
+/* A frame name for folded stacks (';' and unsafe bytes as \xNN). */
+void folded_put(FILE *f, const char *s);
+
 #endif

@@ -35,7 +35,7 @@ struct pctx {
     uint64_t stash;
     char name[NAME_MAX_LEN];
   } names[NAME_CACHE];
-  uint64_t stashes[STASHES_MAX / 100];
+  uint64_t *stashes;             /* the stashes walked (a visited set, open addressing) */
   size_t nstashes;
   uint64_t sv_count;
   int err;
@@ -194,13 +194,19 @@ static uint64_t pads(struct pctx *c, uint64_t cv, uint64_t padlist, int root, co
       continue;
     if (!root)
       heap_edge(c->h, cv, pad, "(pad)");
-    for (uint64_t i = 1; i <= pfill && i <= fill && names; i++) {
-      uint64_t pn, pv, sv;
-      char nm[NAME_MAX_LEN], label[LABEL];
-      if (r64(c, names + i * 8, &pn) || !pn || r64(c, pn + lo->heap.padn_pv, &pv) || !pv ||
-          mem_read_cstr(c->mem, pv, nm, sizeof nm) <= 1 || !strchr("$@%&", nm[0]) ||
-          r64(c, ph.u + i * 8, &sv) || !sv)
+    for (uint64_t i = 1; i <= pfill; i++) {
+      uint64_t pn = 0, pv = 0, sv;
+      char nm[NAME_MAX_LEN] = "", label[LABEL];
+      if (r64(c, ph.u + i * 8, &sv) || !sv)
         continue;
+      if (i <= fill && names && !r64(c, names + i * 8, &pn) && pn &&
+          !r64(c, pn + lo->heap.padn_pv, &pv) && pv)
+        mem_read_cstr(c->mem, pv, nm, sizeof nm);
+      if (!nm[0] || !strchr("$@%&", nm[0])) {
+        /* no name: a constant or a temporary of the sub (held by its pad) */
+        heap_edge(c->h, cv, sv, "(pad)");
+        continue;
+      }
       pl_text_ok(nm);
       if (root)
         snprintf(label, sizeof label, "my %s (%s)", nm, where);
@@ -229,8 +235,9 @@ static void sv(struct pctx *c, uint64_t addr, const uint8_t *head)
     size += t == lo->svt.pvhv && (flags & lo->svf_ook) && lo->heap.hv_aux_body
                 ? lo->heap.hv_aux_body : lo->heap.body[t];
   char label[LABEL];
-  /* strings (a reference's sv_u is its referent, not a buffer) */
-  if (any && !(flags & lo->svf_rok) && (flags & lo->heap.svf_pok) && t >= lo->heap.t_pv &&
+  /* string buffers, in use or not (a scalar set to a number or to undef keeps its buffer);
+   * a reference's sv_u is its referent, not a buffer */
+  if (any && !(flags & lo->svf_rok) && u && t >= lo->heap.t_pv &&
       t != lo->heap.t_pvav && t != lo->svt.pvhv && t != lo->svt.pvcv && t != lo->svt.pvgv &&
       t != lo->svt.pvfm && t != lo->heap.t_pvio) {
     uint64_t len;
@@ -304,7 +311,9 @@ static void sv(struct pctx *c, uint64_t addr, const uint8_t *head)
       if (r64(c, mg + lo->heap.mg_next, &next) || r64(c, mg + lo->heap.mg_obj, &obj) ||
           r64(c, mg + lo->heap.mg_ptr, &ptr) || mem_read(c->mem, mg + lo->heap.mg_len, &len, 8))
         break;
-      if (obj)
+      uint8_t mgf = 0;
+      mem_read(c->mem, mg + lo->heap.mg_flags, &mgf, 1);
+      if (obj && (mgf & 0x02))   /* MGf_REFCOUNTED: the magic holds its object */
         heap_edge(c->h, addr, obj, "(magic)");
       if (ptr && (int32_t)len == -2)   /* HEf_SVKEY: mg_ptr is an SV */
         heap_edge(c->h, addr, ptr, "(magic)");
@@ -375,15 +384,18 @@ static int arenas(struct pctx *c, uint64_t first)
 }
 
 /* Package variables by name: the stashes from PL_defstash, depth first. */
-static void stash(struct pctx *c, uint64_t hv, const char *pkg, int depth)
+static void stash(struct pctx *c, uint64_t hv, const char *pkg, int depth, const char *tag)
 {
   const struct pl_layout *lo = c->lo;
-  if (depth > STASH_DEPTH_MAX || c->nstashes >= sizeof c->stashes / sizeof *c->stashes)
+  if (depth > STASH_DEPTH_MAX || c->nstashes >= STASHES_MAX / 2 || !c->stashes)
     return;
-  for (size_t i = 0; i < c->nstashes; i++)
-    if (c->stashes[i] == hv)
-      return;
-  c->stashes[c->nstashes++] = hv;
+  size_t j = (size_t)(hv >> 4) * 0x9e3779b97f4a7c15ull % STASHES_MAX;
+  while (c->stashes[j] && c->stashes[j] != hv)
+    j = (j + 1) % STASHES_MAX;
+  if (c->stashes[j])
+    return;
+  c->stashes[j] = hv;
+  c->nstashes++;
   struct svh h;
   uint64_t max;
   if (pl_sv_head(c->vm, hv, &h) || (h.flags & lo->svt.mask) != lo->svt.pvhv || !h.u ||
@@ -414,13 +426,13 @@ static void stash(struct pctx *c, uint64_t hv, const char *pkg, int depth)
           snprintf(sub, sizeof sub, "%s%s%.*s", top ? "" : pkg, top ? "" : "::", (int)(kl - 2),
                    key);
           if (!r64(c, g.u + lo->gp.hv, &s) && s)
-            stash(c, s, sub, depth + 1);
+            stash(c, s, sub, depth + 1, tag);
         } else {
           static const char sig[4] = { '$', '@', '%', '&' };
           uint16_t o[4] = { lo->gp.sv, lo->heap.gp_av, lo->gp.hv, lo->gp.cv };
           for (int k = 0; k < 4; k++)
             if (!r64(c, g.u + o[k], &s) && s) {
-              snprintf(label, sizeof label, "%c%s::%s", sig[k], pkg, key);
+              snprintf(label, sizeof label, "%s%c%s::%s", tag, sig[k], pkg, key);
               heap_root(c->h, s, label);
             }
         }
@@ -461,7 +473,9 @@ static int one_interp(struct pctx *c, uint64_t interp, const char *tag)
   char label[LABEL];
   /* roots first: package variables, then the file's lexicals, then the rest */
   c->nstashes = 0;
-  stash(c, defstash, "main", 0);
+  free(c->stashes);
+  c->stashes = calloc(STASHES_MAX, sizeof *c->stashes);
+  stash(c, defstash, "main", 0, tag);
   snprintf(label, sizeof label, "%s%%main::", tag);
   if (defstash)
     heap_root(c->h, defstash, label);
@@ -469,7 +483,7 @@ static int one_interp(struct pctx *c, uint64_t interp, const char *tag)
   uint64_t padlist = 0;
   if (main_cv && !pl_sv_head(c->vm, main_cv, &mh) && mh.any &&
       !r64(c, mh.any + lo->xcv.padlist, &padlist) && padlist)
-    pads(c, main_cv, padlist, 1, "file scope");
+    pads(c, main_cv, padlist, 1, tag[0] ? "file scope, other interpreter" : "file scope");
   snprintf(label, sizeof label, "%s(main program)", tag);
   if (main_cv)
     heap_root(c->h, main_cv, label);
@@ -530,6 +544,7 @@ int pl_heap(void *vmv, struct target *t, struct heap *h)
     r = one_interp(c, interps[i], tag);
   }
   heap_vm_total(h, 0, c->sv_count, "PL_sv_count");
+  free(c->stashes);
   free(c);
   return r;
 }

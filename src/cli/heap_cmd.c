@@ -39,7 +39,7 @@ static const char usage[] =
   "  -o, --output FILE     write FILE instead of the text report on stdout; the format\n"
   "                        from its name: .svg memory flame graph, .folded, .json report,\n"
   "                        .pb.gz pprof heap profile\n"
-  "  -f, --format F        text, json, flamegraph, folded, speedscope or pprof\n"
+  "  -f, --format F        text, json, flamegraph, folded or pprof\n"
   "      --by path|type    flame graph by reference path (default) or by type and class\n"
   "      --top N           largest retainers listed (default 20)\n"
   "      --baseline F.json compare with an earlier report (-o F.json) of the process:\n"
@@ -157,6 +157,10 @@ static int parse(int argc, char **argv, struct hopts *o)
     cli_error("unknown format '%s' (text, json, %s)", o->format, sink_names());
     return EXIT_USAGE;
   }
+  if (o->sink && !strcmp(o->sink->name, "speedscope")) {
+    cli_error("speedscope: not for heap snapshots (text, json, flamegraph, folded, pprof)");
+    return EXIT_USAGE;
+  }
   if (o->baseline && o->sink && strcmp(o->sink->name, "folded")) {
     cli_error("--baseline: the comparison is written as text, json or folded (not %s)",
               o->sink->name);
@@ -180,7 +184,7 @@ static int diff_line(void *arg, const char *const *names, size_t n, uint64_t bef
   for (size_t i = 0; i < n; i++) {
     if (i)
       putc(';', f);
-    fputs(names[i], f);
+    folded_put(f, names[i]);
   }
   fprintf(f, " %llu %llu\n", (unsigned long long)before, (unsigned long long)after);
   return ferror(f) ? -1 : 0;
@@ -199,8 +203,16 @@ int cmd_heap(int argc, char **argv)
     return EXIT_FATAL;
   }
   /* the output first: a file that cannot be written is said before the process stops */
+  /* (written beside it and renamed over it once whole: a failed run leaves an existing
+   * FILE, perhaps the only baseline, as it was) */
   int to_stdout = !o.output || !strcmp(o.output, "-");
-  FILE *f = to_stdout ? stdout : fopen(o.output, "we");
+  char tmp[4200];
+  if (!to_stdout && snprintf(tmp, sizeof tmp, "%s.tmp%d", o.output, (int)getpid()) >= (int)sizeof tmp) {
+    cli_error("cannot write %s: %s", o.output, strerror(ENAMETOOLONG));
+    heap_base_free(base);
+    return EXIT_FATAL;
+  }
+  FILE *f = to_stdout ? stdout : fopen(tmp, "wxe");
   if (!f) {
     cli_error("cannot write %s: %s", o.output, strerror(errno));
     heap_base_free(base);
@@ -210,7 +222,7 @@ int cmd_heap(int argc, char **argv)
   if ((r = target_open(o.pid, &t))) {
     if (!to_stdout) {
       fclose(f);
-      unlink(o.output);
+      unlink(tmp);
     }
     heap_base_free(base);
     return cli_target_error(o.pid, r);
@@ -227,6 +239,9 @@ int cmd_heap(int argc, char **argv)
     code = EXIT_FATAL;
   } else if (r == -VMS_E_UNSUPPORTED) {
     cli_error("unsupported: %s", run.describe);
+    code = EXIT_FATAL;
+  } else if (r == -EINTR) {
+    cli_error("interrupted: the process was let go; nothing written");
     code = EXIT_FATAL;
   } else if (r) {
     code = cli_target_error(o.pid, r);
@@ -256,8 +271,11 @@ int cmd_heap(int argc, char **argv)
   }
   if (!r && run.enum_err && code == EXIT_OK)
     code = EXIT_PARTIAL;
-  if ((!to_stdout && fclose(f)) || (to_stdout && fflush(f))) {
+  if ((!to_stdout && (fclose(f) || (code != EXIT_FATAL && rename(tmp, o.output)))) ||
+      (to_stdout && fflush(f))) {
     cli_error("cannot write %s: %s", to_stdout ? "to stdout" : o.output, strerror(errno));
+    if (!to_stdout)
+      unlink(tmp);
     code = EXIT_FATAL;
   } else if (!to_stdout && code != EXIT_FATAL) {
     struct heap_summary s;
@@ -265,7 +283,7 @@ int cmd_heap(int argc, char **argv)
     fprintf(stderr, "Wrote %s (%llu objects, %llu bytes; paused %.1f ms)\n", o.output,
             (unsigned long long)s.objects, (unsigned long long)s.bytes, run.pause_ms);
   } else if (!to_stdout) {
-    unlink(o.output);
+    unlink(tmp);
   }
   heap_run_free(&run);
   heap_base_free(base);

@@ -531,121 +531,129 @@ static int bfs(struct heap *h)
   return 0;
 }
 
-/* Depth-first postorder of what the root reaches, reversed. */
-static int order(struct heap *h, uint32_t *po)
-{
-  size_t nn = h->nn;
-  uint32_t *stack = malloc(nn * 4), *next = malloc(nn * 4);
-  h->rpo = malloc(nn * 4);
-  if (!stack || !next || !h->rpo) {
-    free(stack), free(next);
-    return -ENOMEM;
-  }
-  for (size_t i = 0; i < nn; i++)
-    po[i] = NONE;
-  size_t sp = 0, npo = 0;
-  uint8_t *seen = calloc(nn, 1);
-  if (!seen) {
-    free(stack), free(next);
-    return -ENOMEM;
-  }
-  stack[sp++] = 0;
-  next[0] = h->soff[0];
-  seen[0] = 1;
-  while (sp) {
-    uint32_t v = stack[sp - 1];
-    if (next[v] < h->soff[v + 1]) {
-      uint32_t d = h->sdst[next[v]++];
-      if (!seen[d]) {
-        seen[d] = 1;
-        next[d] = h->soff[d];
-        stack[sp++] = d;
-      }
-      continue;
-    }
-    po[v] = (uint32_t)npo;
-    h->rpo[nn - 1 - npo++] = v;   /* (filled from the end; moved to the front below) */
-    sp--;
-  }
-  memmove(h->rpo, h->rpo + (nn - npo), npo * 4);
-  h->nrpo = npo;
-  free(seen), free(stack), free(next);
-  return 0;
-}
+/* The dominator tree (Lengauer and Tarjan, with path compression: O(m log n), whatever the
+ * shape: long rings and doubly linked lists included). h->rpo gets the depth-first
+ * preorder of the reachable nodes, in which a node's dominator comes before it. */
+struct lt {
+  uint32_t *dfn, *vertex, *parent, *semi, *anc, *label, *bhead, *bnext, *stack;
+};
 
-static uint32_t intersect(const uint32_t *idom, const uint32_t *po, uint32_t a, uint32_t b)
+/* The node of least semidominator on the path from v up its (compressed) ancestors. */
+static uint32_t lt_eval(struct lt *t, uint32_t v)
 {
-  while (a != b) {
-    while (po[a] < po[b])
-      a = idom[a];
-    while (po[b] < po[a])
-      b = idom[b];
+  if (t->anc[v] == NONE)
+    return v;
+  /* compress: the path of ancestors that have ancestors, then down it */
+  size_t n = 0;
+  for (uint32_t u = v; t->anc[t->anc[u]] != NONE; u = t->anc[u])
+    t->stack[n++] = u;
+  while (n--) {
+    uint32_t u = t->stack[n], a = t->anc[u];
+    if (t->semi[t->label[a]] < t->semi[t->label[u]])
+      t->label[u] = t->label[a];
+    t->anc[u] = t->anc[a];
   }
-  return a;
+  return t->label[v];
 }
 
 static int dominators(struct heap *h)
 {
   size_t nn = h->nn;
-  uint32_t *po = malloc(nn * 4);
-  int r = po ? order(h, po) : -ENOMEM;
-  /* predecessors among the reachable (CSR) */
-  uint32_t *poff = r ? NULL : calloc(nn + 1, 4), *pred = NULL;
-  if (!r && !poff)
-    r = -ENOMEM;
-  if (!r) {
-    for (size_t v = 0; v < nn; v++)
-      for (uint32_t e = h->soff[v]; po[v] != NONE && e < h->soff[v + 1]; e++)
-        poff[h->sdst[e] + 1]++;
-    for (size_t i = 0; i < nn; i++)
-      poff[i + 1] += poff[i];
-    pred = malloc((poff[nn] ? poff[nn] : 1) * 4);
-    uint32_t *fill = malloc(nn * 4);
-    if (!pred || !fill) {
-      free(fill);
+  struct lt t;
+  uint32_t **arrs[] = { &t.dfn, &t.vertex, &t.parent, &t.semi, &t.anc, &t.label, &t.bhead,
+                        &t.bnext, &t.stack };
+  int r = 0;
+  for (size_t i = 0; i < sizeof arrs / sizeof *arrs; i++)
+    if (!(*arrs[i] = malloc((nn + 1) * 4)))
       r = -ENOMEM;
-    } else {
-      memcpy(fill, poff, nn * 4);
-      for (size_t v = 0; v < nn; v++)
-        for (uint32_t e = h->soff[v]; po[v] != NONE && e < h->soff[v + 1]; e++)
-          pred[fill[h->sdst[e]]++] = (uint32_t)v;
-      free(fill);
-    }
-  }
-  h->idom = r ? NULL : malloc(nn * 4);
-  if (!r && !h->idom)
+  uint32_t *next = malloc((nn + 1) * 4), *poff = NULL, *pred = NULL;
+  h->idom = malloc(nn * 4);
+  h->rpo = malloc(nn * 4);
+  if (r || !next || !h->idom || !h->rpo) {
     r = -ENOMEM;
-  if (!r) {
-    for (size_t i = 0; i < nn; i++)
-      h->idom[i] = NONE;
-    h->idom[0] = 0;
-    int changed = 1, passes = 0;
-    while (changed && passes++ < DOM_PASSES_MAX) {
-      changed = 0;
-      for (size_t k = 1; k < h->nrpo; k++) {
-        uint32_t v = h->rpo[k], nd = NONE;
-        for (uint32_t e = poff[v]; e < poff[v + 1]; e++) {
-          uint32_t p = pred[e];
-          if (h->idom[p] == NONE)
-            continue;
-          nd = nd == NONE ? p : intersect(h->idom, po, p, nd);
-        }
-        if (nd != NONE && h->idom[v] != nd) {
-          h->idom[v] = nd;
-          changed = 1;
-        }
-      }
-    }
-    h->ord = h->rpo;
-    if (changed) {
-      /* not settled (a pathological graph): the shortest paths' parents stand in */
-      h->approx = 1;
-      for (size_t i = 1; i < nn; i++)
-        h->idom[i] = h->bparent[i];
-      h->ord = h->border;
-    }
+    goto out;
   }
-  free(po), free(poff), free(pred);
+  for (size_t i = 0; i < nn; i++)
+    t.dfn[i] = 0, t.anc[i] = NONE, t.label[i] = (uint32_t)i, t.bhead[i] = NONE,
+    h->idom[i] = NONE;
+  /* depth-first preorder from the root (dfn from 1) */
+  uint32_t n = 0;
+  size_t sp = 0;
+  t.dfn[0] = ++n;
+  t.vertex[n] = 0;
+  t.semi[0] = n;
+  t.parent[0] = NONE;
+  t.stack[sp++] = 0;
+  next[0] = h->soff[0];
+  while (sp) {
+    uint32_t v = t.stack[sp - 1];
+    if (next[v] == h->soff[v + 1]) {
+      sp--;
+      continue;
+    }
+    uint32_t d = h->sdst[next[v]++];
+    if (t.dfn[d])
+      continue;
+    t.dfn[d] = ++n;
+    t.vertex[n] = d;
+    t.semi[d] = n;
+    t.parent[d] = v;
+    next[d] = h->soff[d];
+    t.stack[sp++] = d;
+  }
+  h->nrpo = n;
+  for (uint32_t i = 1; i <= n; i++)
+    h->rpo[i - 1] = t.vertex[i];
+  /* predecessors among the reachable (CSR) */
+  poff = calloc(nn + 1, 4);
+  if (!poff) {
+    r = -ENOMEM;
+    goto out;
+  }
+  for (size_t v = 0; v < nn; v++)
+    for (uint32_t e = h->soff[v]; t.dfn[v] && e < h->soff[v + 1]; e++)
+      poff[h->sdst[e] + 1]++;
+  for (size_t i = 0; i < nn; i++)
+    poff[i + 1] += poff[i];
+  pred = malloc((poff[nn] ? poff[nn] : 1) * 4);
+  if (!pred) {
+    r = -ENOMEM;
+    goto out;
+  }
+  memcpy(next, poff, nn * 4);
+  for (size_t v = 0; v < nn; v++)
+    for (uint32_t e = h->soff[v]; t.dfn[v] && e < h->soff[v + 1]; e++)
+      pred[next[h->sdst[e]]++] = (uint32_t)v;
+  /* semidominators, in reverse preorder; implicit dominators from the buckets */
+  for (uint32_t i = n; i >= 2; i--) {
+    uint32_t w = t.vertex[i];
+    for (uint32_t e = poff[w]; e < poff[w + 1]; e++) {
+      uint32_t u = lt_eval(&t, pred[e]);
+      if (t.semi[u] < t.semi[w])
+        t.semi[w] = t.semi[u];
+    }
+    uint32_t s = t.vertex[t.semi[w]];
+    t.bnext[w] = t.bhead[s];
+    t.bhead[s] = w;
+    uint32_t p = t.parent[w];
+    t.anc[w] = p;
+    for (uint32_t v = t.bhead[p]; v != NONE; v = t.bnext[v]) {
+      uint32_t u = lt_eval(&t, v);
+      h->idom[v] = t.semi[u] < t.semi[v] ? u : p;
+    }
+    t.bhead[p] = NONE;
+  }
+  for (uint32_t i = 2; i <= n; i++) {
+    uint32_t w = t.vertex[i];
+    if (h->idom[w] != t.vertex[t.semi[w]])
+      h->idom[w] = h->idom[h->idom[w]];
+  }
+  h->idom[0] = 0;
+  h->ord = h->rpo;
+out:
+  for (size_t i = 0; i < sizeof arrs / sizeof *arrs; i++)
+    free(*arrs[i]);
+  free(next), free(poff), free(pred);
   return r;
 }
 
@@ -776,7 +784,7 @@ static void path_of(const struct heap *h, uint32_t v, char *buf, size_t cap)
     for (uint32_t u = v; u && k < 4; u = h->bparent[u], k++)
       head[nh++] = u;   /* leaf first */
   }
-  size_t nt = all < PATH_STEPS_MAX ? all : PATH_STEPS_MAX - 6;
+  size_t nt = all <= PATH_STEPS_MAX ? all : PATH_STEPS_MAX - 6;
   /* root-side steps, root first: positions all-1 .. all-nt (in met order) */
   for (size_t i = 0; i < nt; i++) {
     uint32_t u = tail[(all - 1 - i) % PATH_STEPS_MAX];
@@ -932,13 +940,13 @@ static int64_t frame_name(struct heap *h, uint32_t v)
   type_of(h, v, ty, sizeof ty);
   uint32_t steps[8];
   size_t n = 0, more = 0;
+  /* (at most 8 steps named; a longer way is cut short, not walked to its end) */
   for (uint32_t u = v; u && u != NONE && u != h->idom[v]; u = h->bparent[u]) {
-    if (n < 8)
-      steps[n++] = u;
-    else
+    if (n == 8) {
       more = 1;
-    if (n + more > h->nn)
       break;
+    }
+    steps[n++] = u;
   }
   size_t o = 0;
   nm[0] = 0;

@@ -79,7 +79,7 @@ int heap_write_text(FILE *f, const struct target *t, const struct heap_run *run,
             human(s.bytes - s.reachable_bytes, a, sizeof a), s.objects - s.reachable);
   if (s.truncated)
     fprintf(f, "Incomplete: --max-objects was reached; the figures cover what was read\n");
-  if (run->enum_err)
+  if (run->enum_err && !s.truncated)
     fprintf(f, "Incomplete: the enumeration ended early (%s)\n", vms_strerror(run->enum_err));
   if (s.approx_dominators)
     fprintf(f, "Retained sizes follow the shortest paths (the dominator tree did not settle)\n");
@@ -168,7 +168,7 @@ int heap_write_json(FILE *f, const struct target *t, const struct heap_run *run,
   }
   fprintf(f, ",\"rss\":%" PRIu64 ",\"truncated\":%s,\"enumeration_error\":", run->rss,
           s.truncated ? "true" : "false");
-  json_str(f, run->enum_err ? vms_strerror(run->enum_err) : NULL);
+  json_str(f, run->enum_err && !s.truncated ? vms_strerror(run->enum_err) : NULL);
   fprintf(f, ",\"approx_dominators\":%s,\"census\":[", s.approx_dominators ? "true" : "false");
   struct heap_census_row *rows;
   size_t n;

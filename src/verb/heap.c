@@ -33,6 +33,40 @@ static uint64_t kb_field(const char *path, const char *key)
   return v;
 }
 
+/* Resident bytes of each mapping (/proc/PID/smaps "Rss:"), by start address; -1: unknown. */
+struct rss {
+  uint64_t start, rss;
+};
+
+static size_t read_rss(pid_t pid, struct rss **ret)
+{
+  char p[64], line[512];
+  snprintf(p, sizeof p, "/proc/%d/smaps", (int)pid);
+  FILE *f = fopen(p, "re");
+  struct rss *v = NULL;
+  size_t n = 0, cap = 0;
+  uint64_t start = 0;
+  while (f && fgets(line, sizeof line, f)) {
+    unsigned long long a, b;
+    unsigned long long kb;
+    if (sscanf(line, "%llx-%llx ", &a, &b) == 2 && strchr(line, ' ') > line + 8) {
+      start = a;
+    } else if (sscanf(line, "Rss: %llu kB", &kb) == 1) {
+      if (n == cap) {
+        struct rss *nv = realloc(v, (cap = cap ? 2 * cap : 256) * sizeof *nv);
+        if (!nv)
+          break;
+        v = nv;
+      }
+      v[n++] = (struct rss){ start, kb * 1024 };
+    }
+  }
+  if (f)
+    fclose(f);
+  *ret = v;
+  return n;
+}
+
 /* The writable private memory a VM's objects can live in: [heap] and anonymous or
  * file-backed writable mappings (a static VM's globals), not thread stacks (the range of
  * any stopped thread's stack pointer), not the kernel's special pages. */
@@ -43,6 +77,9 @@ static int heap_ranges(struct target *t, struct mem_range **ret, size_t *ret_n, 
   *total = 0;
   if (!v)
     return -ENOMEM;
+  /* mappings with nothing resident (a reservation never touched) hold no objects */
+  struct rss *rss = NULL;
+  size_t nrss = read_rss(t->pid, &rss);
   for (size_t i = 0; i < t->maps->n; i++) {
     const struct map *m = &t->maps->v[i];
     if (m->perms[0] != 'r' || m->perms[1] != 'w' || m->perms[3] == 's')
@@ -55,9 +92,15 @@ static int heap_ranges(struct target *t, struct mem_range **ret, size_t *ret_n, 
               t->threads[k].regs.rsp < m->end;
     if (stack)
       continue;
+    int empty = 0;
+    for (size_t k = 0; k < nrss && !empty; k++)
+      empty = rss[k].start == m->start && !rss[k].rss;
+    if (empty)
+      continue;
     v[n++] = (struct mem_range){ m->start, m->end - m->start };
     *total += m->end - m->start;
   }
+  free(rss);
   *ret = v;
   *ret_n = n;
   return 0;
@@ -150,6 +193,8 @@ int heap_run(struct target *t, const struct heap_run_opts *o, struct heap_run *r
     target_detach(t);   /* the threads run again; the analysis reads the copy */
     run->pause_ms = (clock_s() - t0) * 1e3;
   }
+  if (!r && target_interrupted())
+    r = -EINTR;
   if (!r) {
     double e0 = clock_s();
     mem_invalidate(t->mem);
@@ -162,6 +207,8 @@ int heap_run(struct target *t, const struct heap_run_opts *o, struct heap_run *r
     run->pause_ms = (clock_s() - t0) * 1e3;
   }
   dump_result_free(&res);
+  if (!r && target_interrupted())
+    r = -EINTR;   /* (every thread is let go by now) */
   if (!r && !run->copied && !target_alive(t))
     r = -VMS_E_GONE;   /* walked live: what was read may be torn */
   if (r)
@@ -169,7 +216,7 @@ int heap_run(struct target *t, const struct heap_run_opts *o, struct heap_run *r
   double a0 = clock_s();
   r = heap_analyse(run->h);
   run->analyse_ms = (clock_s() - a0) * 1e3;
-  return r;
+  return !r && target_interrupted() ? -EINTR : r;
 }
 
 void heap_run_free(struct heap_run *run)

@@ -98,7 +98,7 @@ def heap_hammer(pid, runs=40, permille=300):
         assert cp.returncode in (0, 1), "seed %d: exit %d: %s" % (seed, cp.returncode,
                                                                   cp.stderr[-500:])
         doc = json.loads(cp.stdout)
-        assert doc["pid"] == pid and doc["objects"] > 0, "seed %d" % seed
+        assert doc["pid"] == pid and doc["objects"] >= 0, "seed %d" % seed   # (a corrupt root: none)
     assert_running(pid)
     print("%d corrupted heap runs, slowest %.3f s" % (runs, worst))
 
