@@ -65,8 +65,6 @@ struct heap_summary {
   uint64_t vm_bytes, vm_objects;       /* the VM's own accounting (0: none given) */
   const char *vm_what;
   int truncated;                       /* --max-objects reached */
-  int approx_dominators;               /* the dominator pass did not settle: parents of the
-                                          shortest paths stand in */
 };
 
 void heap_get_summary(const struct heap *h, struct heap_summary *ret);

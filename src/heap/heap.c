@@ -12,7 +12,6 @@
 
 #define NONE UINT32_MAX
 #define DEPTH_MAX 64             /* frames of a flame-graph stack (deeper ones merge) */
-#define DOM_PASSES_MAX 64
 #define PATH_STEPS_MAX 24
 
 struct strtab {
@@ -61,7 +60,6 @@ struct heap {
                                         rpo, or border when shortest paths stand in */
   uint64_t *retained;
   uint32_t *rcount, *maxchild;       /* objects retained; the largest dominated child */
-  int approx;
   int analysed;
   uint32_t *idx;                     /* address index (index_build) */
   size_t idxmask;
@@ -705,7 +703,6 @@ void heap_get_summary(const struct heap *h, struct heap_summary *s)
   s->vm_objects = h->vm_objects;
   s->vm_what = h->st.s[h->vm_what];
   s->truncated = h->full;
-  s->approx_dominators = h->approx;
 }
 
 /* -- Census ------------------------------------------------------------------ */

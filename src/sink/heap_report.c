@@ -81,8 +81,6 @@ int heap_write_text(FILE *f, const struct target *t, const struct heap_run *run,
     fprintf(f, "Incomplete: --max-objects was reached; the figures cover what was read\n");
   if (run->enum_err && !s.truncated)
     fprintf(f, "Incomplete: the enumeration ended early (%s)\n", vms_strerror(run->enum_err));
-  if (s.approx_dominators)
-    fprintf(f, "Retained sizes follow the shortest paths (the dominator tree did not settle)\n");
 
   struct heap_census_row *rows;
   size_t n;
@@ -169,7 +167,7 @@ int heap_write_json(FILE *f, const struct target *t, const struct heap_run *run,
   fprintf(f, ",\"rss\":%" PRIu64 ",\"truncated\":%s,\"enumeration_error\":", run->rss,
           s.truncated ? "true" : "false");
   json_str(f, run->enum_err && !s.truncated ? vms_strerror(run->enum_err) : NULL);
-  fprintf(f, ",\"approx_dominators\":%s,\"census\":[", s.approx_dominators ? "true" : "false");
+  fprintf(f, ",\"census\":[");
   struct heap_census_row *rows;
   size_t n;
   if (heap_census(run->h, &rows, &n))
