@@ -31,6 +31,7 @@ struct pctx {
   struct heap *h;
   uint64_t strtab;               /* PL_strtab of the interpreter being read */
   uint32_t shared_key;           /* its type */
+  uint32_t cow_buffer;           /* a copy-on-write string buffer's type */
   struct {                       /* stash -> class name, cached */
     uint64_t stash;
     char name[NAME_MAX_LEN];
@@ -236,13 +237,23 @@ static void sv(struct pctx *c, uint64_t addr, const uint8_t *head)
                 ? lo->heap.hv_aux_body : lo->heap.body[t];
   char label[LABEL];
   /* string buffers, in use or not (a scalar set to a number or to undef keeps its buffer);
-   * a reference's sv_u is its referent, not a buffer */
+   * a reference's sv_u is its referent, not a buffer. A copy-on-write buffer is shared by
+   * the scalars that copied it: an object of its own, theirs (its dominator gets it); one
+   * of length 0 is a shared hash key's */
   if (any && !(flags & lo->svf_rok) && u && t >= lo->heap.t_pv &&
       t != lo->heap.t_pvav && t != lo->svt.pvhv && t != lo->svt.pvcv && t != lo->svt.pvgv &&
       t != lo->svt.pvfm && t != lo->heap.t_pvio) {
     uint64_t len;
-    if (!r64(c, any + lo->heap.xpv_len, &len) && len < (1ull << 40))
-      size += len;
+    if (!r64(c, any + lo->heap.xpv_len, &len) && len < (1ull << 40)) {
+      if (!(flags & lo->heap.svf_iscow)) {
+        size += len;
+      } else if (len) {
+        heap_object(c->h, u, c->cow_buffer, len, NULL);
+        heap_edge(c->h, addr, u, "");
+      } else if (u > lo->hek.key) {
+        heap_edge(c->h, addr, u - lo->hek.key, "");
+      }
+    }
   }
   if (flags & lo->svf_rok) {
     if (u && !(flags & lo->heap.svp_weakref))
@@ -516,6 +527,7 @@ int pl_heap(void *vmv, struct target *t, struct heap *h)
   c->mem = t->mem;
   c->h = h;
   c->shared_key = heap_type(h, "shared key");
+  c->cow_buffer = heap_type(h, "shared string buffer");
   /* the interpreters: each thread's (threaded perl), else the one */
   uint64_t interps[64];
   size_t n = 0;

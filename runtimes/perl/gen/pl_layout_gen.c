@@ -235,6 +235,7 @@ static void heap_group(void)
   flag("svf_pok", SVf_POK); flag("svphv_sharekeys", SVphv_SHAREKEYS);
   flag("svs_obj", SVs_OBJECT);
   flag("svp_weakref", SVprv_WEAKREF); flag("svpav_real", SVpav_REAL);
+  flag("svf_iscow", SVf_IsCOW);
   close_group();
 }
 
