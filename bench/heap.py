@@ -7,7 +7,7 @@ Usage: bench/heap.py BUILD_DIR [SIZES_MIB...]   (default 100 1024)"""
 import ctypes
 import json
 import os
-import resource
+import tempfile
 import subprocess
 import sys
 import time
@@ -76,18 +76,19 @@ def one(vmstack, runtime, argv, target_mib):
                     rss_target = int(line.split()[1]) * 1024
         raw_s, raw_bytes = raw_copy(p.pid)
         t0 = time.perf_counter()
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        cp = subprocess.run([vmstack, "heap", "-f", "json", "--top", "5", "-p", str(p.pid)],
-                            capture_output=True, text=True, timeout=1800)
+        out = tempfile.TemporaryFile()
+        q = subprocess.Popen([vmstack, "heap", "-f", "json", "--top", "5", "-p", str(p.pid)],
+                             stdout=out, stderr=subprocess.PIPE)
+        _, status, ru = os.wait4(q.pid, 0)   # (this run's own peak RSS)
         wall = time.perf_counter() - t0
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-        if cp.returncode:
-            raise SystemExit(cp.stderr)
-        doc = json.loads(cp.stdout)
+        peak = ru.ru_maxrss * 1024
+        if status:
+            raise SystemExit(q.stderr.read().decode())
+        out.seek(0)
+        doc = json.loads(out.read())
     finally:
         p.kill()
         p.wait()
-    # (RUSAGE_CHILDREN's maxrss is the largest child so far: run the larger sizes last)
     print(json.dumps({
         "bench": "heap", "runtime": runtime, "target_mib": target_mib,
         "heap_bytes": doc["bytes"], "objects": doc["objects"], "target_rss": rss_target,
