@@ -371,6 +371,47 @@ def case_load():
         ngx.stop()
 
 
+def case_heap_leak():
+    """`vmstack heap` of a worker whose module-level table grows under wrk load: the
+    table's path (registry._LOADED.handler.seen) holds most of the Lua heap, and the worker
+    serves on."""
+    import shutil
+    wrk = shutil.which("wrk")
+    if not wrk:
+        raise Skip("wrk is not installed")
+    paths = prepare()
+    ngx = Nginx(paths)
+    try:
+        ngx.start()
+        load = subprocess.run([wrk, "-t2", "-c8", "-d3s", "http://127.0.0.1:%d/leak" % ngx.port],
+                              capture_output=True, text=True, timeout=60)
+        assert load.returncode == 0, load.stdout + load.stderr
+        with socket.create_connection(("127.0.0.1", ngx.port)) as c:
+            c.sendall(b"GET /leak HTTP/1.0\r\n\r\n")
+            reply = c.recv(4096).decode()
+        entries = int(reply.strip().splitlines()[-1])
+        assert entries > 1000, reply
+        rc = subprocess.run([VMSTACK, "heap", "-p", str(ngx.worker), "-f", "json"],
+                            capture_output=True, text=True, timeout=120)
+        assert rc.returncode == 0, rc.stderr
+        doc = json.loads(rc.stdout)
+        seen = [r for r in doc["retainers"] if r["path"] == "registry._LOADED.handler.seen"]
+        assert seen, [r["path"] for r in doc["retainers"]]
+        # every record's table (its strings are interned, one of each for all records); the
+        # rest of the Lua heap is resty.core, the module code and the VM
+        assert seen[0]["objects"] >= entries, (seen[0], entries)
+        assert seen[0]["retained"] * 2 > doc["bytes"], (seen[0], doc["bytes"])
+        others = [r for r in doc["retainers"]
+                  if not "registry._LOADED.handler.seen".startswith(r["path"])]
+        assert all(r["retained"] <= seen[0]["retained"] for r in others), others[:3]
+        assert_running(ngx.worker)
+        with socket.create_connection(("127.0.0.1", ngx.port)) as c:
+            c.sendall(b"GET /leak HTTP/1.0\r\n\r\n")
+            assert b"200 OK" in c.recv(4096)
+    finally:
+        ngx.stop()
+
+
 def case_follow():
     """`record -s -p MASTER` while wrk loads /busy on two workers, with a reload (SIGHUP)
     a second in: the old workers and the ones started by the reload are all sampled, each
