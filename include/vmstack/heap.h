@@ -71,6 +71,12 @@ void heap_get_summary(const struct heap *h, struct heap_summary *ret);
 /* Census by type (class appended: "table Foo"), largest first; *ret_rows malloc'd. */
 int heap_census(const struct heap *h, struct heap_census_row **ret_rows, size_t *ret_n);
 
+/* The paths of reports name one of a container's many children ("{*}", "[*]") by its very
+ * key when fn can tell it: the key under which `from` holds `to` ("{user42}", "[7]"), read
+ * again from the process; nonzero when it cannot. */
+typedef int (*heap_label_fn)(void *arg, uint64_t from, uint64_t to, char *buf, size_t cap);
+void heap_set_labeler(struct heap *h, heap_label_fn fn, void *arg);
+
 /* The objects that hold the most (retained bytes), largest first, down to 0.1% of the
  * heap. Of a chain in which each object holds nearly all of the next one's memory, only
  * its ends are listed: where it is entered and where the memory accumulates. */

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "vmstack/dump.h"
 #include "vmstack/heap.h"
 
 struct target;
@@ -28,6 +29,10 @@ struct heap_run {
   uint64_t rss;              /* the process's resident set (bytes), from /proc */
   int enum_err;              /* the enumeration ended early with this (still analysed) */
   size_t threads;
+  /* (the runtimes found, kept for the keys of report paths: heap_run_free frees them) */
+  struct dump_result res;
+  const struct dump_vm *vm;
+  struct target *t;
 };
 
 /* 0, or -VMS_E_NORUNTIME (no runtime with a heap in the process), -VMS_E_UNSUPPORTED

@@ -29,6 +29,9 @@
  *   loop bounded, every pointer checked: the copy may hold a VM mid-update. Returns 0, or
  *   an error; what was enumerated before an error is still used (-VMS_E_TRUNCATED when
  *   the enumeration stopped early).
+ * - heap_label(vm, t, from, to, buf, cap): optional; the key under which object `from`
+ *   (a table, hash or array) holds `to`, as the heap's labels spell it ("{user42}", "[7]"),
+ *   read from the process as it is now (it runs: a missing key is a nonzero return).
  * - describe(vm): one line naming the runtime, version and build (for headers, errors).
  * - free(vm): accepts NULL.
  */
@@ -73,6 +76,8 @@ struct vm_runtime {
   int (*walk_running)(void *vm, struct target *t, struct thread *th, struct vm_frames *out);
   int (*coroutines)(void *vm, struct target *t, struct vm_coroutines *out);
   int (*heap)(void *vm, struct target *t, struct heap *h);
+  int (*heap_label)(void *vm, struct target *t, uint64_t from, uint64_t to, char *buf,
+                    size_t cap);
   const char *(*describe)(const void *vm);
   void (*free)(void *vm);
 };

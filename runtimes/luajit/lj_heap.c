@@ -614,3 +614,46 @@ int lj_heap(void *vmv, struct target *t, struct heap *h)
   free(c);
   return r;
 }
+
+/* The key under which table `from` holds `to`, read from the process as it is now. */
+int lj_heap_label(void *vmv, struct target *t, uint64_t from, uint64_t to, char *buf,
+                  size_t cap)
+{
+  struct lj_vm *vm = vmv;
+  const struct lj_layout *lo = vm->lo;
+  struct ctx *c = calloc(1, sizeof *c);
+  if (!c)
+    return -ENOMEM;
+  c->vm = vm;
+  c->lo = lo;
+  c->mem = t->mem;
+  struct tab tb;
+  int r = -ENOENT;
+  if (!read_tab(c, from, &tb)) {
+    uint8_t *own = NULL;
+    const uint8_t *arr = tb.asize && tb.asize < (1u << 24)
+                             ? bytes_at(c, tb.array, (size_t)tb.asize * lo->tv_size, &own) : NULL;
+    for (uint32_t i = 0; arr && i < tb.asize && r; i++) {
+      uint8_t g;
+      if (tv_obj(lo, rd(arr, (size_t)i * lo->tv_size, 8), &g) == to) {
+        fmt(buf, cap, "[%u]", i);
+        r = 0;
+      }
+    }
+    free(own);
+    own = NULL;
+    const uint8_t *nodes = r && tb.hmask && tb.hmask < (1u << 24)
+        ? bytes_at(c, tb.node, (size_t)(tb.hmask + 1) * lo->node.size, &own) : NULL;
+    for (uint32_t i = 0; nodes && i <= tb.hmask && r; i++) {
+      const uint8_t *nd = nodes + (size_t)i * lo->node.size;
+      uint8_t g;
+      if (tv_obj(lo, rd(nd, lo->node.val, 8), &g) == to) {
+        key_label(c, rd(nd, lo->node.key, 8), buf, cap);
+        r = 0;
+      }
+    }
+    free(own);
+  }
+  free(c);
+  return r;
+}

@@ -179,5 +179,7 @@ int lj_upvalue_name(struct lj_vm *vm, const struct proto *p, uint32_t idx, char 
 struct heap;
 /* The heap hook (lj_heap.c): every GC object, reference and root of the process's VMs. */
 int lj_heap(void *vmv, struct target *t, struct heap *h);
+int lj_heap_label(void *vmv, struct target *t, uint64_t from, uint64_t to, char *buf,
+                  size_t cap);
 
 #endif

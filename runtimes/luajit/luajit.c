@@ -677,6 +677,7 @@ const struct vm_runtime vm_runtime_luajit = {
   .walk = lj_walk,
   .coroutines = lj_coroutines,
   .heap = lj_heap,
+  .heap_label = lj_heap_label,
   .describe = lj_describe,
   .free = lj_free,
 };

@@ -560,3 +560,49 @@ int pl_heap(void *vmv, struct target *t, struct heap *h)
   free(c);
   return r;
 }
+
+/* The key under which hash or array `from` holds `to`, read from the process as it is. */
+int pl_heap_label(void *vmv, struct target *t, uint64_t from, uint64_t to, char *buf,
+                  size_t cap)
+{
+  struct pl_vm *vm = vmv;
+  const struct pl_layout *lo = vm->lo;
+  struct pctx *c = calloc(1, sizeof *c);
+  struct svh h;
+  int r = -ENOENT;
+  if (!c)
+    return -ENOMEM;
+  c->vm = vm;
+  c->lo = lo;
+  c->mem = t->mem;
+  if (!pl_sv_head(vm, from, &h) && h.any && h.u) {
+    uint32_t ty = h.flags & lo->svt.mask;
+    uint64_t max = 0, fill = 0;
+    if (ty == lo->heap.t_pvav && !r64(c, h.any + lo->heap.xav_fill, &fill) && fill < (1u << 24)) {
+      uint64_t *el = malloc((fill + 1) * 8);
+      if (el && !mem_read(c->mem, h.u, el, (fill + 1) * 8))
+        for (uint64_t i = 0; i <= fill && r; i++)
+          if (el[i] == to) {
+            snprintf(buf, cap, "[%llu]", (unsigned long long)i);
+            r = 0;
+          }
+      free(el);
+    } else if (ty == lo->svt.pvhv && !r64(c, h.any + lo->xhv.max, &max) && max < (1u << 24)) {
+      uint64_t *b = malloc((max + 1) * 8);
+      if (b && !mem_read(c->mem, h.u, b, (max + 1) * 8))
+        for (uint64_t i = 0, budget = 4 * (max + 1) + 1024; i <= max && r && budget; i++)
+          for (uint64_t he = b[i], next, hek, val; he && r && budget; he = next, budget--) {
+            if (r64(c, he + lo->he.next, &next) || r64(c, he + lo->he.hek, &hek) ||
+                r64(c, he + lo->he.val, &val) || next == he)
+              break;
+            if (val == to) {
+              key_label(c, hek, 0, buf, cap);
+              r = 0;
+            }
+          }
+      free(b);
+    }
+  }
+  free(c);
+  return r;
+}

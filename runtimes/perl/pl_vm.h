@@ -148,6 +148,8 @@ int pl_thread_interp(struct pl_vm *vm, const struct thread *th, uint64_t *ret, u
 struct heap;
 /* The heap hook (pl_heap.c): every SV of the arenas, its references, the roots. */
 int pl_heap(void *vmv, struct target *t, struct heap *h);
+int pl_heap_label(void *vmv, struct target *t, uint64_t from, uint64_t to, char *buf,
+                  size_t cap);
 int pl_probe(struct target *t, void **ret_vm);
 const char *pl_describe(const void *vmv);
 void pl_free(void *vmv);

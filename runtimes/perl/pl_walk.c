@@ -248,6 +248,7 @@ const struct vm_runtime vm_runtime_perl = {
   .walk = pl_walk,
   .walk_running = pl_walk_running,
   .heap = pl_heap,
+  .heap_label = pl_heap_label,
   .describe = pl_describe,
   .free = pl_free,
 };

@@ -61,6 +61,8 @@ struct heap {
   uint64_t *retained;
   uint32_t *rcount, *maxchild;       /* objects retained; the largest dominated child */
   int analysed;
+  heap_label_fn labeler;             /* the very key of a collapsed step (heap_set_labeler) */
+  void *labeler_arg;
   uint32_t *idx;                     /* address index (index_build) */
   size_t idxmask;
   unsigned idxbits;
@@ -239,6 +241,12 @@ int heap_root_weak(struct heap *h, uint64_t to, const char *label)
   h->wto[h->nw] = to;
   h->wlab[h->nw++] = (uint32_t)l;
   return 0;
+}
+
+void heap_set_labeler(struct heap *h, heap_label_fn fn, void *arg)
+{
+  h->labeler = fn;
+  h->labeler_arg = arg;
 }
 
 void heap_vm_total(struct heap *h, uint64_t bytes, uint64_t objects, const char *what)
@@ -767,8 +775,21 @@ static int glued(const char *label)
 /* The shortest path from a root to node v, as the language would spell it; a long one
  * keeps its first steps and its last. Steps without a label (an upvalue's box) are left
  * out. */
+/* A step of a path: its label, or, for one of a container's many children ("{*}"), the
+ * very key, when the runtime can tell it. */
+static const char *step(const struct heap *h, uint32_t u, char *buf, size_t cap)
+{
+  const char *l = h->st.s[h->blab[u]];
+  uint32_t p = h->bparent[u];
+  if (h->labeler && p && p != NONE && (!strncmp(l, "{*}", 3) || !strncmp(l, "[*]", 3)) &&
+      !h->labeler(h->labeler_arg, h->addr[p - 1], h->addr[u - 1], buf, cap) && *buf)
+    return buf;
+  return l;
+}
+
 static void path_of(const struct heap *h, uint32_t v, char *buf, size_t cap)
 {
+  char lb[HEAP_LABEL_MAX + 8];
   uint32_t head[4], tail[PATH_STEPS_MAX];
   size_t all = 0;
   for (uint32_t u = v; u && u != NONE && all < h->nn; u = h->bparent[u], all++)
@@ -785,14 +806,14 @@ static void path_of(const struct heap *h, uint32_t v, char *buf, size_t cap)
   /* root-side steps, root first: positions all-1 .. all-nt (in met order) */
   for (size_t i = 0; i < nt; i++) {
     uint32_t u = tail[(all - 1 - i) % PATH_STEPS_MAX];
-    const char *l = h->st.s[h->blab[u]];
+    const char *l = step(h, u, lb, sizeof lb);
     if (*l)
       o += (size_t)snprintf(buf + o, o < cap ? cap - o : 0, "%s%s", o && !glued(l) ? " → " : "", l);
   }
   if (nh) {
     o += (size_t)snprintf(buf + o, o < cap ? cap - o : 0, " → …");
     for (size_t i = nh; i-- > 0;) {
-      const char *l = h->st.s[h->blab[head[i]]];
+      const char *l = step(h, head[i], lb, sizeof lb);
       if (*l)
         o += (size_t)snprintf(buf + o, o < cap ? cap - o : 0, "%s%s", glued(l) ? "" : " → ", l);
     }

@@ -129,13 +129,22 @@ static int stop_all(struct target *t)
   return 0;
 }
 
+/* The very key of a collapsed step, read from the process as it is now. */
+static int label_cb(void *arg, uint64_t from, uint64_t to, char *buf, size_t cap)
+{
+  struct heap_run *run = arg;
+  if (!run->vm || !run->vm->rt->heap_label)
+    return -ENOENT;
+  return run->vm->rt->heap_label(run->vm->vm, run->t, from, to, buf, cap);
+}
+
 int heap_run(struct target *t, const struct heap_run_opts *o, struct heap_run *run)
 {
   memset(run, 0, sizeof *run);
   struct dump_opts dopts = { .only_runtime = o->only_runtime };
-  struct dump_result res;
-  memset(&res, 0, sizeof res);
-  int r = dump_probe(t, &dopts, &res);
+  struct dump_result *rp = &run->res, res;
+  int r = dump_probe(t, &dopts, rp);
+  res = *rp;
   const struct dump_vm *vm = NULL;
   for (size_t i = 0; i < res.nvms && !vm; i++)
     if (res.vms[i].rt->heap)
@@ -146,14 +155,14 @@ int heap_run(struct target *t, const struct heap_run_opts *o, struct heap_run *r
     else if (res.nvms)
       snprintf(run->describe, sizeof run->describe, "%s: heap snapshots are not supported yet",
                res.vms[0].rt->describe(res.vms[0].vm));
-    dump_result_free(&res);
+    dump_result_free(rp);
     return r ? r : res.nvms ? -VMS_E_UNSUPPORTED : -VMS_E_NORUNTIME;
   }
   run->runtime = vm->rt->name;
   snprintf(run->describe, sizeof run->describe, "%s", vm->rt->describe(vm->vm));
   run->h = heap_new(&o->heap);
   if (!run->h) {
-    dump_result_free(&res);
+    dump_result_free(rp);
     return -ENOMEM;
   }
   run->max_copy = o->max_copy ? o->max_copy : kb_field("/proc/meminfo", "MemAvailable:") / 2;
@@ -206,13 +215,17 @@ int heap_run(struct target *t, const struct heap_run_opts *o, struct heap_run *r
     target_detach(t);
     run->pause_ms = (clock_s() - t0) * 1e3;
   }
-  dump_result_free(&res);
   if (!r && target_interrupted())
     r = -EINTR;   /* (every thread is let go by now) */
   if (!r && !run->copied && !target_alive(t))
     r = -VMS_E_GONE;   /* walked live: what was read may be torn */
   if (r)
     return r;
+  /* (the runtime stays for the report: the keys of its paths) */
+  run->vm = &run->res.vms[vm - res.vms];
+  run->t = t;
+  mem_invalidate(t->mem);
+  heap_set_labeler(run->h, label_cb, run);
   double a0 = clock_s();
   r = heap_analyse(run->h);
   run->analyse_ms = (clock_s() - a0) * 1e3;
@@ -223,4 +236,6 @@ void heap_run_free(struct heap_run *run)
 {
   heap_free(run->h);
   run->h = NULL;
+  dump_result_free(&run->res);
+  run->vm = NULL;
 }

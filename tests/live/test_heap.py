@@ -81,6 +81,9 @@ def case_paths():
     near(retainer(doc, "_G.ring")["retained"], truth["cycle"], 0.10, "ring")
     # (every node of the list is reached from both ends: the table holding them dominates)
     near(retainer(doc, "_G.lru")["retained"], truth["lru"], 0.10, "doubly linked list")
+    # one of 100 sessions (a {*} in the flame graph) named by its key in the report
+    near(retainer(doc, "_G.sessions.user42.history")["retained"], truth["sessions"], 0.15,
+         "the session that holds the memory")
     near(retainer(doc, "main thread → stack")["retained"], truth["local"], 0.10, "local")
     weak = retainer(doc, "_G.weakref")
     assert weak["retained"] < weak["shallow"] + 4096, weak   # its array part, nothing behind
