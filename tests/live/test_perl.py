@@ -226,7 +226,16 @@ def case_compiling():
                 f.write("my $v%d = %d + 1;\n" % (i, i))
         p = start([perl(), script, "{fd}"])
         try:
-            t = thread(stack_json(p.pid), p.pid)
+            # (the parser folds constants as it goes, running ops for an instant under an
+            # eval context of its own: a dump that lands there sees ops running, and at
+            # times a context it cannot read yet; the next dump is back in the parser)
+            for attempt in range(5):
+                cp = subprocess.run([PERL_STACK, "-j", "-p", str(p.pid)], capture_output=True,
+                                    text=True, timeout=60)
+                assert cp.returncode in (0, 1), (cp.returncode, cp.stderr)
+                t = thread(json.loads(cp.stdout), p.pid)
+                if cp.returncode == 0 and t["vm_state"] == "compiling":
+                    break
             assert t["vm_state"] == "compiling", t["vm_state"]
             vm = [f for f in t["frames"] if f["kind"] == "vm"]
             assert [f["name"] for f in vm] == ["main"], vm
@@ -461,9 +470,13 @@ def case_record_exec():
         rc, _, err = run(["record", "-f", "folded", "-o", out, "--", perl(), script],
                          timeout=120)
         assert rc == 0, err
-        before = after = 0
+        before = after = unnamed = 0
         for frames, c in parse_folded(out):
-            assert not any(re.fullmatch(r"\[0x[0-9a-f]+\]", f) for f in frames), frames
+            if any(re.fullmatch(r"\[0x[0-9a-f]+\]", f) for f in frames):
+                # (a sample in luajit's machine code made before the maps were read again,
+                # at most every 250 ms: a known race, a few samples at the exec at most)
+                unnamed += c
+                continue
             if any(f.startswith("main::before@") for f in frames):
                 assert "perl_run" in frames, frames
                 before += c
@@ -471,6 +484,7 @@ def case_record_exec():
                 assert "lua_pcall" in frames, frames
                 after += c
         assert before > 10 and after > 10, (before, after)
+        assert unnamed * 50 <= before + after, (unnamed, before, after)
         # a child exec'ing its own binary again (same program, new addresses)
         with open(script, "w") as f:
             f.write("sub phase1 { my $n = 0; $n++ while $n < 100000000 }\n"
