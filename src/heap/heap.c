@@ -209,38 +209,33 @@ int heap_edge(struct heap *h, uint64_t from, uint64_t to, const char *label)
   return 0;
 }
 
-int heap_root(struct heap *h, uint64_t to, const char *label)
+/* One more root of a list (the roots, or the fallback roots). */
+static int root_add(struct heap *h, uint64_t **tov, uint32_t **labv, size_t *n, size_t *cap,
+                    uint64_t to, const char *label)
 {
-  size_t c = h->rcap;
-  if (h->nr == c) {
+  size_t c = *cap;
+  if (*n == c) {
     size_t c1 = c, c2 = c;
-    if (grow((void **)&h->rto, 8, &c1, c + 1) || grow((void **)&h->rlab, 4, &c2, c + 1))
+    if (grow((void **)tov, 8, &c1, c + 1) || grow((void **)labv, 4, &c2, c + 1))
       return -ENOMEM;
-    h->rcap = c1;
+    *cap = c1;
   }
   int64_t l = intern(&h->st, label ? label : "");
   if (l < 0)
     return (int)l;
-  h->rto[h->nr] = to;
-  h->rlab[h->nr++] = (uint32_t)l;
+  (*tov)[*n] = to;
+  (*labv)[(*n)++] = (uint32_t)l;
   return 0;
+}
+
+int heap_root(struct heap *h, uint64_t to, const char *label)
+{
+  return root_add(h, &h->rto, &h->rlab, &h->nr, &h->rcap, to, label);
 }
 
 int heap_root_weak(struct heap *h, uint64_t to, const char *label)
 {
-  size_t c = h->wcap;
-  if (h->nw == c) {
-    size_t c1 = c, c2 = c;
-    if (grow((void **)&h->wto, 8, &c1, c + 1) || grow((void **)&h->wlab, 4, &c2, c + 1))
-      return -ENOMEM;
-    h->wcap = c1;
-  }
-  int64_t l = intern(&h->st, label ? label : "");
-  if (l < 0)
-    return (int)l;
-  h->wto[h->nw] = to;
-  h->wlab[h->nw++] = (uint32_t)l;
-  return 0;
+  return root_add(h, &h->wto, &h->wlab, &h->nw, &h->wcap, to, label);
 }
 
 void heap_set_labeler(struct heap *h, heap_label_fn fn, void *arg)

@@ -13,25 +13,12 @@
 
 #define CHUNK (64u << 20)     /* bytes per process_vm_readv call */
 
-static const struct region *copy_find(const struct mem *m, uint64_t addr)
-{
-  size_t lo = 0, hi = m->ncopy;
-  while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
-    if (m->copy[mid].addr + m->copy[mid].len <= addr)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo < m->ncopy && m->copy[lo].addr <= addr ? &m->copy[lo] : NULL;
-}
-
 int mem_copy_read(struct mem *m, uint64_t addr, void *buf, size_t len)
 {
   /* (reads come in runs close together: the region of the last one first) */
   const struct region *r = m->last;
   if (!r || addr < r->addr || addr - r->addr >= r->len)
-    r = m->last = copy_find(m, addr);
+    r = m->last = region_find(m->copy, m->ncopy, addr);
   if (!r || addr - r->addr + len > r->len)
     return -ENOENT;
   memcpy(buf, r->bytes + (addr - r->addr), len);
@@ -40,7 +27,7 @@ int mem_copy_read(struct mem *m, uint64_t addr, void *buf, size_t len)
 
 const void *mem_copy_ptr(const struct mem *m, uint64_t addr, size_t len)
 {
-  const struct region *r = m->ncopy ? copy_find(m, addr) : NULL;
+  const struct region *r = m->ncopy ? region_find(m->copy, m->ncopy, addr) : NULL;
   if (!r || addr - r->addr + len > r->len || addr + len < addr)
     return NULL;
   return r->bytes + (addr - r->addr);

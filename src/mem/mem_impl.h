@@ -63,6 +63,8 @@ int mem_errno_neg(void);
 void mem_live_readv(struct mem *m, struct mem_iov *v, size_t n);
 /* Reads from the snapshot's regions. */
 int mem_snap_read(const struct mem *m, struct mem_iov *v);
+/* The region of sorted, disjoint v[0..n) that holds addr, or NULL. */
+const struct region *region_find(const struct region *v, size_t n, uint64_t addr);
 /* A read wholly inside the bulk copy: 0, else -ENOENT (read it elsewhere). */
 int mem_copy_read(struct mem *m, uint64_t addr, void *buf, size_t len);
 void mem_copy_free(struct mem *m);

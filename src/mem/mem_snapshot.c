@@ -12,17 +12,17 @@
 #include "vmstack/err.h"
 #include "mem_impl.h"
 
-static const struct region *reg_find(const struct mem *m, uint64_t addr)
+const struct region *region_find(const struct region *v, size_t n, uint64_t addr)
 {
-  size_t lo = 0, hi = m->nreg;
+  size_t lo = 0, hi = n;
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;
-    if (m->reg[mid].addr + m->reg[mid].len <= addr)
+    if (v[mid].addr + v[mid].len <= addr)
       lo = mid + 1;
     else
       hi = mid;
   }
-  return lo < m->nreg && m->reg[lo].addr <= addr ? &m->reg[lo] : NULL;
+  return lo < n && v[lo].addr <= addr ? &v[lo] : NULL;
 }
 
 int mem_snap_read(const struct mem *m, struct mem_iov *v)
@@ -30,7 +30,7 @@ int mem_snap_read(const struct mem *m, struct mem_iov *v)
   uint64_t a = v->addr;
   size_t done = 0;
   while (done < v->len) {
-    const struct region *r = reg_find(m, a);
+    const struct region *r = region_find(m->reg, m->nreg, a);
     if (!r)
       return v->err = -EFAULT;
     size_t off = (size_t)(a - r->addr), take = r->len - off;
@@ -210,7 +210,7 @@ static int reg_normalise(struct mem *m)
   m->nreg = w;
   m->capreg = n;
   for (size_t i = 0; i < n; i++) {
-    const struct region *e = r ? NULL : reg_find(m, old[i].addr);
+    const struct region *e = r ? NULL : region_find(m->reg, m->nreg, old[i].addr);
     if (e)
       memcpy(e->bytes + (old[i].addr - e->addr), old[i].bytes, old[i].len);
     free(old[i].bytes);
