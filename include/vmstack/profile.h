@@ -55,17 +55,19 @@ struct maps;
 int record_run(struct target *t, const struct record_opts *o, struct profile **ret_prof,
                struct profile_stats *ret_st);
 
-/* Every distinct stack, root first, with its weight (samples, or bytes). Names are final (symbolised);
+/* Every distinct stack, root first, with its weight (samples, or bytes) and its second
+ * weight (0 in a CPU profile; see profile_meta.second). Names are final (symbolised);
  * kinds are enum frame_kind (FK_NATIVE, FK_FUNCTION, FK_JIT, FK_THREAD, FK_PROCESS). */
 typedef int (*profile_fn)(void *arg, const char *const *names, const uint8_t *kinds, size_t n,
-                          uint64_t count);
+                          uint64_t count, uint64_t count2);
 int profile_each(struct profile *p, int with_threads, profile_fn fn, void *arg);
 void profile_free(struct profile *p);
 /* A profile of named stacks (a memory profile): empty, then one stack of names at a time,
- * root first, every frame of one kind (enum frame_kind), weighing weight. */
+ * root first, every frame of one kind (enum frame_kind), weighing weight (and weight2, the
+ * second weight profile_meta.second names). */
 struct profile *profile_new(void);
 int profile_add_names(struct profile *p, const char *const *names, size_t n, uint8_t kind,
-                      uint64_t weight);
+                      uint64_t weight, uint64_t weight2);
 
 /* Writers. with_threads: a frame naming the thread at the root of every stack. */
 struct profile_meta {
@@ -74,6 +76,11 @@ struct profile_meta {
   double rate, seconds;
   int with_threads;
   int bytes;               /* the weights are bytes (a memory profile), not samples */
+  enum {
+    PROFILE_SECOND_NONE,
+    PROFILE_SECOND_OBJECTS,  /* the second weight counts the objects of the bytes */
+    PROFILE_SECOND_BEFORE,   /* a comparison: the weight is now, the second the baseline's */
+  } second;
 };
 int output_folded(FILE *f, struct profile *p, const struct profile_meta *m);
 int output_flamegraph(FILE *f, struct profile *p, const struct profile_meta *m);

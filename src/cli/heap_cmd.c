@@ -161,9 +161,9 @@ static int parse(int argc, char **argv, struct hopts *o)
     cli_error("speedscope: not for heap snapshots (text, json, flamegraph, folded, pprof)");
     return EXIT_USAGE;
   }
-  if (o->baseline && o->sink && strcmp(o->sink->name, "folded")) {
-    cli_error("--baseline: the comparison is written as text, json or folded (not %s)",
-              o->sink->name);
+  if (o->baseline && o->sink && !strcmp(o->sink->name, "pprof")) {
+    cli_error("--baseline: pprof compares two profiles itself (write each with -o F.pb.gz, "
+              "then go tool pprof -diff_base BEFORE.pb.gz AFTER.pb.gz)");
     return EXIT_USAGE;
   }
   return 0;
@@ -172,22 +172,14 @@ static int parse(int argc, char **argv, struct hopts *o)
 static int add_stack(void *arg, const char *const *names, size_t n, uint64_t bytes,
                      uint64_t objects)
 {
-  (void)objects;
-  return profile_add_names(arg, names, n, FK_FUNCTION, bytes);
+  return profile_add_names(arg, names, n, FK_FUNCTION, bytes, objects);
 }
 
-/* difffolded: "a;b;c BEFORE AFTER" */
-static int diff_line(void *arg, const char *const *names, size_t n, uint64_t before,
-                     uint64_t after)
+/* a comparison: the bytes now weigh, the baseline's are the second weight */
+static int add_diff(void *arg, const char *const *names, size_t n, uint64_t before,
+                    uint64_t after)
 {
-  FILE *f = arg;
-  for (size_t i = 0; i < n; i++) {
-    if (i)
-      putc(';', f);
-    folded_put(f, names[i]);
-  }
-  fprintf(f, " %llu %llu\n", (unsigned long long)before, (unsigned long long)after);
-  return ferror(f) ? -1 : 0;
+  return profile_add_names(arg, names, n, FK_FUNCTION, after, before);
 }
 
 int cmd_heap(int argc, char **argv)
@@ -245,20 +237,28 @@ int cmd_heap(int argc, char **argv)
     code = EXIT_FATAL;
   } else if (r) {
     code = cli_target_error(o.pid, r);
-  } else if (o.sink && base) {
-    r = heap_diff_each(run.h, base, diff_line, f);
-    code = r ? EXIT_FATAL : EXIT_OK;
   } else if (o.sink) {
     struct profile *p = profile_new();
-    r = p ? heap_each_stack(run.h, add_stack, p) : -ENOMEM;
+    if (!p)
+      r = -ENOMEM;
+    else if (base)
+      r = heap_diff_each(run.h, base, add_diff, p);
+    else
+      r = heap_each_stack(run.h, add_stack, p);
     struct heap_summary s;
     heap_get_summary(run.h, &s);
     char title[200], sub[400];
-    snprintf(title, sizeof title, "%s (pid %d): memory by %s", t->comm, (int)t->pid,
-             o.by_type ? "type" : "reference path");
-    snprintf(sub, sizeof sub, "%llu bytes in %llu objects; %s", (unsigned long long)s.bytes,
-             (unsigned long long)s.objects, run.describe);
-    struct profile_meta m = { title, sub, (int)t->pid, 0, 0, 0, 1 };
+    snprintf(title, sizeof title, "%s (pid %d): memory %sby %s", t->comm, (int)t->pid,
+             base ? "growth " : "", o.by_type ? "type" : "reference path");
+    if (base)
+      snprintf(sub, sizeof sub, "%llu bytes in %llu objects, against %s (red: grew, blue: "
+               "shrank; widths: now); %s", (unsigned long long)s.bytes,
+               (unsigned long long)s.objects, o.baseline, run.describe);
+    else
+      snprintf(sub, sizeof sub, "%llu bytes in %llu objects; %s", (unsigned long long)s.bytes,
+               (unsigned long long)s.objects, run.describe);
+    struct profile_meta m = { title, sub, (int)t->pid, 0, 0, 0, 1,
+                              base ? PROFILE_SECOND_BEFORE : PROFILE_SECOND_OBJECTS };
     if (!r)
       r = o.sink->write(f, p, &m);
     profile_free(p);

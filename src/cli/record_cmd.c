@@ -228,7 +228,8 @@ int cmd_record(int argc, char **argv)
     snprintf(sub, sizeof sub, "%llu samples at %g Hz over %.1f s, %s view",
              (unsigned long long)st.samples, o.rate, st.seconds,
              o.view == VIEW_VM ? "VM" : o.view == VIEW_NATIVE ? "native" : "mixed");
-    struct profile_meta m = { title, sub, (int)t->pid, o.rate, st.seconds, o.threads, 0 };
+    struct profile_meta m = { title, sub, (int)t->pid, o.rate, st.seconds, o.threads, 0,
+                              PROFILE_SECOND_NONE };
     r = o.fmt->write(f, p, &m);
     if ((!to_stdout && fclose(f)) || (to_stdout && fflush(f)) || r) {
       cli_error("cannot write %s: %s", path, strerror(errno ? errno : EIO));

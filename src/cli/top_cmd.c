@@ -57,9 +57,10 @@ static struct row *row_of(struct top *tp, const char *name, uint8_t kind)
 }
 
 static int count(void *arg, const char *const *names, const uint8_t *kinds, size_t n,
-                 uint64_t c)
+                 uint64_t c, uint64_t c2)
 {
   struct top *tp = arg;
+  (void)c2;
   tp->samples += c;
   for (size_t i = 0; i < n; i++) {
     /* total: once per stack, even for a recursive function */

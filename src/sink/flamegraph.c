@@ -19,7 +19,7 @@
 struct node {
   char *name;
   uint8_t kind;
-  uint64_t count;
+  uint64_t count, count2;    /* count2: objects, or the baseline's bytes (meta.second) */
   uint32_t child, sibling;   /* indices + 1; 0 = none */
 };
 
@@ -44,16 +44,17 @@ static int64_t new_node(struct tree *t, const char *name, uint8_t kind)
   char *d = strdup(name);
   if (!d)
     return -ENOMEM;
-  t->v[t->n] = (struct node){ d, kind, 0, 0, 0 };
+  t->v[t->n] = (struct node){ d, kind, 0, 0, 0, 0 };
   return (int64_t)t->n++;
 }
 
 static int add(void *arg, const char *const *names, const uint8_t *kinds, size_t n,
-               uint64_t count)
+               uint64_t count, uint64_t count2)
 {
   struct tree *t = arg;
   size_t cur = 0;   /* the root */
   t->v[0].count += count;
+  t->v[0].count2 += count2;
   if (n > t->depth)
     t->depth = n;
   for (size_t i = 0; i < n; i++) {
@@ -70,6 +71,7 @@ static int add(void *arg, const char *const *names, const uint8_t *kinds, size_t
     }
     cur = c - 1;
     t->v[cur].count += count;
+    t->v[cur].count2 += count2;
   }
   return 0;
 }
@@ -122,7 +124,60 @@ struct emit {
   double total;
   size_t height;
   const char *unit;        /* "samples" or "bytes" */
+  int second;              /* profile_meta.second */
+  double maxdelta;         /* a comparison: the largest growth or shrink of a frame */
 };
+
+/* A comparison's colour (flamegraph.pl's differential graphs): growth red, shrink blue,
+ * as deep as the change is large against the largest change; unchanged white. */
+static void diff_colour(const struct emit *e, const struct node *nd, char *buf, size_t cap)
+{
+  double d = (double)nd->count - (double)nd->count2;
+  unsigned v = (unsigned)(225 - 225 * (d < 0 ? -d : d) / (e->maxdelta > 0 ? e->maxdelta : 1));
+  if (d > 0)
+    snprintf(buf, cap, "rgb(255,%u,%u)", v, v);
+  else if (d < 0)
+    snprintf(buf, cap, "rgb(%u,%u,255)", v, v);
+  else
+    snprintf(buf, cap, "rgb(225,225,225)");
+}
+
+/* Bytes in the largest binary unit that keeps the figure at 1 or more ("1.2 MiB"). */
+static void human(char *buf, size_t cap, double v)
+{
+  static const char *const u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+  size_t i = 0;
+  double a = v < 0 ? -v : v;
+  while (a >= 1024 && i + 1 < sizeof u / sizeof *u)
+    a /= 1024, v /= 1024, i++;
+  snprintf(buf, cap, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+static void details(const struct emit *e, const struct node *nd, double w)
+{
+  char a[32], b[32], c[32];
+  switch (e->second) {
+  case PROFILE_SECOND_OBJECTS:
+    human(a, sizeof a, (double)nd->count);
+    fprintf(e->f, " (%s, %" PRIu64 " %s, %" PRIu64 " objects, %.2f%%)", a, nd->count, e->unit,
+            nd->count2, 100.0 * w);
+    break;
+  case PROFILE_SECOND_BEFORE: {
+    double d = (double)nd->count - (double)nd->count2;
+    human(a, sizeof a, (double)nd->count);
+    human(b, sizeof b, (double)nd->count2);
+    human(c, sizeof c, d);
+    fprintf(e->f, " (%s, was %s: %s%s", a, b, d > 0 ? "+" : "", c);
+    if (nd->count2)
+      fprintf(e->f, ", %+.1f%%)", 100.0 * d / (double)nd->count2);
+    else
+      fputs(", new)", e->f);
+    break;
+  }
+  default:
+    fprintf(e->f, " (%" PRIu64 " %s, %.2f%%)", nd->count, e->unit, 100.0 * w);
+  }
+}
 
 static void emit_node(struct emit *e, size_t id, double x, size_t depth)
 {
@@ -130,15 +185,18 @@ static void emit_node(struct emit *e, size_t id, double x, size_t depth)
   double w = nd->count / e->total;
   if (depth > 0) {
     char fill[32];
-    colour(nd, fill, sizeof fill);
+    if (e->second == PROFILE_SECOND_BEFORE)
+      diff_colour(e, nd, fill, sizeof fill);
+    else
+      colour(nd, fill, sizeof fill);
     double px = PAD + x * (WIDTH - 2 * PAD), pw = w * (WIDTH - 2 * PAD);
     double y = (double)e->height - BOTTOM - (double)depth * FRAME_H;
     fprintf(e->f, "<g class=\"f\" data-x=\"%.9f\" data-w=\"%.9f\"><title>", x, w);
     xml(e->f, nd->name);
-    fprintf(e->f, " (%" PRIu64 " %s, %.2f%%)</title><rect x=\"%.1f\" y=\"%.1f\" "
-            "width=\"%.1f\" height=\"%d\" fill=\"%s\" data-c=\"%s\" rx=\"2\"/><text x=\"%.1f\" "
-            "y=\"%.1f\"></text></g>\n", nd->count, e->unit, 100.0 * w, px, y, pw, FRAME_H - 1, fill,
-            fill, px + 3, y + 11.5);
+    details(e, nd, w);
+    fprintf(e->f, "</title><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%d\" "
+            "fill=\"%s\" data-c=\"%s\" rx=\"2\"/><text x=\"%.1f\" y=\"%.1f\"></text></g>\n",
+            px, y, pw, FRAME_H - 1, fill, fill, px + 3, y + 11.5);
   }
   /* children in name order, left to right */
   size_t nk = 0;
@@ -220,7 +278,13 @@ int output_flamegraph(FILE *f, struct profile *p, const struct profile_meta *m)
   if (r < 0)
     goto out;
   struct emit e = { f, &t, t.v[0].count ? (double)t.v[0].count : 1.0,
-                    TOP + BOTTOM + (t.depth + 1) * FRAME_H, m->bytes ? "bytes" : "samples" };
+                    TOP + BOTTOM + (t.depth + 1) * FRAME_H, m->bytes ? "bytes" : "samples",
+                    m->second, 0 };
+  for (size_t i = 1; i < t.n; i++) {
+    double d = (double)t.v[i].count - (double)t.v[i].count2;
+    if ((d < 0 ? -d : d) > e.maxdelta)
+      e.maxdelta = d < 0 ? -d : d;
+  }
   fprintf(f, "<?xml version=\"1.0\" standalone=\"no\"?>\n"
           "<svg version=\"1.1\" width=\"%d\" height=\"%zu\" viewBox=\"0 0 %d %zu\" "
           "onload=\"init(evt)\" xmlns=\"http://www.w3.org/2000/svg\">\n"

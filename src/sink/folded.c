@@ -24,21 +24,31 @@ void folded_put(FILE *f, const char *s)
   }
 }
 
+struct fo {
+  FILE *f;
+  int diff;                /* two counts per line: "stack BEFORE AFTER" (difffolded) */
+};
+
 static int line(void *arg, const char *const *names, const uint8_t *kinds, size_t n,
-                uint64_t count)
+                uint64_t count, uint64_t count2)
 {
-  FILE *f = arg;
+  struct fo *o = arg;
+  FILE *f = o->f;
   (void)kinds;
   for (size_t i = 0; i < n; i++) {
     if (i)
       putc(';', f);
     folded_put(f, names[i]);
   }
-  fprintf(f, " %" PRIu64 "\n", count);
+  if (o->diff)
+    fprintf(f, " %" PRIu64 " %" PRIu64 "\n", count2, count);
+  else
+    fprintf(f, " %" PRIu64 "\n", count);
   return ferror(f) ? -1 : 0;
 }
 
 int output_folded(FILE *f, struct profile *p, const struct profile_meta *m)
 {
-  return profile_each(p, m->with_threads, line, f);
+  struct fo o = { f, m->second == PROFILE_SECOND_BEFORE };
+  return profile_each(p, m->with_threads, line, &o);
 }

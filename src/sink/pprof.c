@@ -104,11 +104,11 @@ struct pp {
   struct buf tmp, tmp2;
   uint64_t period_ns;
   int pid;
-  int bytes;               /* one value, bytes; else samples and CPU time */
+  int bytes;               /* a heap profile: objects and bytes; else samples and CPU time */
 };
 
 static int add(void *arg, const char *const *names, const uint8_t *kinds, size_t n,
-               uint64_t count)
+               uint64_t count, uint64_t count2)
 {
   struct pp *pp = arg;
   /* the process (when following children) and the thread become labels */
@@ -131,9 +131,13 @@ static int add(void *arg, const char *const *names, const uint8_t *kinds, size_t
       return (int)id;
     field_varint(&pp->tmp, 1, (uint64_t)id + 1);
   }
-  field_varint(&pp->tmp, 2, count);
-  if (!pp->bytes)
+  if (pp->bytes) {
+    field_varint(&pp->tmp, 2, count2);
+    field_varint(&pp->tmp, 2, count);
+  } else {
+    field_varint(&pp->tmp, 2, count);
     field_varint(&pp->tmp, 2, count * pp->period_ns);
+  }
   if (first) {
     /* labels: thread name and tid ("name-tid"), pid */
     const char *dash = strrchr(names[0], '-');
@@ -176,7 +180,9 @@ int output_pprof(FILE *f, struct profile *p, const struct profile_meta *m)
   if (r)
     goto done;
   if (m->bytes) {
-    value_type(&out, 1, &pp, "space", "bytes");
+    /* the names and order of Go's heap profiles, which pprof's heap views expect */
+    value_type(&out, 1, &pp, "inuse_objects", "count");
+    value_type(&out, 1, &pp, "inuse_space", "bytes");
   } else {
     value_type(&out, 1, &pp, "samples", "count");
     value_type(&out, 1, &pp, "cpu", "nanoseconds");
@@ -220,6 +226,14 @@ int output_pprof(FILE *f, struct profile *p, const struct profile_meta *m)
   if (!m->bytes) {
     value_type(&out, 11, &pp, "cpu", "nanoseconds");
     field_varint(&out, 12, pp.period_ns);
+  }
+  if (m->bytes) {
+    int64_t d = str_id(&pp.strs, "inuse_space");
+    if (d < 0) {
+      r = -ENOMEM;
+      goto done;
+    }
+    field_varint(&out, 14, (uint64_t)d);   /* default_sample_type */
   }
   field_varint(&out, 10, (uint64_t)(m->seconds * 1e9));
   field_varint(&out, 9, (uint64_t)time(NULL) * 1000000000ull);

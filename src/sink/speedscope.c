@@ -63,9 +63,10 @@ static int64_t frame_id(struct ss *s, const char *name, uint8_t kind)
 }
 
 static int add(void *arg, const char *const *names, const uint8_t *kinds, size_t n,
-               uint64_t count)
+               uint64_t count, uint64_t count2)
 {
   struct ss *s = arg;
+  (void)count2;
   /* one profile per thread: thread names carry their id, unique in the system, so the
    * process frame above them (when following children) is left out */
   if (n && kinds[0] == FK_PROCESS) {

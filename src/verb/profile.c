@@ -61,7 +61,8 @@ int64_t profile_intern(struct profile *p, const char *s)
   return (int64_t)p->nstrs - 1;
 }
 
-int profile_add_stack(struct profile *p, const uint64_t *keys, uint32_t n, uint64_t weight)
+int profile_add_stack(struct profile *p, const uint64_t *keys, uint32_t n, uint64_t weight,
+                      uint64_t weight2)
 {
   if (p->used * 2 >= p->cap) {
     size_t nc = p->cap ? p->cap * 2 : 1024;
@@ -86,6 +87,7 @@ int profile_add_stack(struct profile *p, const uint64_t *keys, uint32_t n, uint6
     struct pstack *s = &p->tab[j];
     if (s->hash == h && s->n == n && !memcmp(s->keys, keys, n * sizeof *keys)) {
       s->count += weight;
+      s->count2 += weight2;
       p->total += weight;
       return 0;
     }
@@ -95,7 +97,7 @@ int profile_add_stack(struct profile *p, const uint64_t *keys, uint32_t n, uint6
   if (!k)
     return -ENOMEM;
   memcpy(k, keys, n * sizeof *k);
-  p->tab[j] = (struct pstack){ h, weight, n, k };
+  p->tab[j] = (struct pstack){ h, weight, weight2, n, k };
   p->used++;
   p->total += weight;
   return 0;
@@ -107,7 +109,7 @@ struct profile *profile_new(void)
 }
 
 int profile_add_names(struct profile *p, const char *const *names, size_t n, uint8_t kind,
-                      uint64_t weight)
+                      uint64_t weight, uint64_t weight2)
 {
   uint64_t keys[256];
   if (n > sizeof keys / sizeof *keys)
@@ -118,7 +120,7 @@ int profile_add_names(struct profile *p, const char *const *names, size_t n, uin
       return (int)id;
     keys[n - 1 - i] = ((uint64_t)kind << 60) | (uint64_t)id;   /* (keys are leaf first) */
   }
-  return profile_add_stack(p, keys, (uint32_t)n, weight);
+  return profile_add_stack(p, keys, (uint32_t)n, weight, weight2);
 }
 
 void profile_free(struct profile *p)
@@ -280,7 +282,7 @@ int profile_each(struct profile *p, int with_threads, profile_fn fn, void *arg)
       memmove(kinds + th, kinds + th + 1, n - th - 1);
       n--;
     }
-    r = fn(arg, names, kinds, n, s->count);
+    r = fn(arg, names, kinds, n, s->count, s->count2);
   }
   free(names);
   free(kinds);

@@ -285,7 +285,7 @@ static int proc_sample(struct rec *rc, struct rproc *pr, struct stack_capture *c
       continue;
     uint32_t n = 0;
     int r;
-    if ((r = keys_of(rc, pr, th, w, pk, keys, &n)) || (r = profile_add_stack(rc->p, keys, n, 1)))
+    if ((r = keys_of(rc, pr, th, w, pk, keys, &n)) || (r = profile_add_stack(rc->p, keys, n, 1, 0)))
       return r;
     st->samples++;
   }

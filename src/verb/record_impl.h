@@ -28,6 +28,7 @@ struct thread;
 
 struct pstack {
   uint64_t hash, count;
+  uint64_t count2;         /* a second weight (a memory profile's objects, or its baseline) */
   uint32_t n;
   uint64_t *keys;          /* leaf first */
 };
@@ -88,7 +89,8 @@ struct rec {
 /* profile.c */
 int64_t profile_intern(struct profile *p, const char *s);
 /* One more stack, weighing weight (1 for a sample; bytes, for a memory profile). */
-int profile_add_stack(struct profile *p, const uint64_t *keys, uint32_t n, uint64_t weight);
+int profile_add_stack(struct profile *p, const uint64_t *keys, uint32_t n, uint64_t weight,
+                      uint64_t weight2);
 void profile_vm_name(const struct vm_frame *v, char *buf, size_t cap);
 int profile_named_put(struct profile *p, uint64_t key, uint32_t id);
 const char *profile_named_get(const struct profile *p, uint64_t key);

@@ -1,6 +1,6 @@
 // Independent readers for vmstack's profile outputs: the pprof file decoded by the
 // pprof-format package, the speedscope file validated against speedscope's own schema.
-// Usage: node check_profiles.js NODE_MODULES_DIR FILE.pb.gz FILE.json
+// Usage: node check_profiles.js NODE_MODULES_DIR FILE.pb.gz [FILE.json]
 // Prints one JSON line: what was read, for the Python test to assert on.
 const fs = require('fs'), zlib = require('zlib'), path = require('path');
 const mods = process.argv[2];
@@ -21,17 +21,23 @@ const samples = p.sample.map(s => ({
   labels: Object.fromEntries(s.label.map(l => [st[l.key], l.str ? st[l.str] : Number(l.num)])),
 }));
 
-const schema = JSON.parse(fs.readFileSync(
-  path.join(mods, 'speedscope', 'dist', 'release', 'file-format-schema.json')));
-const ss = JSON.parse(fs.readFileSync(process.argv[4]));
-const ajv = new Ajv({strict: false});
-const valid = ajv.validate(schema, ss);
+let speedscope = null;
+if (process.argv[4]) {
+  const schema = JSON.parse(fs.readFileSync(
+    path.join(mods, 'speedscope', 'dist', 'release', 'file-format-schema.json')));
+  const ss = JSON.parse(fs.readFileSync(process.argv[4]));
+  const ajv = new Ajv({strict: false});
+  const valid = ajv.validate(schema, ss);
+  speedscope = {valid, errors: ajv.errors, doc: ss};
+}
 
 console.log(JSON.stringify({
   pprof: {
     sample_types: p.sampleType.map(v => st[v.type] + '/' + st[v.unit]),
-    period: Number(p.period), period_type: st[p.periodType.type] + '/' + st[p.periodType.unit],
+    period: Number(p.period),
+    period_type: p.periodType ? st[p.periodType.type] + '/' + st[p.periodType.unit] : null,
+    default_sample_type: st[Number(p.defaultSampleType)] || null,
     samples,
   },
-  speedscope: {valid, errors: ajv.errors, doc: ss},
+  speedscope,
 }));

@@ -6,12 +6,15 @@ references not retaining, every output format read back. Usage: test_heap.py CAS
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import xml.etree.ElementTree as ET
 
 import test_luajit
+from test_record import node_modules
 from vmtest import assert_running, fixture, main, run, start, stop
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -101,12 +104,13 @@ def case_outputs():
     p, truth = start_heap()
     tmp = tempfile.mkdtemp(prefix="vmstack-heap-")
     try:
-        outs = {}
+        outs, wrote = {}, {}
         for ext in ("svg", "folded", "pb.gz"):
             path = os.path.join(tmp, "h." + ext)
             rc, out, err = run(["heap", "-p", str(p.pid), "-o", path], timeout=120)
             assert rc == 0 and "Wrote " + path in err, (rc, err)
             outs[ext] = path
+            wrote[ext] = re.search(r"\((\d+) objects, (\d+) bytes", err).groups()
         rc, text, err = run(["heap", "-p", str(p.pid)], timeout=120)
         assert rc == 0, err
         assert_running(p.pid)
@@ -119,6 +123,9 @@ def case_outputs():
             svg = f.read()
         assert svg.startswith("<?xml") and "memory by reference path" in svg, svg[:300]
         assert ".cache &lt;table&gt;" in svg, "no cache frame in the SVG"
+        # the hover names bytes and objects
+        assert re.search(r"<title>\.cache &lt;table&gt; \([\d.]+ MiB, \d+ bytes, \d+ objects, "
+                         r"[\d.]+%\)</title>", svg), "no bytes and objects in the cache's hover"
         stacks = {}
         with open(outs["folded"]) as f:
             for line in f:
@@ -129,9 +136,23 @@ def case_outputs():
         near(under, truth["module"], 0.10, "folded bytes under the module cache")
         assert any(st.startswith("_G <table>;.gcache <table>;[*] <table>") for st in stacks), \
             sorted(stacks)[:20]
-        with gzip.open(outs["pb.gz"]) as f:
-            pb = f.read()
-        assert b"bytes" in pb and b".cache <table>" in pb, pb[:200]
+        # pprof, read back by the pprof-format package
+        cp = subprocess.run(["node", os.path.join(HERE, "check_profiles.js"), node_modules(),
+                             outs["pb.gz"]], capture_output=True, text=True, timeout=120)
+        assert cp.returncode == 0, cp.stderr
+        pr = json.loads(cp.stdout)["pprof"]
+        assert pr["sample_types"] == ["inuse_objects/count", "inuse_space/bytes"], pr
+        assert pr["default_sample_type"] == "inuse_space", pr["default_sample_type"]
+        # every object and byte of the run, and the module cache's bytes as in folded
+        objects, nbytes = map(int, wrote["pb.gz"])
+        assert sum(s["values"][0] for s in pr["samples"]) == objects, objects
+        assert sum(s["values"][1] for s in pr["samples"]) == nbytes, nbytes
+        in_cache = [s for s in pr["samples"]
+                    if ".heapmod <table>;.cache <table>" in
+                    ";".join(f["name"] for f in reversed(s["frames"]))]
+        near(sum(s["values"][1] for s in in_cache), truth["module"], 0.10,
+             "pprof bytes under the module cache")
+        assert all(s["values"][0] > 0 for s in in_cache), in_cache[:3]
     finally:
         for n in os.listdir(tmp):
             os.unlink(os.path.join(tmp, n))
@@ -189,6 +210,9 @@ def case_baseline():
         assert rc == 0, err
         rc, text, err = run(["heap", "-p", str(p.pid), "--baseline", base], timeout=120)
         assert rc == 0, err
+        rc, svg, err = run(["heap", "-p", str(p.pid), "--baseline", base, "-f", "svg"],
+                           timeout=120)
+        assert rc == 0, err
         assert_running(p.pid)
     finally:
         stop(p)
@@ -206,6 +230,18 @@ def case_baseline():
         if ".heapmod <table>;.cache <table>" in st:
             cache += d
     near(cache, grown, 0.10, "folded growth under the cache")
+    # the differential flame graph: the cache is red, its hover says how much it grew
+    assert "memory growth by reference path" in svg, svg[:400]
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    frames = {g.find(ns + "title").text.rsplit(" (", 1)[0]: g for g in root.iter(ns + "g")
+              if g.get("class") == "f"}
+    g = frames["registry._LOADED <table>;.heapmod <table>;.cache <table>".split(";")[-1]]
+    m = re.search(r"\(([\d.]+ \w+), was ([\d.]+ \w+): \+([\d.]+ \w+), \+[\d.]+%\)$",
+                  g.find(ns + "title").text)
+    assert m, g.find(ns + "title").text
+    fill = g.find(ns + "rect").get("fill")
+    assert re.match(r"rgb\(255,\d+,\d+\)$", fill) and fill != "rgb(255,255,255)", fill
 
 
 # -- Perl ------------------------------------------------------------------------------
@@ -308,8 +344,8 @@ def case_errors():
     assert rc == 64 and "speedscope" in err, (rc, err)
     rc, out, err = run(["heap", "-p", "1", "--baseline", "/etc/hostname"])
     assert rc == 2 and "not a JSON report" in err, (rc, err)
-    rc, out, err = run(["heap", "-p", "1", "--baseline", "x.json", "-o", "d.svg"])
-    assert rc == 64 and "--baseline" in err, (rc, err)
+    rc, out, err = run(["heap", "-p", "1", "--baseline", "x.json", "-o", "d.pb.gz"])
+    assert rc == 64 and "-diff_base" in err, (rc, err)
 
 
 if __name__ == "__main__":

@@ -365,7 +365,8 @@ static void check_cframe(struct run *r, Elf *elf, const struct lj_layout *lay)
 
 static const char *const wanted_types[] = {
   "lua_State", "global_State", "GG_State", "jit_State", "GCproto", "GCfunc", "GCfuncC",
-  "GCfuncL", "GCstr", "GCtab", "Node", "GCupval", "GCudata", "GCtrace", "TValue",
+  "GCfuncL", "GCstr", "GCtab", "Node", "GCupval", "GCudata", "GCtrace", "TValue", "GCcdata",
+  "GCcdataVar", "CTState", "CType",
 };
 
 static void check_layout(struct run *r, struct dw *dw, Elf *elf, const struct lj_layout *lay)
@@ -504,6 +505,37 @@ static void check_layout(struct run *r, struct dw *dw, Elf *elf, const struct lj
   OFF("GCudata", "metatable", ud.metatable);
   SIZE("GCudata", ud.size);
 
+  OFF("GCcdata", "marked", cd.marked);
+  OFF("GCcdata", "ctypeid", cd.ctypeid);
+  SIZE("GCcdata", cd.size);
+  OFF("GCcdataVar", "offset", cd.v_offset);
+  OFF("GCcdataVar", "extra", cd.v_extra);
+  OFF("GCcdataVar", "len", cd.v_len);
+  SIZE("GCcdataVar", cd.v_size);
+  /* (the header's marked byte is the one every GC object has) */
+  OFF("lua_State", "marked", cd.marked);
+  OFF("CTState", "tab", ct.tab);
+  OFF("CTState", "top", ct.top);
+  OFF("CType", "info", ct.info);
+  OFF("CType", "size", ct.ctsize);
+  SIZE("CType", ct.size);
+  /* CTSIZE_PTR is a pointer's size: the C type table's; CTMASK_CID spans a CTypeID1 */
+  WID("CTState", "tab", ct.size_ptr);
+  {
+    Dwarf_Word off, sz = 0;
+    Dwarf_Die t;
+    r->checked++;
+    if (member_path(dw, "CType", "sib", &off, &m) <= 0 || peeled_type(&m, &t) != 0 ||
+	dwarf_aggregate_size(&t, &sz) != 0 || sz >= 8)
+      mismatch(r, "CTMASK_CID (CTypeID1 CType.sib)", "ct.mask_cid", lay->ct.mask_cid,
+	       "has no sized CType.sib");
+    else if ((1ull << (8 * sz)) - 1 != lay->ct.mask_cid)
+      mismatch(r, "CTMASK_CID (CTypeID1 CType.sib)", "ct.mask_cid", lay->ct.mask_cid, "%llu",
+	       (1ull << (8 * sz)) - 1);
+  }
+  ENUM("CT_ATTRIB", ct.attrib);
+  ENUM("CT_HASSIZE", ct.hassize);
+
   OFF("GCtrace", "nsnap", tr.nsnap);
   WID("GCtrace", "nsnap", tr.nsnap_w);
   OFF("GCtrace", "nins", tr.nins);
@@ -578,7 +610,7 @@ static const char *const wanted_enums[] = {
   "BC_RET1", "BC_JLOOP", "BC_FUNCF", "BC_IFUNCF", "BC_JFUNCF", "BC_FUNCV", "BC_IFUNCV",
   "BC_JFUNCV", "BC_FUNCC", "BC_FUNCCW", "BC__MAX", "BCMnone", "BCMdst", "BCMbase", "BCMvar",
   "BCMrbase", "BCMuv", "MM__MAX", "MM_index", "MM_call", "GCROOT_MMNAME", "GCROOT_BASEMT",
-  "GCROOT_MAX",
+  "GCROOT_MAX", "CT_ATTRIB", "CT_HASSIZE",
 };
 
 /* -- Builds --------------------------------------------------------------- */
