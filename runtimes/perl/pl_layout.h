@@ -110,7 +110,8 @@ struct pl_layout {
     uint16_t he_size, hek_size, shared_he_key, gp_size, gp_av, gp_io, gp_form;
     uint8_t t_iv, t_nv, t_pv, t_invlist, t_pviv, t_pvnv, t_pvmg, t_regexp, t_pvlv, t_pvav,
             t_pvio, t_pvobj, t_last;
-    uint32_t svf_pok, svphv_sharekeys, svs_obj, svp_weakref, svpav_real, svf_iscow;
+    uint32_t svf_pok, svphv_sharekeys, svs_obj, svp_weakref, svpav_real, svf_iscow,
+             svf_readonly, svf_protect;
   } heap;
 };
 

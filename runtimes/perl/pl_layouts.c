@@ -53,7 +53,8 @@ static const struct pl_layout layouts[] = {
     .t_iv = 1, .t_nv = 2, .t_pv = 3, .t_invlist = 4, .t_pviv = 5, .t_pvnv = 6, .t_pvmg = 7,
     .t_regexp = 8, .t_pvlv = 10, .t_pvav = 11, .t_pvio = 15, .t_pvobj = 0, .t_last = 16,
     .svf_pok = 0x400, .svphv_sharekeys = 0x20000000, .svs_obj = 0x100000,
-    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000, },
+    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000,
+    .svf_readonly = 0x8000000, .svf_protect = 0x10000, },
 },
 {
   .name = "perl-5.32-nothread",
@@ -97,7 +98,8 @@ static const struct pl_layout layouts[] = {
     .t_iv = 1, .t_nv = 2, .t_pv = 3, .t_invlist = 4, .t_pviv = 5, .t_pvnv = 6, .t_pvmg = 7,
     .t_regexp = 8, .t_pvlv = 10, .t_pvav = 11, .t_pvio = 15, .t_pvobj = 0, .t_last = 16,
     .svf_pok = 0x400, .svphv_sharekeys = 0x20000000, .svs_obj = 0x100000,
-    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000, },
+    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000,
+    .svf_readonly = 0x8000000, .svf_protect = 0x10000, },
 },
 {
   .name = "perl-5.34-thread",
@@ -141,7 +143,8 @@ static const struct pl_layout layouts[] = {
     .t_iv = 1, .t_nv = 2, .t_pv = 3, .t_invlist = 4, .t_pviv = 5, .t_pvnv = 6, .t_pvmg = 7,
     .t_regexp = 8, .t_pvlv = 10, .t_pvav = 11, .t_pvio = 15, .t_pvobj = 0, .t_last = 16,
     .svf_pok = 0x400, .svphv_sharekeys = 0x20000000, .svs_obj = 0x100000,
-    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000, },
+    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000,
+    .svf_readonly = 0x8000000, .svf_protect = 0x10000, },
 },
 {
   .name = "perl-5.34-nothread",
@@ -185,7 +188,8 @@ static const struct pl_layout layouts[] = {
     .t_iv = 1, .t_nv = 2, .t_pv = 3, .t_invlist = 4, .t_pviv = 5, .t_pvnv = 6, .t_pvmg = 7,
     .t_regexp = 8, .t_pvlv = 10, .t_pvav = 11, .t_pvio = 15, .t_pvobj = 0, .t_last = 16,
     .svf_pok = 0x400, .svphv_sharekeys = 0x20000000, .svs_obj = 0x100000,
-    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000, },
+    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000,
+    .svf_readonly = 0x8000000, .svf_protect = 0x10000, },
 },
 {
   .name = "perl-5.36-thread",
@@ -229,7 +233,8 @@ static const struct pl_layout layouts[] = {
     .t_iv = 1, .t_nv = 2, .t_pv = 3, .t_invlist = 4, .t_pviv = 5, .t_pvnv = 6, .t_pvmg = 7,
     .t_regexp = 8, .t_pvlv = 10, .t_pvav = 11, .t_pvio = 15, .t_pvobj = 0, .t_last = 16,
     .svf_pok = 0x400, .svphv_sharekeys = 0x20000000, .svs_obj = 0x100000,
-    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000, },
+    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000,
+    .svf_readonly = 0x8000000, .svf_protect = 0x10000, },
 },
 {
   .name = "perl-5.36-nothread",
@@ -273,7 +278,8 @@ static const struct pl_layout layouts[] = {
     .t_iv = 1, .t_nv = 2, .t_pv = 3, .t_invlist = 4, .t_pviv = 5, .t_pvnv = 6, .t_pvmg = 7,
     .t_regexp = 8, .t_pvlv = 10, .t_pvav = 11, .t_pvio = 15, .t_pvobj = 0, .t_last = 16,
     .svf_pok = 0x400, .svphv_sharekeys = 0x20000000, .svs_obj = 0x100000,
-    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000, },
+    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000,
+    .svf_readonly = 0x8000000, .svf_protect = 0x10000, },
 },
 {
   .name = "perl-5.38-thread",
@@ -317,7 +323,8 @@ static const struct pl_layout layouts[] = {
     .t_iv = 1, .t_nv = 2, .t_pv = 3, .t_invlist = 4, .t_pviv = 5, .t_pvnv = 6, .t_pvmg = 7,
     .t_regexp = 8, .t_pvlv = 10, .t_pvav = 11, .t_pvio = 15, .t_pvobj = 16, .t_last = 17,
     .svf_pok = 0x400, .svphv_sharekeys = 0x20000000, .svs_obj = 0x100000,
-    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000, },
+    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000,
+    .svf_readonly = 0x8000000, .svf_protect = 0x10000, },
 },
 {
   .name = "perl-5.38-nothread",
@@ -361,7 +368,8 @@ static const struct pl_layout layouts[] = {
     .t_iv = 1, .t_nv = 2, .t_pv = 3, .t_invlist = 4, .t_pviv = 5, .t_pvnv = 6, .t_pvmg = 7,
     .t_regexp = 8, .t_pvlv = 10, .t_pvav = 11, .t_pvio = 15, .t_pvobj = 16, .t_last = 17,
     .svf_pok = 0x400, .svphv_sharekeys = 0x20000000, .svs_obj = 0x100000,
-    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000, },
+    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000,
+    .svf_readonly = 0x8000000, .svf_protect = 0x10000, },
 },
 {
   .name = "perl-5.40-thread",
@@ -405,7 +413,8 @@ static const struct pl_layout layouts[] = {
     .t_iv = 1, .t_nv = 2, .t_pv = 3, .t_invlist = 4, .t_pviv = 5, .t_pvnv = 6, .t_pvmg = 7,
     .t_regexp = 8, .t_pvlv = 10, .t_pvav = 11, .t_pvio = 15, .t_pvobj = 16, .t_last = 17,
     .svf_pok = 0x400, .svphv_sharekeys = 0x20000000, .svs_obj = 0x100000,
-    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000, },
+    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000,
+    .svf_readonly = 0x8000000, .svf_protect = 0x10000, },
 },
 {
   .name = "perl-5.40-nothread",
@@ -449,7 +458,8 @@ static const struct pl_layout layouts[] = {
     .t_iv = 1, .t_nv = 2, .t_pv = 3, .t_invlist = 4, .t_pviv = 5, .t_pvnv = 6, .t_pvmg = 7,
     .t_regexp = 8, .t_pvlv = 10, .t_pvav = 11, .t_pvio = 15, .t_pvobj = 16, .t_last = 17,
     .svf_pok = 0x400, .svphv_sharekeys = 0x20000000, .svs_obj = 0x100000,
-    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000, },
+    .svp_weakref = 0x80000000, .svpav_real = 0x40000000, .svf_iscow = 0x10000000,
+    .svf_readonly = 0x8000000, .svf_protect = 0x10000, },
 },
 };
 

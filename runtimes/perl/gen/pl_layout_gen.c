@@ -236,6 +236,7 @@ static void heap_group(void)
   flag("svs_obj", SVs_OBJECT);
   flag("svp_weakref", SVprv_WEAKREF); flag("svpav_real", SVpav_REAL);
   flag("svf_iscow", SVf_IsCOW);
+  flag("svf_readonly", SVf_READONLY); flag("svf_protect", SVf_PROTECT);
   close_group();
 }
 
