@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "vmstack/json.h"
 #include "vmstack/profile.h"
 #include "vmstack/target.h"
 #include "vmstack/unwind.h"
@@ -95,15 +96,18 @@ static int tick(void *arg, struct profile *p, const struct profile_stats *st)
   qsort(tp->rows, tp->n, sizeof *tp->rows, by_self);
   if (tp->tty)
     fputs("\033[H\033[2J", stdout);
-  printf("vmstack top - %s (pid %d) - %.0f s, %llu samples at %g Hz, %llu errors%s\n",
-         tp->comm, (int)tp->pid, st->seconds, (unsigned long long)st->samples, tp->rate,
+  fputs("vmstack top - ", stdout);
+  text_put(stdout, tp->comm);   /* (names from the target: escaped, never raw) */
+  printf(" (pid %d) - %.0f s, %llu samples at %g Hz, %llu errors%s\n", (int)tp->pid,
+         st->seconds, (unsigned long long)st->samples, tp->rate,
          (unsigned long long)st->errors, tp->tty ? " - q quits" : "");
   printf("%7s %7s  %s\n", "SELF%", "TOTAL%", "FUNCTION");
   for (size_t i = 0; i < tp->n && (int)i < tp->lines; i++) {
     const struct row *r = &tp->rows[i];
-    printf("%6.1f%% %6.1f%%  %s%s\n", tp->samples ? 100.0 * r->self / tp->samples : 0.0,
-           tp->samples ? 100.0 * r->total / tp->samples : 0.0, r->name,
-           r->kind == FK_JIT ? " [jit]" : r->kind == FK_FUNCTION ? " [vm]" : "");
+    printf("%6.1f%% %6.1f%%  ", tp->samples ? 100.0 * r->self / tp->samples : 0.0,
+           tp->samples ? 100.0 * r->total / tp->samples : 0.0);
+    text_put(stdout, r->name);
+    puts(r->kind == FK_JIT ? " [jit]" : r->kind == FK_FUNCTION ? " [vm]" : "");
   }
   if (!tp->tty)
     putchar('\n');

@@ -8,6 +8,15 @@
 #include "vmstack/json.h"
 #include "vmstack/target.h"
 
+/* Every string from the target or its files (names, paths, symbols) goes out through
+ * text_put: control bytes and invalid UTF-8 as \xNN, never raw. */
+static void paren(FILE *f, const char *s)
+{
+  fputs(" (", f);
+  text_put(f, s);
+  putc(')', f);
+}
+
 static void vm_line(FILE *f, size_t i, const struct out_frame *of)
 {
   const struct vm_frame *v = &of->vm;
@@ -16,15 +25,20 @@ static void vm_line(FILE *f, size_t i, const struct out_frame *of)
   if (v->kind == FK_CFUNC && v->func[0]) {
     /* the VM's name, then the symbol and module when there is one */
     text_put(f, v->func);
-    if (of->si.func)
-      fprintf(f, " (%s, %s)", of->si.func, of->si.module ? of->si.module : "?");
-    else if (of->si.module)
-      fprintf(f, " (%s)", of->si.module);
+    if (of->si.func) {
+      fputs(" (", f);
+      text_put(f, of->si.func);
+      fputs(", ", f);
+      text_put(f, of->si.module ? of->si.module : "?");
+      putc(')', f);
+    } else if (of->si.module) {
+      paren(f, of->si.module);
+    }
   } else if (v->kind == FK_CFUNC) {
     symbolize_name(&of->si, of->pc, name, sizeof name);
-    fprintf(f, "%s", name);
+    text_put(f, name);
     if (of->si.module && of->si.func)
-      fprintf(f, " (%s)", of->si.module);
+      paren(f, of->si.module);
   } else {
     text_put(f, v->func);
     if (v->file[0]) {
@@ -48,13 +62,17 @@ static void frame_line(FILE *f, size_t i, const struct out_frame *of)
     return;
   }
   symbolize_name(&of->si, of->pc, name, sizeof name);
-  fprintf(f, "  #%-2zu %s", i, name);
+  fprintf(f, "  #%-2zu ", i);
+  text_put(f, name);
   if (of->si.func)
     fprintf(f, "+0x%" PRIx64, of->si.off);
   if (of->si.module && of->si.func)
-    fprintf(f, " (%s)", of->si.module);
-  if (of->si.file)
-    fprintf(f, " at %s:%d", of->si.file, of->si.line);
+    paren(f, of->si.module);
+  if (of->si.file) {
+    fputs(" at ", f);
+    text_put(f, of->si.file);
+    fprintf(f, ":%d", of->si.line);
+  }
   if (of->flags & FRAME_F_SIGNAL)
     fputs(" <signal handler called>", f);
   putc('\n', f);
@@ -62,19 +80,25 @@ static void frame_line(FILE *f, size_t i, const struct out_frame *of)
 
 void dump_write_text(FILE *f, const struct target *t, const struct dump_result *res)
 {
-  fprintf(f, "Process %d \"%s\"", (int)t->pid, t->comm);
+  fprintf(f, "Process %d \"", (int)t->pid);
+  text_put(f, t->comm);
+  putc('"', f);
   if (t->nspid && t->nspid != t->pid)
     fprintf(f, " (pid %d in its namespace)", (int)t->nspid);
-  if (t->exe[0])
-    fprintf(f, " %s", t->exe);
+  if (t->exe[0]) {
+    putc(' ', f);
+    text_put(f, t->exe);
+  }
   putc('\n', f);
   for (size_t i = 0; i < res->n; i++) {
     const struct thread_stack *ts = &res->threads[i];
-    fprintf(f, "Thread %d \"%s\" (%s", (int)ts->tid, ts->name,
-            ts->err == -ESRCH ? "exited" : target_state_name(ts->state));
-    for (size_t k = 0; k < ts->nvms; k++)
-      fprintf(f, "%s%s%s%s", k ? "; " : ", ", ts->vms[k].runtime,
-              ts->vms[k].state[0] ? ": " : "", ts->vms[k].state);
+    fprintf(f, "Thread %d \"", (int)ts->tid);
+    text_put(f, ts->name);
+    fprintf(f, "\" (%s", ts->err == -ESRCH ? "exited" : target_state_name(ts->state));
+    for (size_t k = 0; k < ts->nvms; k++) {
+      fprintf(f, "%s%s%s", k ? "; " : ", ", ts->vms[k].runtime, ts->vms[k].state[0] ? ": " : "");
+      text_put(f, ts->vms[k].state);   /* (it may name a native function) */
+    }
     putc(')', f);
     if (ts->nstid && ts->nstid != ts->tid)
       fprintf(f, " [tid %d in its namespace]", (int)ts->nstid);
@@ -91,8 +115,11 @@ void dump_write_text(FILE *f, const struct target *t, const struct dump_result *
         fprintf(f, "  (VM walk stopped: %s)\n", vms_strerror(ts->vms[k].err));
     if (ts->walk_err == -VMS_E_TRUNCATED)
       fprintf(f, "  (truncated at %zu frames; raise --max-depth)\n", ts->n);
-    else if (ts->walk_err)
-      fprintf(f, "  (walk stopped: %s%s)\n", vms_strerror(ts->walk_err), ts->walk_where);
+    else if (ts->walk_err) {
+      fprintf(f, "  (walk stopped: %s", vms_strerror(ts->walk_err));
+      text_put(f, ts->walk_where);
+      fputs(")\n", f);
+    }
     if (i + 1 < res->n)
       putc('\n', f);
   }

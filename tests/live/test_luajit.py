@@ -412,21 +412,44 @@ def case_cmodule_names():
 
 def case_hostile_names():
     """A chunk whose file name holds ESC, BEL, a newline, an invalid byte and a C1 control
-    (U+009B, CSI): the text dump shows them escaped or blanked, never raw."""
+    (U+009B, CSI), run by an executable whose path holds them too, in a thread that names
+    itself with them (which sets the process's name as well): the text dump shows every
+    one escaped, never raw, and no line is forged."""
     import tempfile
     tmp = tempfile.mkdtemp(prefix="vmstack-names-")
-    path = os.path.join(tmp.encode(), b"h\x1b]0;x\x07\n\xff\xc2\x9b.lua")
+    bad = b"h\x1b]0;x\x07\n\xff\xc2\x9b"
+    path = os.path.join(tmp.encode(), bad + b".lua")
     with open(path, "wb") as f:
-        f.write(b"local w = io.open('/dev/fd/' .. arg[1], 'w') w:write('ready\\n') w:close()\n"
+        f.write(b"local ffi = require('ffi')\n"
+                b"ffi.cdef('int prctl(int, const char *, ...);')\n"
+                b"ffi.C.prctl(15, '\\27[2J\\nThread 1 \\194\\155')\n"   # PR_SET_NAME
+                b"local w = io.open('/dev/fd/' .. arg[1], 'w') w:write('ready\\n') w:close()\n"
                 b"local function spin() local x = 0 while true do x = x + 1 end end\nspin()\n")
-    p = start([luajit(), os.fsdecode(path), "{fd}"], stdin=subprocess.DEVNULL)
+    exe = luajit()
+    with open(exe, "rb") as f:
+        elf = f.read(4) == b"\x7fELF"
+    if elf:
+        # the executable under a hostile name (a copy: /proc/PID/exe resolves links)
+        d = os.path.join(tmp.encode(), bad)
+        os.mkdir(d)
+        exe = os.path.join(d, b"lj\x1b[1m")
+        shutil.copy(luajit(), exe)
+        exe = os.fsdecode(exe)
+    p = start([exe, os.fsdecode(path), "{fd}"], stdin=subprocess.DEVNULL)
     try:
         cp = subprocess.run([os.environ["VMSTACK"], "dump", "-p", str(p.pid)],
                             capture_output=True, timeout=60)
         assert cp.returncode == 0, cp.stderr
         raw = [c for c in cp.stdout if c >= 0x80 or (c < 0x20 and c != 0x0a)]
         assert not raw, cp.stdout
-        assert b"\\xff\\xc2\\x9b.lua:3) [luajit]" in cp.stdout, cp.stdout
+        assert b"\\xff\\xc2\\x9b.lua:6) [luajit]" in cp.stdout, cp.stdout
+        lines = cp.stdout.split(b"\n")
+        assert lines[0].startswith(b'Process %d "\\x1b[2J\\x0aThread' % p.pid), lines[0]
+        # (15 bytes of it: the kernel cuts a name inside the U+009B)
+        assert lines[1].startswith(b'Thread %d "\\x1b[2J\\x0aThread 1 \\xc2"' % p.pid), lines[1]
+        if elf:
+            assert b"h\\x1b]0;x\\x07\\x0a\\xff\\xc2\\x9b/lj\\x1b[1m" in lines[0], lines[0]
+        assert sum(1 for l in lines if l.startswith(b"Thread ")) == 1, cp.stdout
     finally:
         stop(p)
         shutil.rmtree(tmp, ignore_errors=True)
