@@ -190,6 +190,34 @@ int cmd_record(int argc, char **argv)
     discard_child(child);
     return cli_target_error(o.pid, r);
   }
+  /* the output first: a file that cannot be written is said before any recording, and the
+   * profile is written beside it and renamed over it once whole */
+  char path[512], tmp[600];
+  char stamp[32];
+  time_t now = time(NULL);
+  strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+  if (o.output)
+    snprintf(path, sizeof path, "%s", o.output);
+  else {
+    /* (the process names it: anything but a plain name's characters becomes '_') */
+    char comm[sizeof t->comm];
+    snprintf(comm, sizeof comm, "%s", t->comm);
+    for (char *c = comm; *c; c++)
+      if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+            *c == '.' || *c == '_' || *c == '-'))
+        *c = '_';
+    snprintf(path, sizeof path, "%s-%d-%s.%s", comm[0] == '.' ? "_" : comm, (int)t->pid, stamp,
+             sink_ext(o.fmt));
+  }
+  int to_stdout = !strcmp(path, "-");
+  snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+  FILE *f = to_stdout ? stdout : fopen(tmp, "wxe");
+  if (!f) {
+    cli_error("cannot write %s: %s", path, strerror(errno));
+    target_close(t);
+    discard_child(child);
+    return EXIT_FATAL;
+  }
   struct record_opts ro = {
     .rate = o.rate, .duration = o.duration, .view = o.view, .idle = o.idle, .max_depth = (size_t)o.max_depth, .stack_bytes = UNWIND_CAPTURE_DEFAULT,
     .progress = isatty(2), .follow = o.follow, .nonblocking = o.nonblocking,
@@ -199,26 +227,17 @@ int cmd_record(int argc, char **argv)
   r = record_run(t, &ro, &p, &st);
   if (r) {
     int code = cli_target_error(o.pid, r);
+    if (!to_stdout) {
+      fclose(f);
+      unlink(tmp);
+    }
     target_close(t);
     discard_child(child);
     return code;
   }
   /* the target runs freely from here on: name frames, write the file */
-  char path[512];
-  char stamp[32];
-  time_t now = time(NULL);
-  strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
-  if (o.output)
-    snprintf(path, sizeof path, "%s", o.output);
-  else
-    snprintf(path, sizeof path, "%s-%d-%s.%s", t->comm, (int)t->pid, stamp, sink_ext(o.fmt));
-  int to_stdout = !strcmp(path, "-");
-  FILE *f = to_stdout ? stdout : fopen(path, "we");
   int code = EXIT_OK;
-  if (!f) {
-    cli_error("cannot write %s: %s", path, strerror(errno));
-    code = EXIT_FATAL;
-  } else {
+  {
     char title[160], sub[200];
     if (st.processes > 1)
       snprintf(title, sizeof title, "%s (pid %d) and %zu child processes", t->comm,
@@ -231,8 +250,10 @@ int cmd_record(int argc, char **argv)
     struct profile_meta m = { title, sub, (int)t->pid, o.rate, st.seconds, o.threads, 0,
                               PROFILE_SECOND_NONE };
     r = o.fmt->write(f, p, &m);
-    if ((!to_stdout && fclose(f)) || (to_stdout && fflush(f)) || r) {
+    if ((!to_stdout && (fclose(f) || r || rename(tmp, path))) || (to_stdout && fflush(f)) || r) {
       cli_error("cannot write %s: %s", path, strerror(errno ? errno : EIO));
+      if (!to_stdout)
+        unlink(tmp);
       code = EXIT_FATAL;
     } else {
       fprintf(stderr, "Wrote %s (%llu samples, %llu errors, %llu late)\n",

@@ -152,6 +152,20 @@ static void perm_hint(char *buf, size_t cap)
              "securityContext.capabilities.add");
 }
 
+/* TracerPid of this process (0: none). */
+static pid_t tracer_of_self(void)
+{
+  FILE *f = fopen("/proc/self/status", "re");
+  char line[256];
+  long tp = 0;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "TracerPid: %ld", &tp) == 1)
+      break;
+  if (f)
+    fclose(f);
+  return (pid_t)tp;
+}
+
 int cli_target_error(pid_t pid, int err)
 {
   char hint[512];
@@ -187,6 +201,16 @@ int cli_target_error(pid_t pid, int err)
   }
   case EPERM:
   case EACCES:
+    if (pid == getpid()) {
+      cli_error("cannot attach to %d: it is this vmstack process (a process cannot trace "
+                "itself)", (int)pid);
+      return EXIT_FATAL;
+    }
+    if (pid == tracer_of_self()) {
+      cli_error("cannot attach to %d: it traces this vmstack process (a debugger or strace "
+                "over vmstack cannot be its target)", (int)pid);
+      return EXIT_FATAL;
+    }
     perm_hint(hint, sizeof hint);
     cli_error("cannot attach to %d: %s (%s)", (int)pid, strerror(-err), hint);
     return EXIT_FATAL;

@@ -99,7 +99,9 @@ int rec_proc_add(struct rec *rc, struct target *t)
     rc->p->owned[rc->n] = t;
   rc->p->nprocs = ++rc->n;
   t->trace_exec = 1;
-  target_attach(t);
+  /* the first process must be attached (a child found later may have gone meanwhile) */
+  if ((r = target_attach(t)) && pr->idx == 0)
+    return r;
   /* an exec between reading the process and seizing it is not reported: look */
   char path[64], exe[sizeof t->exe];
   snprintf(path, sizeof path, "/proc/%d/exe", (int)t->pid);

@@ -484,6 +484,26 @@ def case_usage():
         rc, out, err = run(args)
         assert rc == 64, (args, rc, err)
         assert len(err.strip().splitlines()) == 1 and re.search(pat, err), (args, err)
+    # failures found before recording: an output that cannot be written (a 300 s recording
+    # would end in the run's timeout), a target that is vmstack itself
+    p = start([fixture("threads-pie"), "{fd}"], stdin=subprocess.DEVNULL)
+    try:
+        rc, out, err = run(["record", "-p", str(p.pid), "-d", "300", "-o",
+                            "/nonexistent/dir/p.svg"], timeout=30)
+        assert rc == 2 and "cannot write /nonexistent/dir/p.svg" in err, (rc, err)
+        assert_running(p.pid)
+    finally:
+        stop(p)
+    tmp = tempfile.mkdtemp(prefix="vmstack-rec-")
+    try:
+        out = os.path.join(tmp, "self.svg")
+        cp = subprocess.run(["sh", "-c", 'exec "$0" record -p $$ -d 1 -o "$1"',
+                             os.environ["VMSTACK"], out], capture_output=True, text=True,
+                            timeout=30)
+        assert cp.returncode == 2 and "cannot trace itself" in cp.stderr, cp
+        assert not os.listdir(tmp), os.listdir(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 CASES = {k[5:]: v for k, v in globals().items() if k.startswith("case_")}
