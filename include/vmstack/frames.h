@@ -21,6 +21,9 @@ enum frame_kind {
   FK_PROCESS,     /* the process above it (following children) */
 };
 
+/* VM frames of one thread walked at most, unless --max-depth asks for more. */
+#define VM_FRAMES_DEFAULT 4096
+
 /* A variable of a frame, as text (filled when locals are asked for). */
 struct vm_var {
   const char *name;
@@ -53,6 +56,8 @@ struct vm_frames {
   int err;                 /* why the walk stopped early (0 = complete) */
   int native_err;          /* set by the core before the walk: why the native walk given
                               to it ended early (0: it reached the thread's entry) */
+  size_t max;              /* set by the core before the walk: frames to emit at most;
+                              past them the walk ends with -VMS_E_TRUNCATED */
   char state[96];          /* what the VM was doing: "interpreted", "JIT trace 3", ... */
   size_t state_sym;        /* nonzero: "{}" in state stands for the name of native frame
                               state_sym - 1, put in by whoever shows the state (after the

@@ -153,9 +153,10 @@ static size_t read_upto(struct lj_vm *vm, const struct proto *p, uint64_t addr, 
   return n >= 64 ? n : 0;
 }
 
-/* Name of the local in `slot` at bytecode position pos, from varinfo. */
-static int local_name(struct lj_vm *vm, const struct proto *p, int64_t pos, uint32_t slot,
-                      char *buf, size_t cap)
+/* Name of the local in `slot` at bytecode position pos, from varinfo (lj_debug's
+ * debug_varname). */
+int lj_local_name(struct lj_vm *vm, const struct proto *p, int64_t pos, uint32_t slot,
+                  char *buf, size_t cap)
 {
   uint8_t vi[2048];
   size_t n = p->varinfo ? read_upto(vm, p, p->varinfo, vi, sizeof vi) : 0;
@@ -220,7 +221,7 @@ static int slot_name(struct lj_vm *vm, const struct proto *p, int64_t pos, uint3
 {
   const struct lj_layout *lo = vm->lo;
   for (int hops = 0; hops < 16; hops++) {
-    if (!local_name(vm, p, pos, slot, buf, cap))
+    if (!lj_local_name(vm, p, pos, slot, buf, cap))
       return 0;
     int64_t i = pos;
     for (int64_t steps = 0;; steps++) {

@@ -172,6 +172,16 @@ int64_t lj_proto_pos(const struct proto *p, uint64_t pc);
 void lj_chunk_name(struct lj_vm *vm, const struct proto *p, char *buf, size_t cap);
 /* A GCstr's text (control characters blanked), cut at cap-1 characters. */
 int lj_read_str(struct lj_vm *vm, uint64_t s, char *buf, size_t cap);
+/* The name of the local variable in slot at bytecode position pos (varinfo); -1 when none
+ * is live there ("(for index)" and the like for the VM's own). */
+int lj_local_name(struct lj_vm *vm, const struct proto *p, int64_t pos, uint32_t slot,
+                  char *buf, size_t cap);
+/* Every frame of thread L's stack, innermost first: its function object, the slots it
+ * uses [base, top), and the PC it stands at (0 when unknown: the innermost frame of a
+ * running thread keeps its PC in a register). A nonzero return of fn ends the walk with
+ * it; a frame chain that does not read ends it with an error. */
+typedef int (*lj_frame_fn)(void *arg, uint64_t fn, uint64_t base, uint64_t top, uint64_t pc);
+int lj_each_frame(struct lj_vm *vm, uint64_t L, lj_frame_fn fn, void *arg);
 /* The name of a prototype's upvalue idx (uvinfo). */
 int lj_upvalue_name(struct lj_vm *vm, const struct proto *p, uint32_t idx, char *buf,
                     size_t cap);

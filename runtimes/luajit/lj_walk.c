@@ -32,7 +32,9 @@
 #include "vmstack/util.h"
 
 #define STACK_READ_MAX (1u << 20)   /* bytes of one Lua stack read at most */
-#define FRAMES_MAX 4096             /* Lua frames per thread at most */
+#define FRAMES_SLACK 64             /* frames not shown (the VM's own) passed at most, beyond
+                                       the frames asked for */
+#define FRAMES_MAX 65536            /* frames of a stack passed at most (lj_each_frame) */
 #define SCAN_SLOTS 256              /* slots looked at for a segment's start at most */
 
 /* -- The walk ------------------------------------------------------------- */
@@ -154,9 +156,12 @@ static int walk_segment(struct lj_vm *vm, const struct lstack *s, struct cursor 
   uint64_t bot = s->stack + 8ull * lo->fr2;
   uint64_t f = cur->f, next_link_pc = pc;
   int have_pc = pc != 0;
+  size_t max = out->max ? out->max : VM_FRAMES_DEFAULT;
   for (size_t guard = 0; f > bot; guard++) {
-    if (guard > FRAMES_MAX || out->n > FRAMES_MAX)
+    if (guard > max + FRAMES_SLACK || out->n >= max) {
+      cur->f = f;
       return -VMS_E_TRUNCATED;
+    }
     uint64_t fn;
     int64_t link;
     if (frame_at(vm, s, f, &fn, &link))
@@ -343,13 +348,13 @@ static int lj_walk_L(struct lj_vm *vm, const struct lj_cframe *cf, size_t ncf, s
         cur = (struct cursor){ .L = s.L, .f = f[k] };
         out->n = first;
         r = walk_segment(vm, &s, &cur, p[k], anchor, out);
-        if (!r) {
+        if (!r || r == -VMS_E_TRUNCATED) {   /* (cut at the frames asked for: it reads) */
           if ((k || cur.noline) && cf + i == vm->cf + lj_first_lua(vm))
             vm->start_alt = 1;
           break;
         }
       }
-      if (k0 == 3 || r) {
+      if (k0 == 3 || (r && r != -VMS_E_TRUNCATED)) {
         /* no candidate reads to its end (the instructions of a return or call moving
          * BASE): the nearest slot below them that starts a segment reading to its end,
          * its innermost line unknown */
@@ -380,7 +385,7 @@ static int lj_walk_L(struct lj_vm *vm, const struct lj_cframe *cf, size_t ncf, s
         r = -VMS_E_BADDATA;
         break;
       }
-      if (r && k0 < 3) {
+      if (r && r != -VMS_E_TRUNCATED && k0 < 3) {
         cur = (struct cursor){ .L = s.L, .f = f[k0] };
         out->n = first;
         r = walk_segment(vm, &s, &cur, p[k0], anchor, out);
@@ -394,6 +399,70 @@ static int lj_walk_L(struct lj_vm *vm, const struct lj_cframe *cf, size_t ncf, s
   }
   (void)lo;
   free(own.bytes);
+  return r;
+}
+
+/* -- Frames of a thread, from memory alone ------------------------------------ */
+
+int lj_each_frame(struct lj_vm *vm, uint64_t L, lj_frame_fn cb, void *arg)
+{
+  const struct lj_layout *lo = vm->lo;
+  struct lstack s = { 0 };
+  int r = read_lstack(vm, L, &s, 0);
+  if (r)
+    return r;
+  uint64_t bot = s.stack + 8ull * lo->fr2;
+  uint64_t f = s.base - 8, top = s.top, pc = 0;
+  for (size_t guard = 0; !r && f > bot; guard++) {
+    uint64_t fn;
+    int64_t link;
+    if (guard > FRAMES_MAX) {
+      r = -VMS_E_TRUNCATED;
+      break;
+    }
+    if (frame_at(vm, &s, f, &fn, &link)) {
+      r = -VMS_E_BADDATA;
+      break;
+    }
+    uint64_t nf = f;
+    unsigned type = (unsigned)(link & lo->frame.typep);
+    if ((link & lo->frame.type) != lo->frame.lua && type == lo->frame.varg) {
+      /* a vararg frame: the function was called from the frame below it */
+      nf = f - (uint64_t)(link & ~(int64_t)7);
+      if (nf >= f || frame_at(vm, &s, nf, &fn, &link)) {
+        r = -VMS_E_BADDATA;
+        break;
+      }
+      type = (unsigned)(link & lo->frame.typep);
+    }
+    int islua = (link & lo->frame.type) == lo->frame.lua;
+    uint64_t prev;
+    if (islua) {
+      uint32_t ins;
+      if (mem_read(vm->t->mem, (uint64_t)link - 4, &ins, 4)) {
+        r = -VMS_E_BADDATA;
+        break;
+      }
+      prev = nf - 8ull * (1 + lo->fr2 + ((ins >> 8) & 0xff));
+    } else {
+      prev = nf - (uint64_t)(link & ~(int64_t)7);
+    }
+    if (prev >= f) {
+      r = -VMS_E_CYCLE;
+      break;
+    }
+    if (fn != s.L && (r = cb(arg, fn, f + 8, top > f + 8 ? top : f + 8, pc)))
+      break;
+    /* the frame below: its slots end at this frame's function; its PC is this frame's
+     * return address when Lua called it */
+    top = nf - 8ull * lo->fr2;
+    if (islua)
+      pc = (uint64_t)link;
+    else if (type != lo->frame.cont || cont_pc(vm, &s, nf, &pc))
+      pc = 0;
+    f = prev;
+  }
+  free(s.bytes);
   return r;
 }
 

@@ -110,6 +110,8 @@ static int collect(struct pl_vm *vm, struct pframe *pf, size_t max, size_t *ret_
     f->seg = seg;
     f->cop = pending;
     fmt(f->func, sizeof f->func, "main");
+  } else if (!r) {
+    r = -VMS_E_TRUNCATED;   /* (the main program's frame is always the last) */
   }
   *ret_n = n;
   return r;
@@ -133,11 +135,14 @@ static int pl_walk(void *vmv, struct target *t, struct thread *th,
     }
   }
   vm->snap.valid = 0;
-  size_t max = 4096, n = 0;
-  struct pframe *pf = malloc(max * sizeof *pf);
+  /* as many frames as the copied contexts can give, up to the frames asked for */
+  size_t max = out->max ? out->max : VM_FRAMES_DEFAULT, n = 0, can = 1;
+  for (size_t k = 0; k < vm->snap.nsi; k++)
+    can += vm->snap.si[k].cxix >= 0 ? (size_t)vm->snap.si[k].cxix + 1 : 0;
+  struct pframe *pf = malloc((can < max ? can : max) * sizeof *pf);
   if (!pf)
     return out->err = -ENOMEM;
-  int r = collect(vm, pf, max, &n);
+  int r = collect(vm, pf, can < max ? can : max, &n);
   /* runs of the op loop among the native frames, innermost first */
   size_t runs[64], nruns = 0;
   for (size_t i = 0; i < nnative && nruns < 64; i++)

@@ -108,7 +108,10 @@ void dump_write_text(FILE *f, const struct target *t, const struct dump_result *
     for (size_t j = 0; j < ts->n; j++)
       frame_line(f, j, &ts->frames[j]);
     for (size_t k = 0; k < ts->nvms; k++)
-      if (ts->vms[k].err && ts->nvms > 1)
+      if (ts->vms[k].err == -VMS_E_TRUNCATED)
+        fprintf(f, "  (%s frames cut at the depth limit; raise --max-depth)\n",
+                ts->vms[k].runtime);
+      else if (ts->vms[k].err && ts->nvms > 1)
         fprintf(f, "  (%s walk stopped: %s)\n", ts->vms[k].runtime,
                 vms_strerror(ts->vms[k].err));
       else if (ts->vms[k].err)

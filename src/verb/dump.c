@@ -48,10 +48,12 @@ static void native_walk(struct target *t, struct unwinder *u, const struct dump_
 
 /* Each runtime walks into its own list. */
 static void vm_walks(struct target *t, struct thread *th, const struct dump_vm *vms, size_t nvms,
-                     const struct stack_capture *cap, struct dump_walk *w)
+                     const struct stack_capture *cap, const struct dump_opts *o,
+                     struct dump_walk *w)
 {
   for (size_t i = 0; i < nvms && i < DUMP_VMS_MAX; i++) {
     w->vf[i].native_err = w->err;
+    w->vf[i].max = o->max_depth > VM_FRAMES_DEFAULT ? o->max_depth : VM_FRAMES_DEFAULT;
     vms[i].rt->walk(vms[i].vm, t, th, cap, w->fr, w->n, &w->vf[i]);
   }
 }
@@ -84,7 +86,7 @@ int dump_sample_thread(struct target *t, struct thread *th, const struct dump_op
     late = vms[i].rt->capture && !vms[i].rt->capture(vms[i].vm, t, th, cap);
   if (!r && nvms && !late) {
     native_walk(t, u, o, cap, w);
-    vm_walks(t, th, vms, nvms, cap, w);
+    vm_walks(t, th, vms, nvms, cap, o, w);
   }
   test_hold();
   if (keep)
@@ -93,7 +95,7 @@ int dump_sample_thread(struct target *t, struct thread *th, const struct dump_op
     target_release(t, th);
   if (!r && (late || !nvms)) {
     native_walk(t, u, o, cap, w);
-    vm_walks(t, th, vms, nvms, cap, w);
+    vm_walks(t, th, vms, nvms, cap, o, w);
   }
   return r;
 }

@@ -455,6 +455,40 @@ def case_hostile_names():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def case_deep():
+    """5,000 Lua calls deep: a dump shows 4,096 Lua frames, says where it cut and exits 1;
+    with --max-depth 10000 every frame, exit 0."""
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="vmstack-deep-")
+    path = os.path.join(tmp, "deep.lua")
+    with open(path, "w") as f:
+        f.write("local function f(n)\n"
+                "  if n == 0 then\n"
+                "    local w = io.open('/dev/fd/' .. arg[1], 'w') w:write('ready\\n') w:close()\n"
+                "    while true do end\n"
+                "  end\n"
+                "  return f(n - 1) + 1\n"
+                "end\n"
+                "f(5000)\n")
+    p = start([luajit(), path, "{fd}"], stdin=subprocess.DEVNULL)
+    try:
+        for extra, rc_want, want in (([], 1, 4096), (["--max-depth", "10000"], 0, 5002)):
+            cp = subprocess.run([os.environ["VMSTACK"], "dump", "-p", str(p.pid)] + extra,
+                                capture_output=True, text=True, timeout=120)
+            assert cp.returncode == rc_want, (extra, cp.returncode, cp.stderr)
+            lua = [l for l in cp.stdout.splitlines() if l.endswith("[luajit]")]
+            assert len(lua) == want, (extra, len(lua))
+            cut = "(luajit frames cut at the depth limit; raise --max-depth)" in cp.stdout
+            assert cut == (rc_want == 1), cp.stdout[-500:]
+            if not cut:
+                assert lua[-1].startswith("  #") and "main chunk" in lua[-1], lua[-1]
+                assert sum(1 for l in lua if ":6)" in l) == 5000, lua[:3]
+        assert_running(p.pid)
+    finally:
+        stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def case_builtin_names():
     """A builtin called by another builtin has no caller bytecode to name it (LuaJIT's own
     traceback says "[builtin#N]"): its name comes from package.loaded."""

@@ -192,6 +192,39 @@ CASES = {s: scenario(s) for s in SCENARIOS}
 CASES["blocked"] = scenario("blocked", blocked=True)
 
 
+def case_deep():
+    """5,000 sub calls deep: a dump shows 4,096 Perl frames, says where it cut and exits 1;
+    with --max-depth 10000 every frame, exit 0."""
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="vmstack-deep-")
+    path = os.path.join(tmp, "deep.pl")
+    with open(path, "w") as f:
+        f.write("no warnings 'recursion';\n"
+                "sub f {\n"
+                "  my $n = shift;\n"
+                "  if ($n == 0) { open(my $w, '>', \"/dev/fd/$ARGV[0]\"); print $w \"ready\\n\"; close $w; 1 while 1 }\n"
+                "  return f($n - 1) + 1;\n"
+                "}\n"
+                "f(5000);\n")
+    p = start([perl(), path, "{fd}"], stdin=subprocess.DEVNULL)
+    try:
+        for extra, rc_want, want in (([], 1, 4096), (["--max-depth", "10000"], 0, 5002)):
+            cp = subprocess.run([os.environ["VMSTACK"], "dump", "-p", str(p.pid)] + extra,
+                                capture_output=True, text=True, timeout=120)
+            assert cp.returncode == rc_want, (extra, cp.returncode, cp.stderr)
+            pl = [l for l in cp.stdout.splitlines() if l.endswith("[perl]")]
+            assert len(pl) == want, (extra, len(pl))
+            cut = "(perl frames cut at the depth limit; raise --max-depth)" in cp.stdout
+            assert cut == (rc_want == 1), cp.stdout[-500:]
+            if not cut:
+                assert pl[-1].split()[1] == "main", pl[-1]
+                assert sum(1 for l in pl if ":5)" in l and "main::f" in l) == 5000, pl[:3]
+        assert_running(p.pid)
+    finally:
+        stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def case_views():
     """--perl-only keeps the Perl frames (and the C above them); the native view none."""
     p, text = start_perl("blocked")
@@ -533,6 +566,7 @@ def case_unknown_build():
 
 CASES["unknown_build"] = case_unknown_build
 CASES["views"] = case_views
+CASES["deep"] = case_deep
 CASES["no_perl"] = case_no_perl
 
 if __name__ == "__main__":
