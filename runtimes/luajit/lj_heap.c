@@ -2,7 +2,8 @@
  * string table's chains, open upvalues, userdata awaiting finalizers) with its exact size
  * (as the lj_*_free functions give it back), its references labelled as Lua would spell
  * them, and the roots: _G, the registry, the main thread and the running coroutine, the
- * VM's own gcroot[] and the JIT's traces. Weak references (__mode) are not given. */
+ * VM's own gcroot[], the FFI's C types and the JIT's traces. Weak references (__mode) are
+ * not given. */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -18,6 +19,8 @@
 #define OBJ_LIST_MAX 200000000u   /* objects of one list visited at most */
 #define KEY_TEXT 48               /* characters of a string key in a label */
 #define MODE_CACHE 1024
+#define CT_CHAIN_MAX 64           /* attribute links of a C type followed at most (a few in use) */
+#define CT_SIZE_MAX 0x7fffffffu   /* the FFI refuses larger C types */
 
 struct ctx {
   struct lj_vm *vm;
@@ -32,6 +35,12 @@ struct ctx {
   uint64_t bytes;             /* the VMs' own gc.total */
   uint64_t mainL;             /* the main thread of the VM being read: it lives in the GG_State */
   uint32_t gg_size;
+  /* the FFI's C type table of the VM being read (CTState tab[0..top)): a cdata's size is its
+   * C type's */
+  const uint8_t *ct;
+  uint8_t *ct_own;
+  uint32_t ct_top;
+  uint64_t cts;               /* the FFI's state, an object of its own (0: none) */
   int err;
 };
 
@@ -427,6 +436,83 @@ static void trace(struct ctx *c, uint64_t addr)
     heap_edge(c->h, addr, pt, "start");
 }
 
+/* -- C data ------------------------------------------------------------------- */
+
+/* The FFI's state at cts (none until the FFI is loaded): its C type table, kept for the sizes
+ * of cdata, and an object of its own (rooted with the others) with its allocations (the
+ * state, the C type table, the callbacks' type ids) and its references to the names of C
+ * types and keywords: fixed strings that nothing else holds. */
+static void ctypes_load(struct ctx *c, uint64_t cts)
+{
+  const struct lj_layout *lo = c->lo;
+  uint8_t b[1024];
+  if (!cts || !lo->ct.size || lo->ct.size_ptr > 8 || lo->ct.state_size > sizeof b ||
+      rd_mem(c, cts, b, lo->ct.state_size))
+    return;
+  uint64_t tab = rd(b, lo->ct.tab, lo->ct.size_ptr);
+  uint32_t top = (uint32_t)rd(b, lo->ct.top, 4), sizetab = (uint32_t)rd(b, lo->ct.sizetab, 4);
+  uint32_t sizeid = (uint32_t)rd(b, lo->ct.sizeid, 4);
+  uint64_t ids = rd(b, lo->ct.cbid, lo->ct.size_ptr);
+  if (!top || top > sizetab || sizetab > (uint64_t)lo->ct.mask_cid + 1)
+    return;
+  c->ct = bytes_at(c, tab, (size_t)top * lo->ct.size, &c->ct_own);
+  c->ct_top = c->ct ? top : 0;
+  uint64_t size = lo->ct.state_size + (uint64_t)sizetab * lo->ct.size;
+  if (ids && sizeid <= lo->ct.mask_cid + 1)
+    size += (uint64_t)sizeid * lo->ct.id1_size;
+  heap_object(c->h, cts, heap_type(c->h, "FFI C types"), size, NULL);
+  c->cts = cts;
+  for (uint32_t i = 0; c->ct && i < c->ct_top; i++) {
+    uint64_t o = ref(lo, rd(c->ct, (size_t)i * lo->ct.size + lo->ct.name, lo->gcref_size));
+    if (o)
+      heap_edge(c->h, cts, o, "(C type name)");
+  }
+}
+
+static void ctypes_drop(struct ctx *c)
+{
+  free(c->ct_own);
+  c->ct_own = NULL;
+  c->ct = NULL;
+  c->ct_top = 0;
+  c->cts = 0;
+}
+
+/* What lj_cdata_free gives back: a variable-sized (or realigned) cdata's whole allocation,
+ * which begins before the header, as the GCcdataVar in front of the header describes it;
+ * another the header and its C type's size (a pointer's for one without a size: functions),
+ * the type reached through its attribute chain. Unreadable or implausible data gives the
+ * header and a pointer, the size of the commonest cdata (boxed integers and pointers). */
+static uint64_t cdata_size(struct ctx *c, uint64_t addr, const uint8_t *hd)
+{
+  const struct lj_layout *lo = c->lo;
+  uint64_t fallback = (uint64_t)lo->cd.size + lo->ct.size_ptr;
+  if (hd[lo->cd.marked] & lo->cd.vbit) {
+    uint8_t v[16];
+    if (lo->cd.v_size > sizeof v || addr < lo->cd.v_size ||
+        rd_mem(c, addr - lo->cd.v_size, v, lo->cd.v_size))
+      return fallback;
+    uint32_t offset = (uint32_t)rd(v, lo->cd.v_offset, 2);
+    uint32_t extra = (uint32_t)rd(v, lo->cd.v_extra, 2), len = (uint32_t)rd(v, lo->cd.v_len, 4);
+    /* (the GCcdataVar and the header lie inside the allocation's extra bytes) */
+    if (offset < lo->cd.v_size || (uint64_t)offset + lo->cd.size > extra || len > CT_SIZE_MAX)
+      return fallback;
+    return (uint64_t)len + extra;
+  }
+  uint32_t id = (uint32_t)rd(hd, lo->cd.ctypeid, 2);
+  for (int n = 0; c->ct && id < c->ct_top && n < CT_CHAIN_MAX; n++) {
+    const uint8_t *ct = c->ct + (size_t)id * lo->ct.size;
+    uint32_t info = (uint32_t)rd(ct, lo->ct.info, 4), type = info >> lo->ct.shift_num;
+    if (type != lo->ct.attrib) {
+      uint32_t size = type <= lo->ct.hassize ? (uint32_t)rd(ct, lo->ct.ctsize, 4)
+                                              : lo->ct.size_ptr;
+      return size <= CT_SIZE_MAX ? lo->cd.size + (uint64_t)size : fallback;
+    }
+    id = info & lo->ct.mask_cid;
+  }
+  return fallback;
+}
+
 /* One object of gc.root's (or mmudata's) list. */
 static void object(struct ctx *c, uint64_t addr, const uint8_t *hd)
 {
@@ -452,8 +538,7 @@ static void object(struct ctx *c, uint64_t addr, const uint8_t *hd)
   } else if (gct == lo->gct.trace) {
     trace(c, addr);
   } else if (gct == lo->gct.cdata) {
-    /* the payload's size needs the C type: the header alone until the ctype table is read */
-    heap_object(c->h, addr, c->ty[lo->gct.cdata], 16, NULL);
+    heap_object(c->h, addr, c->ty[lo->gct.cdata], cdata_size(c, addr, hd), NULL);
   } else {
     c->err = -VMS_E_BADDATA;
   }
@@ -506,6 +591,8 @@ static int one_G(struct ctx *c, uint64_t G, const char *tag)
   char label[64];
   c->mainL = GG;
   c->gg_size = lo->gg.size;
+  ctypes_drop(c);
+  ctypes_load(c, rd(g, lo->g.ctype_state, lo->mref_size));
   if (mask < (1u << 28)) {
     heap_object(c->h, strtab, heap_type(c->h, "string table"), (mask + 1) * w, NULL);
     fmt(label, sizeof label, "%s(string table)", tag);
@@ -558,6 +645,9 @@ static int one_G(struct ctx *c, uint64_t G, const char *tag)
     if (o)
       heap_root(c->h, o, label);
   }
+  fmt(label, sizeof label, "%s(FFI C types)", tag);
+  if (c->cts)
+    heap_root(c->h, c->cts, label);
   /* the JIT's traces */
   uint64_t J = GG + lo->gg.J;
   uint8_t jb[64];
@@ -577,6 +667,7 @@ static int one_G(struct ctx *c, uint64_t G, const char *tag)
       free(own);
   }
   c->bytes += total;
+  ctypes_drop(c);
   return r;
 }
 

@@ -73,6 +73,21 @@ struct lj_layout {
   struct {
     uint16_t udtype, env, len, metatable, size;
   } ud;
+  /* GCcdata (a fixed-size payload follows at +size); vbit: the marked bit of a variable-sized
+  ** or realigned one, whose GCcdataVar (v_*) sits just before it. */
+  struct {
+    uint16_t marked, ctypeid, size, vbit, v_offset, v_extra, v_len, v_size;
+  } cd;
+  /* The FFI's C types: CTState (at g.ctype_state; state_size its sizeof) tab/top/sizetab and
+  ** its callbacks' cb.cbid/cb.sizeid (CTypeID1 of id1_size bytes); CType info/size (ctsize)/
+  ** name and sizeof(CType); CTSIZE_PTR, CTSHIFT_NUM, CTMASK_CID and the CT_ATTRIB and
+  ** CT_HASSIZE type numbers (a C type's number is info >> shift_num, its child's id
+  ** info & mask_cid). */
+  struct {
+    uint16_t tab, top, sizetab, cbid, sizeid, state_size, id1_size, info, ctsize, name, size,
+	     size_ptr, shift_num, attrib, hassize;
+    uint32_t mask_cid;
+  } ct;
   /* GCtrace; *_w are field widths in bytes where builds differ (nsnap u16, nsnapmap u16/u32). */
   struct {
     uint16_t nsnap, nsnap_w, nins, ir, nk, nsnapmap, nsnapmap_w, snap, snapmap, startpt,

@@ -88,6 +88,9 @@ def case_paths():
     near(retainer(doc, "_G.sessions.user42.history")["retained"], truth["sessions"], 0.15,
          "the session that holds the memory")
     near(retainer(doc, "main thread → stack")["retained"], truth["local"], 0.10, "local")
+    # FFI objects with their C type's size; variable-length and over-aligned ones with the
+    # header in front of them
+    near(retainer(doc, "_G.cdcache")["retained"], truth["cdata"], 0.10, "cdata cache")
     weak = retainer(doc, "_G.weakref")
     assert weak["retained"] < weak["shallow"] + 4096, weak   # its array part, nothing behind
     near(weak["retained"], truth["weak"], 0.10, "weak table")
@@ -95,6 +98,7 @@ def case_paths():
     # tables: 20000 records, 20000 + 10000 small arrays, 1000 ring nodes and the containers;
     # strings: 280000 warm, 40000 of the module, 20000 memo, 1000 ring, 20000 events
     assert types["table"]["objects"] >= 51000 and types["string"]["objects"] >= 361000, types
+    assert types["cdata"]["objects"] >= 4900, types["cdata"]
 
 
 def case_outputs():

@@ -516,8 +516,14 @@ static void check_layout(struct run *r, struct dw *dw, Elf *elf, const struct lj
   OFF("lua_State", "marked", cd.marked);
   OFF("CTState", "tab", ct.tab);
   OFF("CTState", "top", ct.top);
+  OFF("CTState", "sizetab", ct.sizetab);
+  OFF("CTState", "cb.cbid", ct.cbid);
+  OFF("CTState", "cb.sizeid", ct.sizeid);
+  SIZE("CTState", ct.state_size);
+  WID("CType", "sib", ct.id1_size);
   OFF("CType", "info", ct.info);
   OFF("CType", "size", ct.ctsize);
+  OFF("CType", "name", ct.name);
   SIZE("CType", ct.size);
   /* CTSIZE_PTR is a pointer's size: the C type table's; CTMASK_CID spans a CTypeID1 */
   WID("CTState", "tab", ct.size_ptr);

@@ -16,6 +16,7 @@
 #include "lj_frame.h"
 #include "lj_jit.h"
 #include "lj_dispatch.h"
+#include "lj_ctype.h"
 
 #if !LJ_TARGET_X64
 #error "lj_layout_gen: x86_64 trees only"
@@ -59,6 +60,20 @@ static void str(const char *name, const char *s)
 
 #define OFS(T, f)	((long long)offsetof(T, f))
 #define FSZ(T, f)	((long long)sizeof(((T *)0)->f))
+
+/* The marked bit cdataisv() tests (a literal in lj_obj.h, not a named constant): found by
+** asking the build's own macro about each bit. */
+static int cdata_vbit(void)
+{
+  GCcdata cd;
+  int b;
+  for (b = 0; b < 8; b++) {
+    memset(&cd, 0, sizeof(cd));
+    cd.marked = (uint8_t)(1u << b);
+    if (cdataisv(&cd)) return 1 << b;
+  }
+  return 0;
+}
 
 /* -- Layout --------------------------------------------------------------- */
 
@@ -227,6 +242,36 @@ int main(int argc, char **argv)
   fld("len", OFS(GCudata, len));
   fld("metatable", OFS(GCudata, metatable));
   fld("size", sizeof(GCudata));
+  close_group();
+
+  open_group("cd");
+  fld("marked", OFS(GCcdata, marked));
+  fld("ctypeid", OFS(GCcdata, ctypeid));
+  fld("size", sizeof(GCcdata));
+  fld("vbit", cdata_vbit());
+  fld("v_offset", OFS(GCcdataVar, offset));
+  fld("v_extra", OFS(GCcdataVar, extra));
+  fld("v_len", OFS(GCcdataVar, len));
+  fld("v_size", sizeof(GCcdataVar));
+  close_group();
+
+  open_group("ct");
+  fld("tab", OFS(CTState, tab));
+  fld("top", OFS(CTState, top));
+  fld("sizetab", OFS(CTState, sizetab));
+  fld("cbid", OFS(CTState, cb.cbid));
+  fld("sizeid", OFS(CTState, cb.sizeid));
+  fld("state_size", sizeof(CTState));
+  fld("id1_size", sizeof(CTypeID1));
+  fld("info", OFS(CType, info));
+  fld("ctsize", OFS(CType, size));
+  fld("name", OFS(CType, name));
+  fld("size", sizeof(CType));
+  fld("size_ptr", CTSIZE_PTR);
+  fld("shift_num", CTSHIFT_NUM);
+  fld("mask_cid", CTMASK_CID);
+  fld("attrib", CT_ATTRIB);
+  fld("hassize", CT_HASSIZE);
   close_group();
 
   open_group("tr");
