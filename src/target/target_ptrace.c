@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -144,19 +145,53 @@ static int thread_add(struct target *t, pid_t tid)
   return 1;
 }
 
+/* Stat files kept open (read again with pread per sample, the cheaper way) for at most
+ * this many threads of all targets, and an eighth of the open-file limit; those of further
+ * threads are opened per read, so a target with thousands of threads never runs vmstack
+ * out of descriptors. */
+#define STATFD_KEEP 256
+static size_t statfds_kept;
+
+static size_t statfd_keep(void)
+{
+  static size_t keep;
+  struct rlimit rl;
+  if (!keep)
+    keep = !getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur / 8 < STATFD_KEEP
+               ? (size_t)rl.rlim_cur / 8 + 1 : STATFD_KEEP;
+  return keep;
+}
+
+static void statfd_close(struct thread *th)
+{
+  if (th->pt.statfd > 0) {
+    close(th->pt.statfd);
+    statfds_kept--;
+  }
+  th->pt.statfd = 0;
+}
+
 static int pt_thread_state(struct target *t, struct thread *th, char *ret_state)
 {
   char buf[1024];
-  if (th->pt.statfd <= 0) {
+  int fd = th->pt.statfd;
+  if (fd <= 0) {
     char p[64];
     snprintf(p, sizeof p, "/proc/%d/task/%d/stat", (int)t->pid, (int)th->tid);
-    th->pt.statfd = open(p, O_RDONLY | O_CLOEXEC);
-    if (th->pt.statfd < 0) {
-      th->pt.statfd = 0;
+    fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
       return errno == ENOENT ? -ESRCH : -errno;
+    if (statfds_kept < statfd_keep()) {
+      th->pt.statfd = fd;
+      statfds_kept++;
     }
   }
-  ssize_t n = pread(th->pt.statfd, buf, sizeof buf - 1, 0);
+  ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+  int e = errno;
+  if (fd != th->pt.statfd)
+    close(fd);
+  if (n < 0 && e != ESRCH && e != ENOENT)
+    return -e;
   if (n <= 0)
     return -ESRCH;   /* the thread is gone: its stat file reads as nothing */
   buf[n] = 0;
@@ -172,8 +207,7 @@ static void pt_prune_threads(struct target *t)
     snprintf(p, sizeof p, "/proc/%d/task/%d", (int)t->pid, (int)th->tid);
     if (th->tid != t->pid && !th->stopped && (!th->attached || th->err == -ESRCH) &&
         access(p, F_OK)) {
-      if (th->pt.statfd > 0)
-        close(th->pt.statfd);
+      statfd_close(th);
       continue;
     }
     t->threads[w++] = *th;
@@ -295,7 +329,10 @@ static int pt_alive(const struct target *t)
   char state;
   char p[64], buf[1024];
   snprintf(p, sizeof p, "/proc/%d/stat", (int)t->pid);
-  if (read_small(p, buf, sizeof buf) < 0 || parse_stat(buf, &state, NULL, 0, NULL))
+  int n = read_small(p, buf, sizeof buf);
+  if (n == -EMFILE || n == -ENFILE || n == -ENOMEM)
+    return !kill(t->pid, 0) || errno == EPERM;   /* (no file to read with: it is not gone) */
+  if (n < 0 || parse_stat(buf, &state, NULL, 0, NULL))
     return 0;
   return (state != 'Z' && state != 'X') || !only_leader_left(t->pid);
 }
@@ -315,8 +352,7 @@ static void pt_close(struct target *t)
   mem_close(t->mem);
   maps_free(t->maps);
   for (size_t i = 0; i < t->nthreads; i++)
-    if (t->threads[i].pt.statfd > 0)
-      close(t->threads[i].pt.statfd);
+    statfd_close(&t->threads[i]);
   free(t->threads);
   free(t);
 }

@@ -506,6 +506,59 @@ def case_usage():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def case_many_threads():
+    """1,100 threads under a limit of 200 open files: record samples every one of them (no
+    open file per thread), and dump reads them all."""
+    import resource
+    import sys
+    script = ("import os, sys, threading\n"
+              "ev = threading.Event()\n"
+              "ts = [threading.Thread(target=ev.wait, daemon=True) for _ in range(1100)]\n"
+              "for t in ts: t.start()\n"
+              "os.write(int(sys.argv[1]), b'ready\\n')\n"
+              "ev.wait()\n")
+    p = start([sys.executable, "-c", script, "{fd}"], stdin=subprocess.DEVNULL)
+    tmp = tempfile.mkdtemp(prefix="vmstack-rec-")
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+    try:
+        out = os.path.join(tmp, "p.folded")
+        # (without --idle the threads' states are read every tick: vmstack's open files are
+        # counted meanwhile, as often as it can be done)
+        rec = subprocess.Popen([os.environ["VMSTACK"], "record", "-p", str(p.pid), "-d", "3",
+                                "-o", os.path.join(tmp, "busy.folded")], preexec_fn=limit,
+                               stderr=subprocess.PIPE, text=True)
+        most = 0
+        while rec.poll() is None:
+            try:
+                most = max(most, len(os.listdir("/proc/%d/fd" % rec.pid)))
+            except OSError:
+                pass
+        assert rec.wait(timeout=60) == 0, rec.stderr.read()
+        assert most < 64, "vmstack held %d files open" % most
+        cp = subprocess.run([os.environ["VMSTACK"], "record", "-p", str(p.pid), "-r", "1",
+                             "-d", "3", "--idle", "--threads", "-o", out], preexec_fn=limit,
+                            capture_output=True, text=True, timeout=120)
+        assert cp.returncode == 0, cp.stderr
+        m = re.search(r"\((\d+) samples, (\d+) errors", cp.stderr)
+        assert m and int(m.group(2)) == 0, cp.stderr
+        threads = set()
+        with open(out) as f:
+            for line in f:
+                threads.add(line.split(";", 1)[0])
+        assert len(threads) == 1101, len(threads)
+        cp = subprocess.run([os.environ["VMSTACK"], "dump", "-p", str(p.pid)],
+                            preexec_fn=limit, capture_output=True, text=True, timeout=120)
+        assert cp.returncode == 0, cp.stderr
+        assert cp.stdout.count("\nThread ") == 1101, cp.stdout.count("\nThread ")
+        assert "not read" not in cp.stdout
+        assert_running(p.pid)
+    finally:
+        stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 CASES = {k[5:]: v for k, v in globals().items() if k.startswith("case_")}
 
 if __name__ == "__main__":
