@@ -341,6 +341,60 @@ static void proto(struct ctx *c, uint64_t addr)
   }
 }
 
+/* The names of a thread's stack slots that hold local variables: every frame whose PC is
+ * known (all but the innermost of a running thread), by varinfo at that PC, as
+ * debug.getlocal would name them. */
+#define SLOT_NAMES_MAX 4096
+
+struct slot_name {
+  uint64_t addr;
+  char label[HEAP_LABEL_MAX];
+};
+
+struct slot_names {
+  struct ctx *c;
+  struct slot_name *v;
+  size_t n;
+};
+
+static int name_slots(void *arg, uint64_t fn, uint64_t base, uint64_t top, uint64_t pc)
+{
+  struct slot_names *sn = arg;
+  struct lj_vm *vm = sn->c->vm;
+  const struct lj_layout *lo = vm->lo;
+  uint8_t fb[64];
+  struct proto p;
+  if (!pc || lo->fn.lsize > sizeof fb || rd_mem(sn->c, fn, fb, lo->fn.lsize) ||
+      fb[lo->L.gct] != lo->gct.func || fb[lo->fn.ffid] != lo->ff_lua ||
+      lj_read_proto(vm, rd(fb, lo->fn.pc, lo->mref_size) - lo->pt.size, &p))
+    return 0;
+  int64_t pos = lj_proto_pos(&p, pc);
+  if (pos < 0)
+    return 0;
+  char file[256];
+  lj_chunk_name(vm, &p, file, sizeof file);
+  const char *f = file[0] == '@' ? file + 1 : file, *slash = strrchr(f, '/');
+  if (slash && file[0] == '@')
+    f = slash + 1;
+  for (uint32_t slot = 0; slot < 256 && base + 8ull * slot < top; slot++) {
+    char nm[64];
+    if (sn->n == SLOT_NAMES_MAX)
+      return 1;
+    if (lj_local_name(vm, &p, pos, slot, nm, sizeof nm))
+      continue;
+    struct slot_name *s = &sn->v[sn->n++];
+    s->addr = base + 8ull * slot;
+    fmt(s->label, sizeof s->label, "local %s (%s:%d)", nm, f, p.firstline);
+  }
+  return 0;
+}
+
+static int by_slot_addr(const void *a, const void *b)
+{
+  const struct slot_name *x = a, *y = b;
+  return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
 static void thread(struct ctx *c, uint64_t addr)
 {
   const struct lj_layout *lo = c->lo;
@@ -362,12 +416,23 @@ static void thread(struct ctx *c, uint64_t addr)
   if (top > stack && top - stack <= (uint64_t)stacksize * lo->tv_size) {
     uint8_t *own;
     const uint8_t *s = bytes_at(c, stack, (size_t)(top - stack), &own);
+    /* the slots' names (what the frame walk named before any error), by address */
+    struct slot_names sn = { c, s ? malloc(SLOT_NAMES_MAX * sizeof *sn.v) : NULL, 0 };
+    if (sn.v) {
+      lj_each_frame(c->vm, addr, name_slots, &sn);
+      qsort(sn.v, sn.n, sizeof *sn.v, by_slot_addr);
+    }
+    size_t k = 0;
     for (uint64_t i = 0; s && i < (top - stack) / lo->tv_size; i++) {
       uint8_t g;
       uint64_t v = tv_obj(lo, rd(s, (size_t)i * lo->tv_size, 8), &g);
+      uint64_t at = stack + i * lo->tv_size;
+      while (k < sn.n && sn.v[k].addr < at)
+        k++;
       if (v)
-        heap_edge(c->h, addr, v, "stack");
+        heap_edge(c->h, addr, v, k < sn.n && sn.v[k].addr == at ? sn.v[k].label : "stack");
     }
+    free(sn.v);
     free(own);
   }
   /* open upvalues: chained through nextgc from openupval */
