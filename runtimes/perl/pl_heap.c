@@ -104,6 +104,27 @@ static void key_label(struct pctx *c, uint64_t hek, int many, char *buf, size_t 
   snprintf(buf, cap, plain ? "{%s}" : "{\"%s\"}", k);
 }
 
+/* An entry's next, key and value: one read of the HE (the fields one by one when that
+ * fails: a HE at the end of a region, say). */
+static int he_read(struct pctx *c, uint64_t he, uint64_t *next, uint64_t *hek, uint64_t *val)
+{
+  const struct pl_layout *lo = c->lo;
+  uint16_t a = lo->he.next, z = lo->he.next;
+  if (lo->he.hek < a) a = lo->he.hek;
+  if (lo->he.val < a) a = lo->he.val;
+  if (lo->he.hek > z) z = lo->he.hek;
+  if (lo->he.val > z) z = lo->he.val;
+  uint8_t b[64];
+  if (he && (size_t)z + 8 - a <= sizeof b && !mem_read(c->mem, he + a, b, (size_t)z + 8 - a)) {
+    memcpy(next, b + lo->he.next - a, 8);
+    memcpy(hek, b + lo->he.hek - a, 8);
+    memcpy(val, b + lo->he.val - a, 8);
+    return 0;
+  }
+  return r64(c, he + lo->he.next, next) || r64(c, he + lo->he.hek, hek) ||
+         r64(c, he + lo->he.val, val) ? -EFAULT : 0;
+}
+
 /* Every entry of a hash: its bytes (entries, unshared keys) and, unless it is PL_strtab
  * (whose values are counts), an edge to each value. */
 static uint64_t hash_entries(struct pctx *c, uint64_t hv, uint64_t any, uint64_t array,
@@ -128,15 +149,20 @@ static uint64_t hash_entries(struct pctx *c, uint64_t hv, uint64_t any, uint64_t
   int bad = 0;
   for (uint64_t i = 0; i <= max && budget && bad < 16; i++) {
     uint64_t he = b[i];
+    /* (the entries are scattered: each one a cache miss; a few buckets on fetched ahead) */
+    if (i + 8 <= max && b[i + 8]) {
+      const void *p = mem_copy_ptr(c->mem, b[i + 8], 8);
+      if (p)
+        __builtin_prefetch(p);
+    }
     for (size_t n = 0; he && n < CHAIN_MAX && budget; n++, budget--) {
       uint64_t hek, val, next;
-      if (r64(c, he + lo->he.next, &next) || r64(c, he + lo->he.hek, &hek) ||
-          r64(c, he + lo->he.val, &val)) {
+      if (he_read(c, he, &next, &hek, &val)) {
         bad++;
         break;
       }
       int32_t len = 0;
-      if (hek)
+      if (hek && (hv == c->strtab || !shared))   /* (a shared key's length is not counted here) */
         mem_read(c->mem, hek + lo->hek.len, &len, 4);
       if (len < 0 || len > (1 << 30))
         len = 0;
