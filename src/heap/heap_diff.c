@@ -231,6 +231,108 @@ static int add_now(void *arg, const char *const *names, size_t n, uint64_t bytes
   return 0;
 }
 
+/* Does frame f (up to its end, a SEP or NUL) stand for all of a container's children? */
+static int collapsed(const char *f)
+{
+  return !strncmp(f, "{*}", 3) || !strncmp(f, "[*]", 3);
+}
+
+/* The end of the first step of frame f when it is one key of a container (".name",
+ * "[3]", "[\"a b\"]", "{name}", "{\"a b\"}"): NULL when it is not. */
+static const char *key_step_end(const char *f, int *numeric)
+{
+  *numeric = 0;
+  if (f[0] == '.') {
+    size_t n = 1 + strcspn(f + 1, ".[{ \x1f-");
+    return n > 1 ? f + n : NULL;
+  }
+  if (f[0] != '[' && f[0] != '{')
+    return NULL;
+  char close = f[0] == '[' ? ']' : '}';
+  const char *p = f + 1;
+  int digits = 1;
+  if (*p == '"') {
+    digits = 0;
+    for (p++; *p && *p != '"' && *p != SEP; p++)
+      if (*p == '\\' && p[1])
+        p++;
+    if (*p != '"')
+      return NULL;
+    p++;
+  } else {
+    for (; *p && *p != close && *p != SEP && *p != ' '; p++)
+      digits &= *p >= '0' && *p <= '9';
+  }
+  if (*p != close)
+    return NULL;
+  *numeric = f[0] == '[' && digits && p > f + 1;
+  return p + 1;
+}
+
+/* A container crosses the number of children past which they are shown as one {*} frame
+ * (64) between the snapshots: its children are named one by one on one side and {*} on the
+ * other. Named on one side where the other has {*} under the same frames, they are taken
+ * as {*} (or [*] for array indexes) on both, so that the growth is what was added and not
+ * the whole container. */
+static int collapse_alike(struct table *t)
+{
+  struct table pre = { 0 };
+  char *key = malloc(8192);
+  int r = key ? 0 : -ENOMEM;
+  /* the frames under which some frame is {*}/[*] */
+  for (size_t i = 0; !r && i < t->n; i++) {
+    const char *k = t->v[i].key;
+    for (const char *f = k; f; ) {
+      if (collapsed(f) && f > k) {
+        snprintf(key, 8192, "%.*s", (int)(f - k - 1), k);
+        if (!find(&pre, key, 1))
+          r = -ENOMEM;
+      }
+      f = strchr(f, SEP);
+      f = f ? f + 1 : NULL;
+    }
+  }
+  for (int pass = 0; !r && pre.n && pass < 64; pass++) {
+    int moved = 0;
+    for (size_t i = 0, n = t->n; !r && i < n; i++) {
+      const char *k = t->v[i].key;
+      for (const char *f = k; f; ) {
+        int num;
+        const char *e = f > k && !collapsed(f) ? key_step_end(f, &num) : NULL;
+        if (e) {
+          snprintf(key, 8192, "%.*s", (int)(f - k - 1), k);
+          if (find(&pre, key, 0)) {
+            /* this key's counts go to the same stack with {*} in place of the key */
+            int w = snprintf(key, 8192, "%.*s%s%s", (int)(f - k), k, num ? "[*]" : "{*}", e);
+            if (w <= 0 || w >= 8192)
+              break;
+            struct entry *to = find(t, key, 1);
+            if (!to) {
+              r = -ENOMEM;
+              break;
+            }
+            struct entry *from = &t->v[i];   /* (find may have moved the entries) */
+            to->before_b += from->before_b;
+            to->before_o += from->before_o;
+            to->after_b += from->after_b;
+            to->after_o += from->after_o;
+            from->before_b = from->before_o = from->after_b = from->after_o = 0;
+            moved = 1;
+            break;
+          }
+        }
+        f = strchr(f, SEP);
+        f = f ? f + 1 : NULL;
+      }
+    }
+    if (!moved)
+      break;
+  }
+  free(key);
+  table_free(&pre);
+  return r;
+}
+
 /* Every stack of either snapshot, with its bytes and objects in both. */
 static int merge(struct heap *h, const struct heap_base *base, struct table *out)
 {
@@ -246,6 +348,8 @@ static int merge(struct heap *h, const struct heap_base *base, struct table *out
     e->before_b += be->before_b;
     e->before_o += be->before_o;
   }
+  if (!r)
+    r = collapse_alike(&bo.t);
   if (r) {
     table_free(&bo.t);
     return r;
@@ -269,6 +373,8 @@ int heap_diff_each(struct heap *h, const struct heap_base *base, heap_diff_fn fn
       break;
     }
     size_t n = 0;
+    if (!t.v[i].before_b && !t.v[i].after_b)
+      continue;   /* (its counts moved to a {*} stack) */
     for (char *p = buf, *s; p && n < 256; p = s) {
       s = strchr(p, SEP);
       if (s)

@@ -207,11 +207,14 @@ def case_baseline():
         base = os.path.join(tmp, "base.json")
         rc, out, err = run(["heap", "-p", str(p.pid), "-o", base], timeout=120)
         assert rc == 0, err
-        p.stdin.write(b"grow 5000\n")
+        p.stdin.write(b"grow 5000\nfill 100\n")
         p.stdin.flush()
         line = p.stdout.readline().decode()
         assert line.startswith("grown "), line
         grown = int(line.split()[1])
+        line = p.stdout.readline().decode()
+        assert line.startswith("filled "), line
+        filled = int(line.split()[1])
         doc = heap_json(p.pid, "--baseline", base)
         rc, folded, err = run(["heap", "-p", str(p.pid), "--baseline", base, "-f", "folded"],
                               timeout=120)
@@ -229,6 +232,12 @@ def case_baseline():
     assert top["path"] == "registry._LOADED.heapmod.cache <table>", doc["growth"]
     near(top["bytes"], grown, 0.10, "growth of the cache")
     assert top["objects"] == 15000, top   # 5000 records, their names and their keys
+    # a table that went from 60 named records to 160 shown as {*}: its growth is the 100
+    # records added, not all 160 (the 60 named before are counted in its {*} too)
+    small = [g for g in doc["growth"] if g["path"].startswith("_G.small")]
+    assert small and small[0]["path"] == "_G.small <table>", doc["growth"]
+    near(small[0]["bytes"], filled, 0.10, "growth of the small table")
+    assert all(g["bytes"] <= filled * 1.1 for g in small), small
     assert "Growth since the baseline" in text and "registry._LOADED.heapmod.cache" in text, text
     total, cache = 0, 0
     for l in folded.splitlines():
