@@ -58,25 +58,38 @@ static const char *copy_str(struct arena *a, const char *s)
   return c ? c : "";
 }
 
+static int copy_vars(struct arena *a, const struct vm_var *src, size_t n, struct vm_var **ret)
+{
+  struct vm_var *v = n ? arena_alloc(a, n * sizeof *v) : NULL;
+  if (n && !v)
+    return -ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    v[i] = src[i];
+    v[i].name = copy_str(a, src[i].name);
+    v[i].type = copy_str(a, src[i].type);
+    v[i].value = copy_str(a, src[i].value);
+  }
+  *ret = v;
+  return 0;
+}
+
+int vm_frames_set_vars(struct vm_frames *vf, size_t i, const struct vm_var *vars, size_t n)
+{
+  struct vm_var *v;
+  int r = copy_vars(&vf->strs, vars, n, &v);
+  if (r)
+    return r;
+  vf->v[i].vars = v;
+  vf->v[i].nvars = n;
+  return 0;
+}
+
 int vm_frame_copy(struct arena *a, const struct vm_frame *src, struct vm_frame *dst)
 {
   *dst = *src;
   dst->func = copy_str(a, src->func);
   dst->file = copy_str(a, src->file);
-  dst->vars = NULL;
-  dst->nvars = 0;
-  if (src->nvars) {
-    dst->vars = arena_alloc(a, src->nvars * sizeof *dst->vars);
-    if (!dst->vars)
-      return -ENOMEM;
-    for (size_t i = 0; i < src->nvars; i++) {
-      dst->vars[i].name = copy_str(a, src->vars[i].name);
-      dst->vars[i].type = copy_str(a, src->vars[i].type);
-      dst->vars[i].value = copy_str(a, src->vars[i].value);
-    }
-    dst->nvars = src->nvars;
-  }
-  return 0;
+  return copy_vars(a, src->vars, src->nvars, &dst->vars);
 }
 
 struct vm_coroutine *vm_coroutines_push(struct vm_coroutines *c)

@@ -52,6 +52,7 @@ struct dump_opts {
   enum stack_view view;
   const char *only_runtime;  /* probe just this runtime (lua-stack, perl-stack) */
   int coroutines;          /* also the stacks of coroutines that are not running */
+  const struct vm_locals_opts *locals;   /* the frames' variables too (NULL: not) */
 };
 
 struct dump_vm {

@@ -24,11 +24,31 @@ enum frame_kind {
 /* VM frames of one thread walked at most, unless --max-depth asks for more. */
 #define VM_FRAMES_DEFAULT 4096
 
-/* A variable of a frame, as text (filled when locals are asked for). */
+/* A variable of a frame (filled when locals are asked for). */
+enum vm_var_kind {
+  VAR_LOCAL,      /* a local variable ("(for index)" and the like for the VM's own) */
+  VAR_TEMPORARY,  /* a slot no variable names (--all-slots) */
+  VAR_VARARG,     /* one of the frame's extra arguments ("..."), in order */
+  VAR_UPVALUE,    /* a variable of an enclosing function the frame's function uses */
+  VAR_ARGUMENT,   /* an argument of the call (Perl's @_) */
+  VAR_NOTE,       /* no variable: why there are none, or why they are not shown ("value") */
+};
+
 struct vm_var {
-  const char *name;
-  const char *type;
-  const char *value;
+  enum vm_var_kind kind;
+  const char *name;        /* "weight", "(for index)", "$n", "@_" */
+  const char *type;        /* as the language names it: "string", "table", "HASH" */
+  const char *value;       /* as the language would write it, quoted and escaped: only
+                              printable ASCII and valid UTF-8 */
+  uint64_t addr;           /* the object's address; 0 for a value without one */
+  int64_t len;             /* strings: bytes; tables, arrays, hashes: entries; -1 unknown */
+};
+
+/* How variables are shown (dump -l). */
+struct vm_locals_opts {
+  size_t max_string;       /* characters of a string shown (the length is said past them) */
+  size_t preview;          /* entries of a table, array or hash shown */
+  int all_slots;           /* also the slots no variable names */
 };
 
 /* One VM frame, anchored to the native frame (index) it replaces in the mixed stack. An
@@ -45,6 +65,8 @@ struct vm_frame {
   int trace;               /* JIT trace number, 0 when interpreted */
   struct vm_var *vars;     /* locals, when asked for */
   size_t nvars;
+  uint64_t ctx[5];         /* the walk's own record of where the frame's variables are,
+                              for its locals hook */
 };
 
 /* The frames one runtime found on one thread. */
@@ -72,6 +94,8 @@ int vm_frames_setf(struct vm_frames *vf, const char **field, const char *fmt, ..
 /* Empty the list for the next walk (keeps its memory). */
 void vm_frames_reset(struct vm_frames *vf);
 void vm_frames_free(struct vm_frames *vf);
+/* Set the variables of frame i to a copy of vars (strings included) owned by vf. */
+int vm_frames_set_vars(struct vm_frames *vf, size_t i, const struct vm_var *vars, size_t n);
 /* Copy frame src into dst with its strings (and variables) in arena a. */
 int vm_frame_copy(struct arena *a, const struct vm_frame *src, struct vm_frame *dst);
 

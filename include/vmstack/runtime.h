@@ -22,6 +22,16 @@
  *   Returns -VMS_E_TORN when the stack changed while it was read (the sample is dropped).
  * - coroutines(vm, t, out): optional; the stacks of coroutines that are not running (a
  *   thread of the process is held stopped by the caller meanwhile).
+ * - locals(vm, t, vf, i, o): optional (VM_CAP_LOCALS); the variables of frame vf->v[i],
+ *   which this runtime's walk() emitted just before, for the same thread (what the walk
+ *   copied while the thread was stopped is still the runtime's: values of the running
+ *   frame come from there, the rest is read from the process, which may run again). The
+ *   walk keeps in each frame's ctx[] where its variables are. Fills them with
+ *   vm_frames_set_vars(): locals in the order the language's debugger lists them, then
+ *   varargs, arguments and upvalues; each value written as the language would write it
+ *   (strings quoted and escaped, tables previewed as o says); a VAR_NOTE where they
+ *   cannot be known ("in JIT registers"). Returns 0 or an error (the frame keeps what was
+ *   set).
  * - heap(vm, t, h): optional (VM_CAP_HEAP); enumerate every object, reference and root of
  *   the runtime's heap into h (include/vmstack/heap.h has the builder's contract). Called
  *   once, with t->mem reading a copy of the process's writable memory taken while every
@@ -75,6 +85,8 @@ struct vm_runtime {
               const struct frame *native, size_t nnative, struct vm_frames *out);
   int (*walk_running)(void *vm, struct target *t, struct thread *th, struct vm_frames *out);
   int (*coroutines)(void *vm, struct target *t, struct vm_coroutines *out);
+  int (*locals)(void *vm, struct target *t, struct vm_frames *vf, size_t i,
+                const struct vm_locals_opts *o);
   int (*heap)(void *vm, struct target *t, struct heap *h);
   int (*heap_label)(void *vm, struct target *t, uint64_t from, uint64_t to, char *buf,
                     size_t cap);

@@ -59,6 +59,9 @@ int lj_read_proto(struct lj_vm *vm, uint64_t pt, struct proto *p)
   p->uvinfo = rd(b, lo->pt.uvinfo, mw);
   p->varinfo = rd(b, lo->pt.varinfo, mw);
   p->sizeuv = b[lo->pt.sizeuv];
+  p->numparams = b[lo->pt.numparams];
+  p->framesize = b[lo->pt.framesize];
+  p->flags = b[lo->pt.flags];
   p->sizept = (uint32_t)rd(b, lo->pt.sizept, 4);
   /* the bytecode lies inside the proto's own allocation */
   if (!p->sizebc || (uint64_t)lo->pt.size + (uint64_t)p->sizebc * 4 > p->sizept)

@@ -97,6 +97,8 @@ struct lj_vm {
     uint64_t G;
   } tidG[64];
   struct lj_snap snap;
+  uint64_t snap_L;         /* after a walk: the lua_State whose stack snap.s still holds, as
+                              copied at the stop (the locals hook reads the slots there) */
   /* traces of one global_State by machine-code address (sorted by mcode), read again
    * when an address is in none of them or one changed (at most once per walk) */
   struct {
@@ -162,7 +164,7 @@ struct proto {   /* a GCproto's fields the walk uses */
   uint64_t addr, bc, k, chunkname, lineinfo, uvinfo, varinfo;
   uint32_t sizebc, numline, sizept;
   int32_t firstline;
-  uint8_t sizeuv;
+  uint8_t sizeuv, numparams, framesize, flags;
 };
 
 int lj_call_name(struct lj_vm *vm, const struct proto *p, uint64_t caller_pc, char *buf, size_t cap);
@@ -185,6 +187,11 @@ int lj_each_frame(struct lj_vm *vm, uint64_t L, lj_frame_fn fn, void *arg);
 /* The name of a prototype's upvalue idx (uvinfo). */
 int lj_upvalue_name(struct lj_vm *vm, const struct proto *p, uint32_t idx, char *buf,
                     size_t cap);
+
+struct vm_locals_opts;
+/* The locals hook (lj_locals.c): a Lua frame's variables, from the ctx[] the walk left. */
+int lj_locals(void *vmv, struct target *t, struct vm_frames *vf, size_t i,
+              const struct vm_locals_opts *opts);
 
 struct heap;
 /* The heap hook (lj_heap.c): every GC object, reference and root of the process's VMs. */

@@ -155,6 +155,7 @@ static int walk_segment(struct lj_vm *vm, const struct lstack *s, struct cursor 
   const struct lj_layout *lo = vm->lo;
   uint64_t bot = s->stack + 8ull * lo->fr2;
   uint64_t f = cur->f, next_link_pc = pc;
+  uint64_t top = 0;   /* where the frame's slots end: the frame above's function (0: unknown) */
   int have_pc = pc != 0;
   size_t max = out->max ? out->max : VM_FRAMES_DEFAULT;
   for (size_t guard = 0; f > bot; guard++) {
@@ -199,6 +200,12 @@ static int walk_segment(struct lj_vm *vm, const struct lstack *s, struct cursor 
                                            : ffid == lo->ff_c ? FK_CFUNC : FK_BUILTIN);
       if (!vf)
         return -ENOMEM;
+      /* for the locals hook: lua_State, frame slot, function, PC (0: unknown), slots' end */
+      vf->ctx[0] = s->L;
+      vf->ctx[1] = f;
+      vf->ctx[2] = fn;
+      vf->ctx[3] = have_pc ? next_link_pc : 0;
+      vf->ctx[4] = top;
       if (ffid == lo->ff_lua) {
         struct proto p;
         uint64_t fpc = rd(fb, lo->fn.pc, lo->mref_size);
@@ -252,6 +259,7 @@ static int walk_segment(struct lj_vm *vm, const struct lstack *s, struct cursor 
     }
     /* the PC of the frame below: this frame's return address, when it was called from Lua */
     have_pc = 1;
+    top = nf - 8ull * lo->fr2;
     if (islua)
       next_link_pc = (uint64_t)link;
     else if (type == lo->frame.cont && !cont_pc(vm, s, nf, &next_link_pc))
@@ -558,6 +566,7 @@ int lj_capture(void *vmv, struct target *t, struct thread *th, const struct stac
   const struct lj_layout *lo = vm->lo;
   (void)t;
   vm->snap.valid = 0;
+  vm->snap_L = 0;
   const size_t slots = sizeof vm->tidG / sizeof *vm->tidG;
   size_t k = (size_t)th->tid % slots;
   if (vm->tidG[k].tid != th->tid)
@@ -722,6 +731,7 @@ int lj_walk(void *vmv, struct target *t, struct thread *th, const struct stack_c
     if (unplaced)
       vm->tidG[k].G = unplaced;
   }
+  vm->snap_L = vm->snap.valid ? vm->snap.s.L : 0;
   vm->snap.valid = 0;
   vm->ncf = 0;
   vm->start_alt = 0;

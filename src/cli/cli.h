@@ -24,6 +24,8 @@ struct opts {
   const char *save_snapshot;     /* dump: also save what was read to this file */
   const char *snapshot;          /* dump: replay this file instead of a live process */
   int embed_files;               /* dump: the snapshot carries the module files it used */
+  long max_string, preview;      /* dump -l: characters of a string, entries of a table */
+  int all_slots;                 /* dump -l: also the slots no variable names */
 };
 
 /* Strict numbers: no sign unless allowed by min, no trailing text, no overflow. */

@@ -14,7 +14,8 @@
 #include "vmstack/unwind.h"
 
 enum { OPT_MAX_DEPTH = 256, OPT_STACK_BYTES, OPT_NONBLOCKING, OPT_VM_ONLY, OPT_COROUTINES,
-       OPT_SAVE_SNAPSHOT, OPT_SNAPSHOT, OPT_EMBED_FILES };
+       OPT_SAVE_SNAPSHOT, OPT_SNAPSHOT, OPT_EMBED_FILES, OPT_MAX_STRING, OPT_PREVIEW,
+       OPT_ALL_SLOTS };
 
 static int parse(int argc, char **argv, struct opts *o)
 {
@@ -32,6 +33,9 @@ static int parse(int argc, char **argv, struct opts *o)
     { "save-snapshot", required_argument, NULL, OPT_SAVE_SNAPSHOT },
     { "snapshot", required_argument, NULL, OPT_SNAPSHOT },
     { "embed-files", no_argument, NULL, OPT_EMBED_FILES },
+    { "max-string", required_argument, NULL, OPT_MAX_STRING },
+    { "preview", required_argument, NULL, OPT_PREVIEW },
+    { "all-slots", no_argument, NULL, OPT_ALL_SLOTS },
     { "help", no_argument, NULL, 'h' },
   };
   /* and each runtime's --X-only, from the registry */
@@ -45,6 +49,8 @@ static int parse(int argc, char **argv, struct opts *o)
   const char *only = o->rt && o->rt->only ? o->rt->only : "vm-only";
   o->max_depth = UNWIND_DEPTH_DEFAULT;
   o->stack_bytes = UNWIND_CAPTURE_DEFAULT;
+  o->max_string = 120;
+  o->preview = 8;
   optind = 1;
   opterr = 0;
   int c;
@@ -64,6 +70,19 @@ static int parse(int argc, char **argv, struct opts *o)
     case OPT_SAVE_SNAPSHOT: o->save_snapshot = optarg; break;
     case OPT_SNAPSHOT: o->snapshot = optarg; break;
     case OPT_EMBED_FILES: o->embed_files = 1; break;
+    case OPT_ALL_SLOTS: o->all_slots = 1; break;
+    case OPT_MAX_STRING:
+      if (cli_parse_long(optarg, 1, 1L << 20, &o->max_string)) {
+        cli_error("invalid --max-string '%s': expected 1..1048576", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case OPT_PREVIEW:
+      if (cli_parse_long(optarg, 0, 10000, &o->preview)) {
+        cli_error("invalid --preview '%s': expected 0..10000", optarg);
+        return EXIT_USAGE;
+      }
+      break;
     case OPT_MAX_DEPTH:
       if (cli_parse_long(optarg, 1, 65536, &o->max_depth)) {
         cli_error("invalid --max-depth '%s': expected 1..65536", optarg);
@@ -78,7 +97,8 @@ static int parse(int argc, char **argv, struct opts *o)
       break;
     case 'h':
       printf("Usage: %s%s -p PID [-j|--json] [-n|--native] [--%s] [-s|--source] "
-             "[--max-depth N] [--stack-bytes N]\n(see vmstack --help for exit codes)\n",
+             "[-l|--locals [--max-string N] [--preview N] [--all-slots]] [--max-depth N] "
+             "[--stack-bytes N]\n(see vmstack --help for exit codes)\n",
              o->prog, o->rt ? "" : " dump", only);
       return -1;
     default:
@@ -162,6 +182,9 @@ int cmd_dump(int argc, char **argv, struct opts *o)
     .only_runtime = o->rt ? o->rt->name : NULL,
     .coroutines = o->coroutines,
   };
+  struct vm_locals_opts lopts = { (size_t)o->max_string, (size_t)o->preview, o->all_slots };
+  if (o->locals)
+    dopts.locals = &lopts;
   struct snap_dump_opts so;
   memset(&so, 0, sizeof so);
   if (o->snapshot) {
@@ -206,6 +229,15 @@ int cmd_dump(int argc, char **argv, struct opts *o)
   } else {
     if (res.runtime_err[0])
       cli_error("warning: %s; its frames are not shown", res.runtime_err);
+    if (o->locals) {
+      /* a process with no runtime that has variables to show: say so, once */
+      int can = 0;
+      for (size_t i = 0; i < res.nvms; i++)
+        can |= res.vms[i].rt->locals != NULL;
+      if (!can)
+        cli_error("note: --locals: no %s in process %d, so no variables to show",
+                  res.nvms ? "runtime that can show its variables" : "VM runtime", (int)o->pid);
+    }
     if (o->json)
       dump_write_json(stdout, t, &res);
     else

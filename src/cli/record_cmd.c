@@ -44,6 +44,7 @@ static int parse(int argc, char **argv, struct ropts *o)
     { "nonblocking", no_argument, NULL, OPT_NONBLOCKING },
     { "subprocesses", no_argument, NULL, 's' },
     { "max-depth", required_argument, NULL, OPT_MAX_DEPTH },
+    { "locals", no_argument, NULL, 'l' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
@@ -52,7 +53,7 @@ static int parse(int argc, char **argv, struct ropts *o)
   optind = 1;
   opterr = 0;
   int c;
-  while ((c = getopt_long(argc, argv, "+:p:r:d:o:f:tsh", lo, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "+:p:r:d:o:f:tslh", lo, NULL)) != -1) {
     switch (c) {
     case 'p':
       if (cli_opt_pid(optarg, &o->pid))
@@ -90,6 +91,7 @@ static int parse(int argc, char **argv, struct ropts *o)
       }
       break;
     case 't': o->threads = 1; break;
+    case 'l': break;   /* (dump's --locals: a profile has no variables; taken, unused) */
     case OPT_IDLE: o->idle = 1; break;
     case OPT_MAX_DEPTH:
       if (cli_parse_long(optarg, 1, 65536, &o->max_depth)) {

@@ -126,6 +126,7 @@ int cmd_top(int argc, char **argv)
     { "pid", required_argument, NULL, 'p' },
     { "rate", required_argument, NULL, 'r' },
     { "duration", required_argument, NULL, 'd' },
+    { "locals", no_argument, NULL, 'l' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
@@ -135,7 +136,7 @@ int cmd_top(int argc, char **argv)
   optind = 1;
   opterr = 0;
   int c;
-  while ((c = getopt_long(argc, argv, ":p:r:d:h", lo, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":p:r:d:lh", lo, NULL)) != -1) {
     switch (c) {
     case 'p':
       if (cli_opt_pid(optarg, &pid))
@@ -147,6 +148,7 @@ int cmd_top(int argc, char **argv)
         return EXIT_USAGE;
       }
       break;
+    case 'l': break;   /* (dump's --locals: taken, unused) */
     case 'd':
       if (cli_parse_double(optarg, 0.001, 86400 * 365.0, &duration)) {
         cli_error("invalid --duration '%s': expected a positive number of seconds", optarg);

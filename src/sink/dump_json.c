@@ -44,7 +44,29 @@ static void vm_json(FILE *f, size_t i, const struct out_frame *of)
     fprintf(f, ",\"line\":%d", v->line);
   else
     fputs(",\"line\":null", f);
-  fprintf(f, ",\"trace\":%d}", v->trace);
+  fprintf(f, ",\"trace\":%d", v->trace);
+  if (v->nvars) {
+    static const char *const kinds[] = { "local", "temporary", "vararg", "upvalue", "argument",
+                                         "note" };
+    fputs(",\"locals\":[", f);
+    for (size_t k = 0; k < v->nvars; k++) {
+      const struct vm_var *x = &v->vars[k];
+      fprintf(f, "%s{\"kind\":\"%s\",\"name\":", k ? "," : "",
+              x->kind <= VAR_NOTE ? kinds[x->kind] : "local");
+      json_str(f, x->name);
+      fputs(",\"type\":", f);
+      json_str(f, x->type[0] ? x->type : NULL);
+      fputs(",\"value\":", f);
+      json_str(f, x->value);
+      if (x->addr)
+        fprintf(f, ",\"address\":\"0x%" PRIx64 "\"", x->addr);
+      if (x->len >= 0)
+        fprintf(f, ",\"length\":%" PRId64, x->len);
+      putc('}', f);
+    }
+    putc(']', f);
+  }
+  putc('}', f);
 }
 
 static void frame_json(FILE *f, size_t i, const struct out_frame *of)

@@ -52,6 +52,33 @@ static void vm_line(FILE *f, size_t i, const struct out_frame *of)
   if (v->trace)
     fprintf(f, " [trace %d]", v->trace);
   fprintf(f, " [%s]\n", of->runtime ? of->runtime : "vm");
+  /* its variables, one per line under it; the upvalues on one line */
+  int upv = 0;
+  for (size_t k = 0; k < v->nvars; k++) {
+    const struct vm_var *x = &v->vars[k];
+    if (x->kind == VAR_UPVALUE) {
+      fputs(upv++ ? ", " : "        upvalues: ", f);
+    } else {
+      if (upv) {
+        putc('\n', f);
+        upv = 0;
+      }
+      fputs("        ", f);
+    }
+    if (x->kind == VAR_NOTE) {
+      putc('(', f);
+      text_put(f, x->value);
+      fputs(")\n", f);
+      continue;
+    }
+    text_put(f, x->name);
+    fputs(" = ", f);
+    text_put(f, x->value);
+    if (x->kind != VAR_UPVALUE)
+      putc('\n', f);
+  }
+  if (upv)
+    putc('\n', f);
 }
 
 static void frame_line(FILE *f, size_t i, const struct out_frame *of)

@@ -55,6 +55,9 @@ static void vm_walks(struct target *t, struct thread *th, const struct dump_vm *
     w->vf[i].native_err = w->err;
     w->vf[i].max = o->max_depth > VM_FRAMES_DEFAULT ? o->max_depth : VM_FRAMES_DEFAULT;
     vms[i].rt->walk(vms[i].vm, t, th, cap, w->fr, w->n, &w->vf[i]);
+    if (o->locals && vms[i].rt->locals)
+      for (size_t k = 0; k < w->vf[i].n; k++)
+        vms[i].rt->locals(vms[i].vm, t, &w->vf[i], k, o->locals);
   }
 }
 

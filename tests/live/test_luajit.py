@@ -489,6 +489,67 @@ def case_deep():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def case_locals():
+    """dump -l: every Lua frame's local variables, varargs and upvalues, named and valued as
+    the VM itself lists them at the same positions (debug.getlocal and debug.getupvalue in
+    the fixture): strings escaped, numbers as tostring writes them, tables previewed,
+    functions by where they are defined; text and JSON."""
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="vmstack-locals-")
+    truth_path = os.path.join(tmp, "truth")
+    fx = os.path.join(os.path.dirname(SCRIPT), "locals.lua")
+    p = start([luajit(), fx, "{fd}", truth_path], stdin=subprocess.PIPE)
+    try:
+        rc, doc, err = dump_json(p.pid, "-l")
+        assert rc == 0, err
+        cp = subprocess.run([os.environ["VMSTACK"], "dump", "-l", "-p", str(p.pid)],
+                            capture_output=True, timeout=60)
+        assert cp.returncode == 0, cp.stderr
+        assert_running(p.pid)
+    finally:
+        stop(p)
+    with open(truth_path) as f:
+        blocks = []
+        for line in f.read().splitlines():
+            if line.startswith("frame "):
+                blocks.append((int(line.split()[1]), []))
+            elif line.startswith("local "):
+                name, value = line[6:].split("\t", 1)
+                blocks[-1][1].append(("local", name, value))
+            elif line.startswith("vararg\t"):
+                blocks[-1][1].append(("vararg", "(*vararg)", line[7:]))
+            else:
+                name, value = line[8:].split("\t", 1)
+                blocks[-1][1].append(("upvalue", name, value))
+    shutil.rmtree(tmp, ignore_errors=True)
+    frames = [f for f in doc["threads"][0]["frames"]
+              if f["kind"] == "vm" and f["vm_kind"] == "function"]
+    assert [f["name"] for f in frames] == ["leaf", "middle", "main chunk"], frames
+    for fr, (line, want) in zip(frames, blocks):
+        got = [(v["kind"], v["name"], v["value"]) for v in fr.get("locals", [])]
+        # (a light userdata's address, as the VM prints it, needs its segment table: the
+        # type is compared)
+        norm = lambda xs: [(k, n, "userdata" if v.startswith("userdata ") else v)
+                           for k, n, v in xs]
+        assert norm(got) == norm(want), (fr["name"], got, want)
+    leaf = {v["name"]: v for v in frames[0]["locals"] if v["kind"] == "local"}
+    assert leaf["weight"]["type"] == "string" and leaf["weight"]["length"] == 1, leaf["weight"]
+    assert leaf["long"]["length"] == 6000 and leaf["t"]["length"] == 6, (leaf["long"], leaf["t"])
+    assert leaf["t"]["address"].startswith("0x"), leaf["t"]
+    # the text form: one line per variable under its frame, nothing raw from the process
+    text = cp.stdout.decode("utf-8")   # (strict: no invalid UTF-8)
+    assert not [c for c in text if (ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) < 0xa0], text
+    lines = text.splitlines()
+    i = next(k for k, l in enumerate(lines) if " leaf (" in l)
+    assert lines[i + 1] == '        node = ' + want_node(blocks), lines[i + 1]
+    assert '        weight = "0"' in lines, lines
+    assert any(l.startswith("        upvalues: leaf = function <") for l in lines), lines
+
+
+def want_node(blocks):
+    return next(v for k, n, v in blocks[0][1] if n == "node")
+
+
 def case_builtin_names():
     """A builtin called by another builtin has no caller bytecode to name it (LuaJIT's own
     traceback says "[builtin#N]"): its name comes from package.loaded."""
