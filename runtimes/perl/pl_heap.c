@@ -410,7 +410,15 @@ static int arenas(struct pctx *c, uint64_t first)
       uint32_t flags = (uint32_t)rd(h, lo->sv.flags, 4), refcnt = (uint32_t)rd(h, lo->sv.refcnt, 4);
       if ((flags & 0xff) == 0xff || !refcnt)
         continue;   /* a free head */
-      sv(c, sva + (uint64_t)i * lo->sv.size, h);
+      uint64_t addr = sva + (uint64_t)i * lo->sv.size;
+      sv(c, addr, h);
+      /* what the op trees of compiled code hold (a non-threaded perl keeps constants and
+       * patterns in the ops, which are no SVs): read-only values and patterns that nothing
+       * else reaches are theirs, not garbage */
+      if (flags & (lo->heap.svf_readonly | lo->heap.svf_protect))
+        heap_root_weak(c->h, addr, "(compiled code: constants)");
+      else if ((flags & lo->svt.mask) == lo->heap.t_regexp)
+        heap_root_weak(c->h, addr, "(compiled code: patterns)");
     }
     if (next == sva)
       break;
