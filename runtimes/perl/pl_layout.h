@@ -113,6 +113,17 @@ struct pl_layout {
     uint32_t svf_pok, svphv_sharekeys, svs_obj, svp_weakref, svpav_real, svf_iscow,
              svf_readonly, svf_protect;
   } heap;
+  /* Locals (dump -l). A sub context's blk_sub.olddepth (its CV's depth before the call);
+   * a COP's cop_seq; a PADNAME's scope (xpadn_low < seq <= xpadn_high), our-stash, length
+   * and flags (outer: captured from an enclosing sub; its scope fields mean something
+   * else); where an IV and an NV sit in a body (read through sv_any, as sv_any points
+   * for a bodyless one too); the flags that say which value a scalar holds. */
+  struct {
+    uint16_t cx_olddepth, cop_seq, padn_low, padn_high, padn_ourstash, padn_len,
+             padn_flags, xiv, xnv, padnl_max;
+    uint8_t padnf_outer;
+    uint32_t svf_iok, svf_nok, svf_utf8, seq_intro;
+  } loc;
 };
 
 extern const struct pl_layout *const pl_layouts[];   /* NULL-terminated */

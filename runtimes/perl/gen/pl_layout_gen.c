@@ -240,6 +240,41 @@ static void heap_group(void)
   close_group();
 }
 
+/* The bit PadnameOUTER tests (PADNAMEt_OUTER before 5.38, PADNAMEf_OUTER since): asked of
+ * the macro itself, one bit at a time. */
+static int padname_outer_bit(void)
+{
+  for (int b = 0; b < 8; b++) {
+    PADNAME pn;
+    memset(&pn, 0, sizeof pn);
+    pn.xpadn_flags = (U8)(1u << b);
+    if (PadnameOUTER(&pn))
+      return 1 << b;
+  }
+  return -1;
+}
+
+static void locals_group(void)
+{
+  open_group("loc");
+  ofs("cx_olddepth", OFS(PERL_CONTEXT, blk_sub.olddepth));
+  ofs("cop_seq", OFS(COP, cop_seq));
+  ofs("padn_low", OFS(PADNAME, xpadn_low)); ofs("padn_high", OFS(PADNAME, xpadn_high));
+  ofs("padn_ourstash", OFS(PADNAME, xpadn_ourstash));
+  ofs("padn_len", OFS(PADNAME, xpadn_len)); ofs("padn_flags", OFS(PADNAME, xpadn_flags));
+  ofs("xiv", OFS(XPVIV, xiv_u.xivu_iv)); ofs("xnv", OFS(XPVNV, xnv_u.xnv_nv));
+  ofs("padnl_max", OFS(PADNAMELIST, xpadnl_max));
+  int outer = padname_outer_bit();
+  if (outer < 0) {
+    fprintf(stderr, "pl_layout_gen: no flag bit makes PadnameOUTER true\n");
+    bad = 1;
+  }
+  num("padnf_outer", outer);
+  flag("svf_iok", SVf_IOK); flag("svf_nok", SVf_NOK); flag("svf_utf8", SVf_UTF8);
+  flag("seq_intro", PERL_PADSEQ_INTRO);
+  close_group();
+}
+
 int main(int argc, char **argv)
 {
   long long tw = op_type_word();
@@ -383,6 +418,7 @@ int main(int argc, char **argv)
   close_group();
 
   heap_group();
+  locals_group();
 
   printf("},\n");
   return bad;
