@@ -3,51 +3,21 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lj_vm.h"
 #include "vmstack/frames.h"
-#include "vmstack/json.h"
 #include "vmstack/mem.h"
 #include "vmstack/target.h"
+#include "vmstack/vartext.h"
 
 #define VARS_MAX 300          /* variables of one frame (a frame has at most 250 slots) */
 #define VALUE_MAX 2048        /* characters of one value's text */
 #define TABLE_SCAN_MAX 1000000  /* slots of a table looked at to count its entries */
 
 /* -- Values --------------------------------------------------------------------- */
-
-/* Where the text of one value is put together. */
-struct out {
-  char *b;
-  size_t n, cap;
-};
-
-static void put(struct out *o, const char *s, size_t n)
-{
-  if (o->n + 1 >= o->cap)
-    return;
-  if (n > o->cap - 1 - o->n)
-    n = o->cap - 1 - o->n;
-  memcpy(o->b + o->n, s, n);
-  o->n += n;
-  o->b[o->n] = 0;
-}
-
-static void putf(struct out *o, const char *f, ...) __attribute__((format(printf, 2, 3)));
-static void putf(struct out *o, const char *f, ...)
-{
-  char tmp[256];
-  va_list ap;
-  va_start(ap, f);
-  int n = vsnprintf(tmp, sizeof tmp, f, ap);
-  va_end(ap);
-  if (n > 0)
-    put(o, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
 
 /* The GC type (~itype) of a TValue: a gct.* value, 0..2 for nil/false/true, 3 for a light
  * userdata, or above 13 for a number. */
@@ -63,49 +33,14 @@ static uint64_t tv_gc(const struct lj_layout *lo, uint64_t tv)
 }
 
 /* A number as LuaJIT's tostring writes it (%.14g; inf, -inf, and nan whatever its sign). */
-static void put_num(struct out *o, double d)
+static void put_num(struct vtext *o, double d)
 {
   if (isnan(d))
-    put(o, "nan", 3);
+    vt_put(o, "nan", 3);
   else if (isinf(d))
-    put(o, d < 0 ? "-inf" : "inf", d < 0 ? 4 : 3);
+    vt_put(o, d < 0 ? "-inf" : "inf", d < 0 ? 4 : 3);
   else
-    putf(o, "%.14g", d);
-}
-
-/* Bytes as a Lua string literal: quoted, escaped as Lua reads them back ("\n", "\27"),
- * valid UTF-8 as it is (C1 controls escaped), cut at max characters with the length said. */
-static void put_lstr(struct out *o, const uint8_t *s, size_t n, size_t len, size_t max)
-{
-  put(o, "\"", 1);
-  size_t i = 0;
-  for (; i < n && i < max;) {
-    uint8_t c = s[i];
-    size_t u = c >= 0x80 ? utf8_len(s + i) : 0;
-    if (u > 1 && i + u <= n && !(c == 0xc2 && s[i + 1] < 0xa0)) {
-      put(o, (const char *)s + i, u);
-      i += u;
-      continue;
-    }
-    static const char esc[] = "\a\b\f\n\r\t\v\\\"", lett[] = "abfnrtv\\\"";
-    const char *e = c ? strchr(esc, c) : NULL;
-    if (e) {
-      char t[2] = { '\\', lett[e - esc] };
-      put(o, t, 2);
-    } else if (c < 0x20 || c >= 0x7f) {
-      /* three digits when a digit follows, as Lua would need */
-      int digit = i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '9';
-      putf(o, digit ? "\\%03u" : "\\%u", c);
-    } else {
-      put(o, (const char *)&c, 1);
-    }
-    i++;
-  }
-  if (i < len)
-    put(o, "\xe2\x80\xa6", 3);   /* … */
-  put(o, "\"", 1);
-  if (i < len)
-    putf(o, " (%zu bytes)", len);
+    vt_putf(o, "%.14g", d);
 }
 
 struct lctx {
@@ -155,16 +90,16 @@ static const char *type_name(const struct lj_layout *lo, uint32_t t)
   return "?";
 }
 
-static void put_value(struct lctx *c, struct out *o, uint64_t tv, int depth, int64_t *ret_len);
+static void put_value(struct lctx *c, struct vtext *o, uint64_t tv, int depth, int64_t *ret_len);
 
 /* A function: "function <@file:line>" for Lua, "builtin NAME" for the VM's and C ones
  * package.loaded names, else their address. */
-static void put_func(struct lctx *c, struct out *o, uint64_t fn)
+static void put_func(struct lctx *c, struct vtext *o, uint64_t fn)
 {
   const struct lj_layout *lo = c->lo;
   uint8_t fb[64];
   if (lo->fn.lsize > sizeof fb || mem_read(c->vm->t->mem, fn, fb, lo->fn.csize)) {
-    putf(o, "function 0x%" PRIx64, fn);
+    vt_putf(o, "function 0x%" PRIx64, fn);
     return;
   }
   if (fb[lo->fn.ffid] == lo->ff_lua) {
@@ -173,23 +108,23 @@ static void put_func(struct lctx *c, struct out *o, uint64_t fn)
         !lj_read_proto(c->vm, rd(fb, lo->fn.pc, lo->mref_size) - lo->pt.size, &p)) {
       char file[300];
       lj_chunk_name(c->vm, &p, file, sizeof file);
-      putf(o, "function <%s:%d>", file, p.firstline);
+      vt_putf(o, "function <%s:%d>", file, p.firstline);
     } else {
-      putf(o, "function 0x%" PRIx64, fn);
+      vt_putf(o, "function 0x%" PRIx64, fn);
     }
     return;
   }
   const char *nm = lj_func_name(c->vm, fn);
   if (nm)
-    putf(o, "builtin %s", nm);
+    vt_putf(o, "builtin %s", nm);
   else if (fb[lo->fn.ffid] == lo->ff_c)
-    putf(o, "function: C 0x%" PRIx64, rd(fb, lo->fn.c_f, 8));
+    vt_putf(o, "function: C 0x%" PRIx64, rd(fb, lo->fn.c_f, 8));
   else
-    putf(o, "builtin#%u", fb[lo->fn.ffid]);
+    vt_putf(o, "builtin#%u", fb[lo->fn.ffid]);
 }
 
 /* A table key in a preview: "name = ", "[1.5] = ", "[\"a b\"] = ". */
-static void put_key(struct lctx *c, struct out *o, uint64_t key)
+static void put_key(struct lctx *c, struct vtext *o, uint64_t key)
 {
   const struct lj_layout *lo = c->lo;
   uint32_t t = tv_type(lo, key);
@@ -203,24 +138,24 @@ static void put_key(struct lctx *c, struct out *o, uint64_t key)
                        (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
         i++;
       if (i == n) {
-        put(o, (const char *)s, n);
-        put(o, " = ", 3);
+        vt_put(o, (const char *)s, n);
+        vt_put(o, " = ", 3);
         return;
       }
     }
   }
-  put(o, "[", 1);
+  vt_put(o, "[", 1);
   put_value(c, o, key, 1, NULL);
-  put(o, "] = ", 4);
+  vt_put(o, "] = ", 4);
 }
 
 /* "table 0x… {1, 2, name = "api", … (+N more)}": the first entries of the array part, then
  * of the hash part; nested tables without their entries. */
-static void put_table(struct lctx *c, struct out *o, uint64_t tab, int depth, int64_t *ret_len)
+static void put_table(struct lctx *c, struct vtext *o, uint64_t tab, int depth, int64_t *ret_len)
 {
   const struct lj_layout *lo = c->lo;
   uint8_t b[128];
-  putf(o, "table 0x%" PRIx64, tab);
+  vt_putf(o, "table 0x%" PRIx64, tab);
   if (lo->tab.size > sizeof b || mem_read(c->vm->t->mem, tab, b, lo->tab.size) ||
       b[lo->L.gct] != lo->gct.tab)
     return;
@@ -231,7 +166,7 @@ static void put_table(struct lctx *c, struct out *o, uint64_t tab, int depth, in
   size_t shown = 0, total = 0, want = c->opts->preview;
   /* in the order next() gives them; keys left out while they count 1, 2, 3 ... */
   int64_t next_index = 1;
-  put(o, " {", 2);
+  vt_put(o, " {", 2);
   for (uint32_t i = 0; i < asize && i < TABLE_SCAN_MAX; i++) {
     uint64_t v;
     if (mem_read(c->vm->t->mem, array + (uint64_t)i * 8, &v, 8))
@@ -241,11 +176,11 @@ static void put_table(struct lctx *c, struct out *o, uint64_t tab, int depth, in
     total++;
     if (shown < want) {
       if (shown++)
-        put(o, ", ", 2);
+        vt_put(o, ", ", 2);
       if (i == next_index) {
         next_index++;
       } else {
-        putf(o, "[%u] = ", i);
+        vt_putf(o, "[%u] = ", i);
         next_index = -1;
       }
       put_value(c, o, v, depth + 1, NULL);
@@ -263,7 +198,7 @@ static void put_table(struct lctx *c, struct out *o, uint64_t tab, int depth, in
       total++;
       if (shown < want) {
         if (shown++)
-          put(o, ", ", 2);
+          vt_put(o, ", ", 2);
         double kd;
         memcpy(&kd, &k, 8);
         if (next_index > 0 && tv_type(lo, k) > 13 && kd == (double)next_index) {
@@ -277,13 +212,13 @@ static void put_table(struct lctx *c, struct out *o, uint64_t tab, int depth, in
     }
   }
   if (total > shown)
-    putf(o, "%s\xe2\x80\xa6 (+%zu more)", shown ? ", " : "", total - shown);
-  put(o, "}", 1);
+    vt_putf(o, "%s\xe2\x80\xa6 (+%zu more)", shown ? ", " : "", total - shown);
+  vt_put(o, "}", 1);
   if (ret_len)
     *ret_len = (int64_t)total;
 }
 
-static void put_value(struct lctx *c, struct out *o, uint64_t tv, int depth, int64_t *ret_len)
+static void put_value(struct lctx *c, struct vtext *o, uint64_t tv, int depth, int64_t *ret_len)
 {
   const struct lj_layout *lo = c->lo;
   uint32_t t = tv_type(lo, tv);
@@ -293,11 +228,11 @@ static void put_value(struct lctx *c, struct out *o, uint64_t tv, int depth, int
     memcpy(&d, &tv, 8);
     put_num(o, d);
   } else if (t == 0) {
-    put(o, "nil", 3);
+    vt_put(o, "nil", 3);
   } else if (t == 1 || t == 2) {
-    put(o, t == 2 ? "true" : "false", t == 2 ? 4 : 5);
+    vt_put(o, t == 2 ? "true" : "false", t == 2 ? 4 : 5);
   } else if (t == 3) {
-    putf(o, "userdata 0x%" PRIx64 " (light)", lo->gc64 ? tv & ((UINT64_C(1) << 47) - 1) : (uint32_t)tv);
+    vt_putf(o, "userdata 0x%" PRIx64 " (light)", lo->gc64 ? tv & ((UINT64_C(1) << 47) - 1) : (uint32_t)tv);
   } else if (t == lo->gct.str) {
     uint8_t s[VALUE_MAX];
     size_t n, len;
@@ -305,10 +240,10 @@ static void put_value(struct lctx *c, struct out *o, uint64_t tv, int depth, int
     if (want > sizeof s - 8)
       want = sizeof s - 8;
     if (read_lstr(c, gc, s, want + 4, &n, &len)) {
-      putf(o, "string 0x%" PRIx64 " (unreadable)", gc);
+      vt_putf(o, "string 0x%" PRIx64 " (unreadable)", gc);
       return;
     }
-    put_lstr(o, s, n, len, want);
+    vt_string(o, s, n, len, want, VT_LUA, 1);
     if (ret_len)
       *ret_len = (int64_t)len;
   } else if (t == lo->gct.tab) {
@@ -316,7 +251,7 @@ static void put_value(struct lctx *c, struct out *o, uint64_t tv, int depth, int
   } else if (t == lo->gct.func) {
     put_func(c, o, gc);
   } else {
-    putf(o, "%s 0x%" PRIx64, type_name(lo, t), gc);
+    vt_putf(o, "%s 0x%" PRIx64, type_name(lo, t), gc);
   }
 }
 
@@ -345,7 +280,7 @@ static void add_var(struct lctx *c, struct vars *vs, enum vm_var_kind kind, cons
   size_t i = vs->n++;
   struct vm_var *v = &vs->v[i];
   char big[VALUE_MAX];
-  struct out o = { big, 0, sizeof big };
+  struct vtext o = { big, 0, sizeof big };
   big[0] = 0;
   v->kind = kind;
   v->len = -1;
@@ -362,14 +297,7 @@ static void add_var(struct lctx *c, struct vars *vs, enum vm_var_kind kind, cons
     put_value(c, &o, tv, 0, &v->len);
   }
   /* (a value longer than its room ends in "…", whatever cut it) */
-  size_t room = sizeof vs->text[i];
-  if (o.n >= room) {
-    size_t cut = room - 4;
-    while (cut && ((unsigned char)big[cut] & 0xc0) == 0x80)
-      cut--;
-    memcpy(big + cut, "\xe2\x80\xa6", 4);
-  }
-  snprintf(vs->text[i], room, "%s", big);
+  vt_copy_cut(vs->text[i], sizeof vs->text[i], big, o.n);
   v->value = vs->text[i];
 }
 

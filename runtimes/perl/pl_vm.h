@@ -126,6 +126,9 @@ static inline int rptr(struct pl_vm *vm, uint64_t addr, uint64_t *ret)
   return mem_read(vm->t->mem, addr, ret, 8);
 }
 
+/* What a Perl frame is, for the locals hook (vm_frame.ctx[3]). */
+enum { PL_FRAME_SUB = 1, PL_FRAME_EVAL, PL_FRAME_MAIN };
+
 struct svh {
   uint64_t any;
   uint32_t refcnt, flags;

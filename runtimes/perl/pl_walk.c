@@ -23,6 +23,9 @@ struct pframe {
   int seg;                   /* runops run, innermost 0 */
   char func[128];
   uint64_t cop;
+  uint64_t cv;               /* a sub's CV (0: an eval or the main program) */
+  uint32_t depth;            /* the CV's depth in this call (its pad: padlist[depth]) */
+  uint8_t kind;              /* PL_FRAME_* */
 };
 
 static int is_runops(const struct pl_vm *vm, const struct frame *f)
@@ -65,8 +68,15 @@ static int collect(struct pl_vm *vm, struct pframe *pf, size_t max, size_t *ret_
       struct pframe *f = &pf[n++];
       f->seg = seg;
       f->cop = pending;
+      f->cv = 0;
+      f->depth = 0;
+      f->kind = sub ? PL_FRAME_SUB : PL_FRAME_EVAL;
       if (sub) {
         uint64_t cv = rd(cx, t == lo->cxt.sub ? lo->cx.sub_cv : lo->cx.format_cv, 8);
+        if (t == lo->cxt.sub) {
+          f->cv = cv;
+          f->depth = (uint32_t)rd(cx, lo->loc.cx_olddepth, 4) + 1;
+        }
         if (pl_cv_name(vm, cv, f->func, sizeof f->func)) {
           if (k == 0 && i == c->cxix) {
             /* the innermost context is counted before it is filled in: one being
@@ -109,6 +119,9 @@ static int collect(struct pl_vm *vm, struct pframe *pf, size_t max, size_t *ret_
     struct pframe *f = &pf[n++];
     f->seg = seg;
     f->cop = pending;
+    f->cv = 0;
+    f->depth = 1;
+    f->kind = PL_FRAME_MAIN;
     fmt(f->func, sizeof f->func, "main");
   } else if (!r) {
     r = -VMS_E_TRUNCATED;   /* (the main program's frame is always the last) */
@@ -172,6 +185,12 @@ static int pl_walk(void *vmv, struct target *t, struct thread *th,
     char file[256];
     file[0] = 0;
     vm_frames_setf(out, &v->func, "%s", pf[i].func);
+    /* for the locals hook: the sub's CV and depth, the statement it is at, what it is */
+    v->ctx[0] = pf[i].cv;
+    v->ctx[1] = pf[i].depth;
+    v->ctx[2] = pf[i].cop;
+    v->ctx[3] = pf[i].kind;
+    v->ctx[4] = vm->snap.interp;
     if (pl_cop_info(vm, pf[i].cop, file, sizeof file, &v->line) && !r)
       r = -VMS_E_BADDATA;
     if (file[0])
