@@ -117,11 +117,13 @@ struct pl_layout {
    * a COP's cop_seq; a PADNAME's scope (xpadn_low < seq <= xpadn_high), our-stash, length
    * and flags (outer: captured from an enclosing sub; its scope fields mean something
    * else); where an IV and an NV sit in a body (read through sv_any, as sv_any points
-   * for a bodyless one too); the flags that say which value a scalar holds. */
+   * for a bodyless one too); the flags that say which value a scalar holds; where an
+   * iterated hash keeps the number that orders its keys. */
   struct {
     uint16_t cx_olddepth, cop_seq, padn_low, padn_high, padn_ourstash, padn_len,
-             padn_flags, xiv, xnv, padnl_max;
-    uint8_t padnf_outer;
+             padn_flags, xiv, xnv, padnl_max, hvaux_rand;
+    uint8_t padnf_outer, has_rand;   /* has_rand: PERL_HASH_RANDOMIZE_KEYS (keys() visits
+                                        bucket riter ^ xhv_rand of an iterated hash) */
     uint32_t svf_iok, svf_nok, svf_utf8, seq_intro;
   } loc;
 };

@@ -148,6 +148,11 @@ int pl_hv_name(struct pl_vm *vm, uint64_t hv, char *buf, size_t cap);
 /* The thread's interpreter (its thread-local pointer, else PL_curinterp for the main
  * thread); 0 when the thread runs no Perl. */
 int pl_thread_interp(struct pl_vm *vm, const struct thread *th, uint64_t *ret, uint64_t *ret_at);
+struct vm_frames;
+struct vm_locals_opts;
+/* The locals hook (pl_locals.c): a Perl frame's variables, from the ctx[] the walk left. */
+int pl_locals(void *vmv, struct target *t, struct vm_frames *vf, size_t i,
+              const struct vm_locals_opts *opts);
 struct heap;
 /* The heap hook (pl_heap.c): every SV of the arenas, its references, the roots. */
 int pl_heap(void *vmv, struct target *t, struct heap *h);

@@ -225,6 +225,52 @@ def case_deep():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def case_locals():
+    """dump -l: every Perl frame's lexicals in scope at the statement it is at, from its
+    sub's pad at the call's depth (recursion: each depth its own), an eval block's own, a
+    closure's captured ones, a sub's @_; values written as the interpreter holds them (the
+    fixture renders each from B's flags and Scalar::Util, in keys() order), escaped."""
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="vmstack-locals-")
+    truth_path = os.path.join(tmp, "truth")
+    fx = os.path.join(HERE, "..", "..", "fixtures", "perl", "locals.pl")
+    p = start([perl(), fx, "{fd}", truth_path], stdin=subprocess.PIPE)
+    try:
+        rc, out, err = run(["dump", "-j", "-l", "-p", str(p.pid)])
+        assert rc == 0, err
+        doc = json.loads(out)
+        cp = subprocess.run([os.environ["VMSTACK"], "dump", "-l", "-p", str(p.pid)],
+                            capture_output=True, timeout=60)
+        assert cp.returncode == 0, cp.stderr
+        assert_running(p.pid)
+    finally:
+        stop(p)
+    blocks = []
+    with open(truth_path, encoding="utf-8") as f:
+        for line in f.read().splitlines():
+            if line.startswith("frame "):
+                blocks.append((line[6:], []))
+            else:
+                name, value = line[4:].split("\t", 1)
+                blocks[-1][1].append((name, value))
+    shutil.rmtree(tmp, ignore_errors=True)
+    frames = [f for f in doc["threads"][0]["frames"]
+              if f["kind"] == "vm" and f["vm_kind"] == "function"]
+    assert [f["name"] for f in frames] == [b[0] for b in blocks], \
+        ([f["name"] for f in frames], [b[0] for b in blocks])
+    for fr, (name, want) in zip(frames, blocks):
+        got = [(v["name"], v["value"]) for v in fr.get("locals", [])]
+        assert got == want, (name, got, want)
+        kinds = {v["name"]: v["kind"] for v in fr.get("locals", [])}
+        assert all(k == ("argument" if n == "@_" else "local") for n, k in kinds.items()), kinds
+    leaf = {v["name"]: v for v in frames[2]["locals"]}
+    assert leaf["$long"]["length"] == 6000 and leaf["@arr"]["length"] == 3, leaf["$long"]
+    assert leaf["%h"]["type"] == "HASH" and leaf["$item"]["type"] == "REF", leaf["%h"]
+    text = cp.stdout.decode("utf-8")
+    assert not [c for c in text if (ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) < 0xa0], text
+    assert '        $bad = "\\e[2J\\nline2\\x{0}nul\\x{ff}\\$x\\@y"' in text.splitlines(), text
+
+
 def case_views():
     """--perl-only keeps the Perl frames (and the C above them); the native view none."""
     p, text = start_perl("blocked")
@@ -567,6 +613,7 @@ def case_unknown_build():
 CASES["unknown_build"] = case_unknown_build
 CASES["views"] = case_views
 CASES["deep"] = case_deep
+CASES["locals"] = case_locals
 CASES["no_perl"] = case_no_perl
 
 if __name__ == "__main__":

@@ -264,6 +264,11 @@ static void locals_group(void)
   ofs("padn_len", OFS(PADNAME, xpadn_len)); ofs("padn_flags", OFS(PADNAME, xpadn_flags));
   ofs("xiv", OFS(XPVIV, xiv_u.xivu_iv)); ofs("xnv", OFS(XPVNV, xnv_u.xnv_nv));
   ofs("padnl_max", OFS(PADNAMELIST, xpadnl_max));
+#ifdef PERL_HASH_RANDOMIZE_KEYS
+  ofs("hvaux_rand", OFS(struct xpvhv_aux, xhv_rand)); num("has_rand", 1);
+#else
+  ofs("hvaux_rand", 0); num("has_rand", 0);
+#endif
   int outer = padname_outer_bit();
   if (outer < 0) {
     fprintf(stderr, "pl_layout_gen: no flag bit makes PadnameOUTER true\n");
