@@ -412,6 +412,33 @@ def case_heap_leak():
         ngx.stop()
 
 
+def case_gateway_locals():
+    """The gateway case: a worker spins in gcd() because a peer's weight arrived as the
+    string "0"; lua-stack -l shows the caller's node with weight = "0" and the gcd it had
+    so far, in text and JSON."""
+    paths = prepare()
+    ngx = Nginx(paths)
+    try:
+        ngx.start()
+        ngx.request("/gcd")
+        rc, out, err = lua_stack(ngx.worker, "-l", "-j")
+        assert rc == 0, (rc, err)
+        t = json.loads(out)["threads"][0]
+        vm = [f for f in t["frames"] if f["kind"] == "vm" and f["vm_kind"] == "function"]
+        assert [f["name"] for f in vm[:2]] == ["gcd", "pick"], [f["name"] for f in vm]
+        loc = {v["name"]: v for v in vm[1]["locals"]}
+        assert re.fullmatch(r'table 0x[0-9a-f]+ \{(host = "10\.0\.0\.7", weight = "0"|'
+                            r'weight = "0", host = "10\.0\.0\.7")\}', loc["node"]["value"]), loc
+        assert loc["g"]["value"] == "12" and loc["peers"]["length"] == 2, loc
+        assert vm[0]["locals"], vm[0]   # its variables, or why they are not shown
+        rc, out, err = lua_stack(ngx.worker, "-l")
+        assert rc == 0, (rc, err)
+        assert re.search(r'^        node = table 0x[0-9a-f]+ \{.*weight = "0"', out, re.M), out
+        assert_running(ngx.worker, expect_spinning_tid=ngx.worker)
+    finally:
+        ngx.cleanup()
+
+
 def case_follow():
     """`record -s -p MASTER` while wrk loads /busy on two workers, with a reload (SIGHUP)
     a second in: the old workers and the ones started by the reload are all sampled, each
