@@ -39,6 +39,10 @@ struct pctx {
   uint64_t *stashes;             /* the stashes walked (a visited set, open addressing) */
   size_t nstashes;
   uint64_t sv_count;
+  struct {                       /* type_name's names -> heap type ids, as they are first met */
+    const char *name;
+    uint32_t id;
+  } types[16];
   int err;
 };
 
@@ -46,6 +50,14 @@ static int r64(struct pctx *c, uint64_t addr, uint64_t *v)
 {
   *v = 0;
   return addr ? mem_read(c->mem, addr, v, 8) : -EFAULT;
+}
+
+/* The i-th pointer of an array in the copy (which need not be aligned: garbage). */
+static inline uint64_t ld64(const void *p, uint64_t i)
+{
+  uint64_t v;
+  memcpy(&v, (const uint8_t *)p + i * 8, 8);
+  return v;
 }
 
 static const char *type_name(const struct pl_layout *lo, uint32_t flags)
@@ -63,6 +75,22 @@ static const char *type_name(const struct pl_layout *lo, uint32_t flags)
   if (t == l->heap.t_invlist) return "INVLIST";
   if (l->heap.t_pvobj && t == l->heap.t_pvobj) return "OBJECT";
   return flags & l->svf_rok ? "REF" : "SCALAR";
+}
+
+/* The heap type of an SV (one interning per name, not per SV). */
+static uint32_t sv_type(struct pctx *c, uint32_t flags)
+{
+  const char *name = type_name(c->lo, flags);
+  size_t i = 0;
+  for (; i < sizeof c->types / sizeof *c->types && c->types[i].name; i++)
+    if (c->types[i].name == name)
+      return c->types[i].id;
+  uint32_t id = heap_type(c->h, name);
+  if (i < sizeof c->types / sizeof *c->types) {
+    c->types[i].name = name;
+    c->types[i].id = id;
+  }
+  return id;
 }
 
 /* The class of a blessed SV: its stash's name. */
@@ -84,14 +112,10 @@ static const char *class_of(struct pctx *c, uint64_t any, uint32_t flags)
   return c->names[slot].name;
 }
 
-/* A hash key as a label: {name}, {"a b"}, {*} for a hash of many keys. */
-static void key_label(struct pctx *c, uint64_t hek, int many, char *buf, size_t cap)
+/* A hash key as a label: {name}, {"a b"} (a hash of many keys has "{*}" for all). */
+static void key_label(struct pctx *c, uint64_t hek, char *buf, size_t cap)
 {
   char k[64];
-  if (many) {
-    snprintf(buf, cap, "{*}");
-    return;
-  }
   if (pl_hek_str(c->vm, hek, k, sizeof k)) {
     snprintf(buf, cap, "{?}");
     return;
@@ -137,10 +161,15 @@ static uint64_t hash_entries(struct pctx *c, uint64_t hv, uint64_t any, uint64_t
   r64(c, any + lo->xhv.keys, &keys);
   int many = keys > HEAP_NAMED_MAX;
   int shared = hv != c->strtab && (flags & lo->heap.svphv_sharekeys);
-  uint64_t *b = malloc((max + 1) * 8);
-  if (!b || mem_read(c->mem, array, b, (max + 1) * 8)) {
-    free(b);
-    return 0;
+  /* the buckets straight from the copy (a large hash's array is tens of MB: no copy of it) */
+  uint64_t *own = NULL;
+  const void *b = mem_copy_ptr(c->mem, array, (max + 1) * 8);
+  if (!b) {
+    if (!(own = malloc((max + 1) * 8)) || mem_read(c->mem, array, own, (max + 1) * 8)) {
+      free(own);
+      return 0;
+    }
+    b = own;
   }
   char label[LABEL];
   /* a real hash has about as many entries as buckets: a garbage one (a VM mid-update, a
@@ -148,10 +177,10 @@ static uint64_t hash_entries(struct pctx *c, uint64_t hv, uint64_t any, uint64_t
   uint64_t budget = 4 * (max + 1) + 1024;
   int bad = 0;
   for (uint64_t i = 0; i <= max && budget && bad < 16; i++) {
-    uint64_t he = b[i];
+    uint64_t he = ld64(b, i);
     /* (the entries are scattered: each one a cache miss; a few buckets on fetched ahead) */
-    if (i + 8 <= max && b[i + 8]) {
-      const void *p = mem_copy_ptr(c->mem, b[i + 8], 8);
+    if (i + 8 <= max && ld64(b, i + 8)) {
+      const void *p = mem_copy_ptr(c->mem, ld64(b, i + 8), 8);
       if (p)
         __builtin_prefetch(p);
     }
@@ -176,8 +205,10 @@ static uint64_t hash_entries(struct pctx *c, uint64_t hv, uint64_t any, uint64_t
         if (shared && hek)
           heap_edge(c->h, hv, hek, "(key)");
       }
-      if (edges && val) {
-        key_label(c, hek, many, label, sizeof label);
+      if (edges && val && many) {
+        heap_edge(c->h, hv, val, "{*}");
+      } else if (edges && val) {
+        key_label(c, hek, label, sizeof label);
         heap_edge(c->h, hv, val, label);
       }
       if (next == he)
@@ -185,7 +216,7 @@ static uint64_t hash_entries(struct pctx *c, uint64_t hv, uint64_t any, uint64_t
       he = next;
     }
   }
-  free(b);
+  free(own);
   return bytes;
 }
 
@@ -290,18 +321,22 @@ static void sv(struct pctx *c, uint64_t addr, const uint8_t *head)
         !r64(c, any + lo->heap.xav_alloc, &alloc) && max < (1ull << 27) && alloc) {
       size += (max + 1) * 8 + (u > alloc ? u - alloc : 0);
       if ((int64_t)fill >= 0 && fill <= max && u && (flags & lo->heap.svpav_real)) {
-        uint64_t *el = malloc((fill + 1) * 8);
-        if (el && !mem_read(c->mem, u, el, (fill + 1) * 8))
-          for (uint64_t i = 0; i <= fill; i++) {
-            if (!el[i])
-              continue;
-            if (fill + 1 > HEAP_NAMED_MAX)
-              snprintf(label, sizeof label, "[*]");
-            else
-              snprintf(label, sizeof label, "[%llu]", (unsigned long long)i);
-            heap_edge(c->h, addr, el[i], label);
+        uint64_t *own = NULL;
+        const void *el = mem_copy_ptr(c->mem, u, (fill + 1) * 8);
+        if (!el && (own = malloc((fill + 1) * 8)) && !mem_read(c->mem, u, own, (fill + 1) * 8))
+          el = own;
+        for (uint64_t i = 0; el && i <= fill; i++) {
+          uint64_t e = ld64(el, i);
+          if (!e)
+            continue;
+          if (fill + 1 > HEAP_NAMED_MAX) {
+            heap_edge(c->h, addr, e, "[*]");
+          } else {
+            snprintf(label, sizeof label, "[%llu]", (unsigned long long)i);
+            heap_edge(c->h, addr, e, label);
           }
-        free(el);
+        }
+        free(own);
       }
     }
   } else if (t == lo->svt.pvhv && any) {
@@ -361,7 +396,7 @@ static void sv(struct pctx *c, uint64_t addr, const uint8_t *head)
       mg = next;
     }
   }
-  heap_object(c->h, addr, heap_type(c->h, type_name(lo, flags)), size, class_of(c, any, flags));
+  heap_object(c->h, addr, sv_type(c, flags), size, class_of(c, any, flags));
 }
 
 /* The arenas: every SV head that is not free. */
@@ -630,7 +665,7 @@ int pl_heap_label(void *vmv, struct target *t, uint64_t from, uint64_t to, char 
                 r64(c, he + lo->he.val, &val) || next == he)
               break;
             if (val == to) {
-              key_label(c, hek, 0, buf, cap);
+              key_label(c, hek, buf, cap);
               r = 0;
             }
           }
