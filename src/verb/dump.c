@@ -345,6 +345,10 @@ int dump_collect(struct target *t, const struct dump_opts *o, struct dump_result
         continue;
       mem_invalidate(t->mem);
       v->rt->coroutines(v->vm, t, &res->coros);
+      /* their variables while they cannot be resumed either */
+      for (size_t j = 0; o->locals && v->rt->locals && j < res->coros.n; j++)
+        for (size_t k = 0; k < res->coros.v[j].vf.n; k++)
+          v->rt->locals(v->vm, t, &res->coros.v[j].vf, k, o->locals);
       target_release(t, &t->threads[0]);
       res->coros.runtime = v->rt->name;
       for (size_t j = 0; j < res->coros.n; j++)

@@ -493,14 +493,15 @@ def case_locals():
     """dump -l: every Lua frame's local variables, varargs and upvalues, named and valued as
     the VM itself lists them at the same positions (debug.getlocal and debug.getupvalue in
     the fixture): strings escaped, numbers as tostring writes them, tables previewed,
-    functions by where they are defined; text and JSON."""
+    functions by where they are defined; text and JSON; with --coroutines, a suspended
+    coroutine's frames too."""
     import tempfile
     tmp = tempfile.mkdtemp(prefix="vmstack-locals-")
     truth_path = os.path.join(tmp, "truth")
     fx = os.path.join(os.path.dirname(SCRIPT), "locals.lua")
     p = start([luajit(), fx, "{fd}", truth_path], stdin=subprocess.PIPE)
     try:
-        rc, doc, err = dump_json(p.pid, "-l")
+        rc, doc, err = dump_json(p.pid, "-l", "--coroutines")
         assert rc == 0, err
         cp = subprocess.run([os.environ["VMSTACK"], "dump", "-l", "-p", str(p.pid)],
                             capture_output=True, timeout=60)
@@ -509,19 +510,22 @@ def case_locals():
     finally:
         stop(p)
     with open(truth_path) as f:
-        blocks = []
+        every = []   # (kind, linedefined, [(kind, name, value)])
         for line in f.read().splitlines():
-            if line.startswith("frame "):
-                blocks.append((int(line.split()[1]), []))
+            if line.startswith("frame ") or line.startswith("coroutine "):
+                kind, n = line.split()
+                every.append((kind, int(n), []))
             elif line.startswith("local "):
                 name, value = line[6:].split("\t", 1)
-                blocks[-1][1].append(("local", name, value))
+                every[-1][2].append(("local", name, value))
             elif line.startswith("vararg\t"):
-                blocks[-1][1].append(("vararg", "(*vararg)", line[7:]))
+                every[-1][2].append(("vararg", "(*vararg)", line[7:]))
             else:
                 name, value = line[8:].split("\t", 1)
-                blocks[-1][1].append(("upvalue", name, value))
+                every[-1][2].append(("upvalue", name, value))
     shutil.rmtree(tmp, ignore_errors=True)
+    blocks = [(n, v) for k, n, v in every if k == "frame"]
+    coblocks = [(n, v) for k, n, v in every if k == "coroutine"]
     frames = [f for f in doc["threads"][0]["frames"]
               if f["kind"] == "vm" and f["vm_kind"] == "function"]
     assert [f["name"] for f in frames] == ["leaf", "middle", "main chunk"], frames
@@ -532,6 +536,15 @@ def case_locals():
         norm = lambda xs: [(k, n, "userdata" if v.startswith("userdata ") else v)
                            for k, n, v in xs]
         assert norm(got) == norm(want), (fr["name"], got, want)
+    # the suspended coroutine: its frames' variables, as debug.getlocal(co, ...) lists them
+    cos = [c for c in doc["coroutines"]
+           if any(f.get("name") == "worker" for f in c["frames"])]
+    assert len(cos) == 1, doc["coroutines"]
+    cf = [f for f in cos[0]["frames"] if f["kind"] == "vm" and f["vm_kind"] == "function"]
+    assert len(cf) == len(coblocks), (cf, coblocks)
+    for fr, (line, want) in zip(cf, coblocks):
+        got = [(v["kind"], v["name"], v["value"]) for v in fr.get("locals", [])]
+        assert got == want, (fr["name"], got, want)
     leaf = {v["name"]: v for v in frames[0]["locals"] if v["kind"] == "local"}
     assert leaf["weight"]["type"] == "string" and leaf["weight"]["length"] == 1, leaf["weight"]
     assert leaf["long"]["length"] == 6000 and leaf["t"]["length"] == 6, (leaf["long"], leaf["t"])
