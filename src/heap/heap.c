@@ -1,7 +1,7 @@
 /* The heap graph: objects and labelled references from a runtime's enumeration, resolved
- * into a graph below one virtual root; shortest paths (BFS), dominators (Cooper, Harvey and
- * Kennedy's iterative algorithm over reverse postorder), retained sizes, the census, the
- * top retainers and the stacks of the memory flame graph. */
+ * into a graph below one virtual root; shortest paths (BFS), dominators (Lengauer and
+ * Tarjan), retained sizes, the census, the top retainers and the stacks of the memory flame
+ * graph. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,17 +29,28 @@ struct trie {                  /* the flame graph's stacks: (parent, name) → i
   size_t tcap;
 };
 
+/* What the runtime enumerates, recorded compactly while the process's copy is still held
+ * (the largest part of the memory at that time) and decoded once it is gone: varints,
+ * addresses as the difference from the one before (objects come in runs through memory,
+ * an object's references together, a container's children mostly in order). About 5
+ * bytes an object and 4 a reference, where the arrays took 24 and 20. */
+struct rec {
+  uint8_t *p;
+  size_t n, cap;
+  uint64_t a, b;               /* the last addresses written (objects: a; edges: from, to) */
+};
+
 struct heap {
   struct heap_opts o;
   struct strtab st;
-  /* objects as enumerated, then sorted by address (node i + 1) */
+  /* objects as enumerated (orec), then sorted by address (node i + 1) */
+  struct rec orec;
   uint64_t *addr, *size;
   uint32_t *type, *cls;
-  size_t n, cap;
-  /* references and roots as enumerated (addresses), resolved by heap_analyse */
-  uint64_t *efrom, *eto;
-  uint32_t *elab;
-  size_t ne, ecap;
+  size_t n;
+  /* references (erec) and roots as enumerated (addresses), resolved by heap_analyse */
+  struct rec erec;
+  size_t ne;
   uint64_t *rto;
   uint32_t *rlab;
   size_t nr, rcap;
@@ -53,11 +64,10 @@ struct heap {
   size_t nn;
   uint32_t *soff, *sdst, *slab;      /* successors (CSR) */
   uint32_t *bparent, *blab;          /* BFS tree: the shortest path's last step */
-  uint32_t *border;                  /* BFS order of the reachable */
-  uint32_t *idom, *rpo;              /* dominator tree; reverse postorder of the reachable */
-  size_t nrpo;
-  const uint32_t *ord;               /* the reachable, each after its tree parent (idom):
-                                        rpo, or border when shortest paths stand in */
+  uint32_t *idom;                    /* dominator tree */
+  uint32_t *dfsparent;               /* depth-first tree (renumber, for the dominators) */
+  size_t nrpo;                       /* the reachable: nodes 0 .. nrpo - 1, numbered in
+                                        depth-first preorder, each after its idom */
   uint64_t *retained;
   uint32_t *rcount, *maxchild;       /* objects retained; the largest dominated child */
   int analysed;
@@ -140,6 +150,63 @@ static int grow(void **p, size_t size, size_t *cap, size_t need)
   return 0;
 }
 
+/* -- The enumeration's record --------------------------------------------------- */
+
+#define REC_ITEM_MAX 40          /* bytes of one record item at most (4 varints) */
+
+static int rec_reserve(struct rec *r)
+{
+  if (r->n + REC_ITEM_MAX <= r->cap)
+    return 0;
+  size_t nc = r->cap ? r->cap * 2 : 65536;
+  uint8_t *np = realloc(r->p, nc);
+  if (!np)
+    return -ENOMEM;
+  r->p = np;
+  r->cap = nc;
+  return 0;
+}
+
+static inline uint8_t *put_u(uint8_t *p, uint64_t v)
+{
+  while (v >= 0x80) {
+    *p++ = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  *p++ = (uint8_t)v;
+  return p;
+}
+
+/* a signed difference: zigzag, small either way */
+static inline uint8_t *put_d(uint8_t *p, uint64_t now, uint64_t before)
+{
+  uint64_t d = now - before;
+  return put_u(p, d << 1 ^ (uint64_t)((int64_t)d >> 63));
+}
+
+/* (the record is ours, written above: it is read without bounds) */
+static inline uint64_t get_u(const uint8_t **pp)
+{
+  const uint8_t *p = *pp;
+  uint64_t v = *p & 0x7f;
+  for (unsigned sh = 7; *p++ & 0x80; sh += 7)
+    v |= (uint64_t)(*p & 0x7f) << sh;
+  *pp = p;
+  return v;
+}
+
+static inline uint64_t get_d(const uint8_t **pp, uint64_t before)
+{
+  uint64_t z = get_u(pp);
+  return before + (z >> 1 ^ -(z & 1));
+}
+
+static void rec_free(struct rec *r)
+{
+  free(r->p);
+  memset(r, 0, sizeof *r);
+}
+
 /* -- Building ---------------------------------------------------------------- */
 
 struct heap *heap_new(const struct heap_opts *o)
@@ -172,19 +239,16 @@ int heap_object(struct heap *h, uint64_t addr, uint32_t type, uint64_t size, con
     h->full = 1;
     return -E2BIG;
   }
-  size_t c = h->cap;
-  if (h->n == c) {
-    size_t c1 = c, c2 = c, c3 = c, c4 = c;
-    if (grow((void **)&h->addr, 8, &c1, c + 1) || grow((void **)&h->size, 8, &c2, c + 1) ||
-        grow((void **)&h->type, 4, &c3, c + 1) || grow((void **)&h->cls, 4, &c4, c + 1))
-      return -ENOMEM;
-    h->cap = c1;
-  }
+  struct rec *r = &h->orec;
+  if (rec_reserve(r))
+    return -ENOMEM;
   int64_t cid = cls && *cls ? intern(&h->st, cls) : 0;
-  h->addr[h->n] = addr;
-  h->size[h->n] = size;
-  h->type[h->n] = type;
-  h->cls[h->n] = cid < 0 ? 0 : (uint32_t)cid;
+  uint8_t *p = put_d(r->p + r->n, addr, r->a);
+  p = put_u(p, size);
+  p = put_u(p, type);
+  p = put_u(p, cid < 0 ? 0 : (uint64_t)cid);
+  r->n = (size_t)(p - r->p);
+  r->a = addr;
   h->n++;
   return 0;
 }
@@ -193,20 +257,22 @@ int heap_edge(struct heap *h, uint64_t from, uint64_t to, const char *label)
 {
   if (h->full)
     return -E2BIG;
-  size_t c = h->ecap;
-  if (h->ne == c) {
-    size_t c1 = c, c2 = c, c3 = c;
-    if (grow((void **)&h->efrom, 8, &c1, c + 1) || grow((void **)&h->eto, 8, &c2, c + 1) ||
-        grow((void **)&h->elab, 4, &c3, c + 1))
-      return -ENOMEM;
-    h->ecap = c1;
-  }
+  struct rec *r = &h->erec;
+  if (rec_reserve(r))
+    return -ENOMEM;
   int64_t l = intern(&h->st, label ? label : "");
   if (l < 0)
     return (int)l;
-  h->efrom[h->ne] = from;
-  h->eto[h->ne] = to;
-  h->elab[h->ne++] = (uint32_t)l;
+  /* the label, and whether the source is another than the last one's (then it follows) */
+  int other = !h->ne || from != r->a;
+  uint8_t *p = put_u(r->p + r->n, (uint64_t)l << 1 | (uint64_t)other);
+  if (other)
+    p = put_d(p, from, r->a);
+  p = put_d(p, to, r->b);
+  r->n = (size_t)(p - r->p);
+  r->a = from;
+  r->b = to;
+  h->ne++;
   return 0;
 }
 
@@ -258,13 +324,12 @@ void heap_free(struct heap *h)
   if (!h)
     return;
   strtab_free(&h->st);
+  rec_free(&h->orec);
+  rec_free(&h->erec);
   free(h->addr);
   free(h->size);
   free(h->type);
   free(h->cls);
-  free(h->efrom);
-  free(h->eto);
-  free(h->elab);
   free(h->rto);
   free(h->rlab);
   free(h->wto);
@@ -274,9 +339,8 @@ void heap_free(struct heap *h)
   free(h->slab);
   free(h->bparent);
   free(h->blab);
-  free(h->border);
   free(h->idom);
-  free(h->rpo);
+  free(h->dfsparent);
   free(h->retained);
   free(h->rcount);
   free(h->maxchild);
@@ -321,36 +385,65 @@ static int kv_sort(struct kv *v, size_t n)
   return 0;
 }
 
-/* Objects sorted by address, duplicates dropped (the first given wins). */
+/* Objects sorted by address, duplicates dropped (the first given wins), from the record:
+ * the addresses with their places sorted first, then each object's fields decoded again
+ * straight to its sorted place (so that only one set of the objects' arrays is held). */
 static int sort_objects(struct heap *h)
 {
-  struct kv *perm = malloc((h->n ? h->n : 1) * sizeof *perm);
-  uint64_t *a = malloc((h->n ? h->n : 1) * 8), *s = malloc((h->n ? h->n : 1) * 8);
-  uint32_t *t = malloc((h->n ? h->n : 1) * 4), *c = malloc((h->n ? h->n : 1) * 4);
-  if (!perm || !a || !s || !t || !c || kv_sort(perm, 0)) {
-    free(perm), free(a), free(s), free(t), free(c);
+  size_t n = h->n, no = n ? n : 1, w = 0;
+  struct kv *perm = malloc(no * sizeof *perm);
+  if (!perm)
+    return -ENOMEM;
+  const uint8_t *p = h->orec.p;
+  uint64_t prev = 0;
+  int sorted = 1;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t a = get_d(&p, prev);
+    get_u(&p), get_u(&p), get_u(&p);
+    sorted &= !i || a >= prev;
+    perm[i] = (struct kv){ a, i };
+    prev = a;
+  }
+  if (!sorted && kv_sort(perm, n)) {   /* (enumerated in address order: nothing to do) */
+    free(perm);
     return -ENOMEM;
   }
-  for (size_t i = 0; i < h->n; i++)
-    perm[i] = (struct kv){ h->addr[i], i };
-  if (kv_sort(perm, h->n)) {
-    free(perm), free(a), free(s), free(t), free(c);
+  /* the place of each object given (NONE: a duplicate), in the order given */
+  uint32_t *pos = malloc(no * 4);
+  uint64_t *a = malloc(no * 8);
+  if (!pos || !a) {
+    free(perm), free(pos), free(a);
     return -ENOMEM;
   }
-  size_t w = 0;
-  for (size_t i = 0; i < h->n; i++) {
+  for (size_t i = 0; i < n; i++) {
     size_t k = (size_t)perm[i].val;
-    if (w && a[w - 1] == h->addr[k])
+    if (w && a[w - 1] == perm[i].key) {
+      pos[k] = NONE;
       continue;
-    a[w] = h->addr[k];
-    s[w] = h->size[k];
-    t[w] = h->type[k];
-    c[w] = h->cls[k];
-    w++;
+    }
+    pos[k] = (uint32_t)w;
+    a[w++] = perm[i].key;
   }
   free(perm);
-  free(h->addr), free(h->size), free(h->type), free(h->cls);
-  h->addr = a, h->size = s, h->type = t, h->cls = c;
+  uint64_t *sz = malloc((w ? w : 1) * 8);
+  uint32_t *t = malloc((w ? w : 1) * 4), *c = malloc((w ? w : 1) * 4);
+  if (!sz || !t || !c) {
+    free(pos), free(a), free(sz), free(t), free(c);
+    return -ENOMEM;
+  }
+  p = h->orec.p;
+  for (size_t i = 0; i < n; i++) {
+    get_u(&p);
+    uint64_t size = get_u(&p), ty = get_u(&p), cl = get_u(&p);
+    if (pos[i] != NONE) {
+      sz[pos[i]] = size;
+      t[pos[i]] = (uint32_t)ty;
+      c[pos[i]] = (uint32_t)cl;
+    }
+  }
+  free(pos);
+  rec_free(&h->orec);
+  h->addr = a, h->size = sz, h->type = t, h->cls = c;
   h->n = w;
   return 0;
 }
@@ -472,28 +565,40 @@ static int build_graph(struct heap *h)
       from[m] = 0, to[m] = d, lab[m++] = h->rlab[i];
   }
   /* (an object's references come together: its node is looked up once; the index slots
-   * of the targets a few edges on are fetched ahead, as each is a cache miss) */
-  uint64_t last = 0;
+   * of the targets a few edges on are fetched ahead, as each is a cache miss: the record
+   * is decoded a batch at a time for that) */
+  enum { BATCH_E = 1024 };
+  uint64_t ef[BATCH_E], et[BATCH_E];
+  uint32_t el[BATCH_E];
+  const uint8_t *p = h->erec.p;
+  uint64_t pf = 0, pt = 0, last = 0;
   uint32_t s = NONE;
-  for (size_t i = 0; i < h->ne; i++) {
-    if (i + 16 < h->ne)
-      __builtin_prefetch(&h->idx[hash_word(h->eto[i + 16], h->idxbits)]);
-    if (i + 8 < h->ne) {
-      uint32_t k = h->idx[hash_word(h->eto[i + 8], h->idxbits)];
-      if (k != NONE)
-        __builtin_prefetch(&h->addr[k]);
+  for (size_t b = 0; b < h->ne; b += BATCH_E) {
+    size_t nb = h->ne - b < BATCH_E ? h->ne - b : BATCH_E;
+    for (size_t i = 0; i < nb; i++) {
+      uint64_t v = get_u(&p);
+      if (v & 1)
+        pf = get_d(&p, pf);
+      pt = get_d(&p, pt);
+      ef[i] = pf, et[i] = pt, el[i] = (uint32_t)(v >> 1);
     }
-    if (!i || h->efrom[i] != last)
-      s = node_of(h, last = h->efrom[i]);
-    uint32_t d = s == NONE ? NONE : node_of(h, h->eto[i]);
-    if (d != NONE && d != s)
-      from[m] = s, to[m] = d, lab[m++] = h->elab[i];
+    for (size_t i = 0; i < nb; i++) {
+      if (i + 16 < nb)
+        __builtin_prefetch(&h->idx[hash_word(et[i + 16], h->idxbits)]);
+      if (i + 8 < nb) {
+        uint32_t k = h->idx[hash_word(et[i + 8], h->idxbits)];
+        if (k != NONE)
+          __builtin_prefetch(&h->addr[k]);
+      }
+      if ((!b && !i) || ef[i] != last)
+        s = node_of(h, last = ef[i]);
+      uint32_t d = s == NONE ? NONE : node_of(h, et[i]);
+      if (d != NONE && d != s)
+        from[m] = s, to[m] = d, lab[m++] = el[i];
+    }
   }
   /* the enumeration's edges are no longer needed: give their memory back first */
-  free(h->efrom), free(h->eto), free(h->elab);
-  h->efrom = h->eto = NULL;
-  h->elab = NULL;
-  h->ecap = 0;
+  rec_free(&h->erec);
   int r = csr(h, from, to, lab, m);
   if (!r && h->nw) {
     uint8_t *seen = reach(h);
@@ -530,8 +635,9 @@ static int renumber(struct heap *h)
   size_t nn = h->nn;
   uint32_t *nid = malloc(nn * 4), *next = malloc(nn * 4), *stack = malloc(nn * 4);
   uint32_t *old = malloc(nn * 4);   /* node -> its number before */
-  if (!nid || !next || !stack || !old) {
-    free(nid), free(next), free(stack), free(old);
+  uint32_t *par = malloc(nn * 4);   /* node -> its parent in the depth-first tree */
+  if (!nid || !next || !stack || !old || !par) {
+    free(nid), free(next), free(stack), free(old), free(par);
     return -ENOMEM;
   }
   memset(nid, 0xff, nn * 4);
@@ -557,11 +663,20 @@ static int renumber(struct heap *h)
     next[v] = e + 1;
     if (nid[d] != NONE)
       continue;
+    par[n] = v;
     old[n] = d;
     nid[d] = n++;
     next[d] = h->soff[d];
     stack[sp++] = d;
   }
+  /* (the dominators take this very depth-first search: its preorder is the new numbering,
+   * its tree is par) */
+  h->nrpo = n;
+  par[0] = NONE;
+  for (size_t v = 1; v < n; v++)
+    par[v] = nid[par[v]];
+  free(h->dfsparent);
+  h->dfsparent = par;
   for (size_t v = 1; v < nn; v++)
     if (nid[v] == NONE) {
       old[n] = (uint32_t)v;
@@ -633,9 +748,11 @@ static int bfs(struct heap *h)
   size_t nn = h->nn;
   h->bparent = malloc(nn * 4);
   h->blab = malloc(nn * 4);
-  uint32_t *queue = h->border = malloc(nn * 4);
-  if (!h->bparent || !h->blab || !queue)
+  uint32_t *queue = malloc(nn * 4);   /* (the BFS order: not kept) */
+  if (!h->bparent || !h->blab || !queue) {
+    free(queue);
     return -ENOMEM;
+  }
   for (size_t i = 0; i < nn; i++)
     h->bparent[i] = NONE, h->blab[i] = 0;
   size_t qh = 0, qt = 0;
@@ -652,14 +769,16 @@ static int bfs(struct heap *h)
       queue[qt++] = d;
     }
   }
+  free(queue);
   return 0;
 }
 
 /* The dominator tree (Lengauer and Tarjan, with path compression: O(m log n), whatever the
- * shape: long rings and doubly linked lists included). h->rpo gets the depth-first
- * preorder of the reachable nodes, in which a node's dominator comes before it. */
+ * shape: long rings and doubly linked lists included). It takes the depth-first search
+ * renumber() made: a node's preorder number is the node itself (the reachable are 0 ..
+ * nrpo - 1), its tree parent h->dfsparent; so a node's dominator comes before it. */
 struct lt {
-  uint32_t *dfn, *vertex, *parent, *semi, *anc, *label, *bhead, *bnext, *stack;
+  uint32_t *parent, *semi, *anc, *label, *bhead, *bnext, *stack;
 };
 
 /* The node of least semidominator on the path from v up its (compressed) ancestors. */
@@ -683,80 +802,53 @@ static uint32_t lt_eval(struct lt *t, uint32_t v)
 static int dominators(struct heap *h)
 {
   size_t nn = h->nn;
-  struct lt t;
-  uint32_t **arrs[] = { &t.dfn, &t.vertex, &t.parent, &t.semi, &t.anc, &t.label, &t.bhead,
-                        &t.bnext, &t.stack };
+  uint32_t n = (uint32_t)h->nrpo;
+  struct lt t = { .parent = h->dfsparent };
+  uint32_t **arrs[] = { &t.semi, &t.anc, &t.label, &t.bhead, &t.bnext, &t.stack };
   int r = 0;
   for (size_t i = 0; i < sizeof arrs / sizeof *arrs; i++)
-    if (!(*arrs[i] = malloc((nn + 1) * 4)))
+    if (!(*arrs[i] = malloc((n + 1) * 4)))
       r = -ENOMEM;
-  uint32_t *next = malloc((nn + 1) * 4), *poff = NULL, *pred = NULL;
+  uint32_t *poff = NULL, *pred = NULL;
   h->idom = malloc(nn * 4);
-  h->rpo = malloc(nn * 4);
-  if (r || !next || !h->idom || !h->rpo) {
+  if (r || !h->idom || !t.parent) {
     r = -ENOMEM;
     goto out;
   }
   for (size_t i = 0; i < nn; i++)
-    t.dfn[i] = 0, t.anc[i] = NONE, t.label[i] = (uint32_t)i, t.bhead[i] = NONE,
     h->idom[i] = NONE;
-  /* depth-first preorder from the root (dfn from 1) */
-  uint32_t n = 0;
-  size_t sp = 0;
-  t.dfn[0] = ++n;
-  t.vertex[n] = 0;
-  t.semi[0] = n;
-  t.parent[0] = NONE;
-  t.stack[sp++] = 0;
-  next[0] = h->soff[0];
-  while (sp) {
-    uint32_t v = t.stack[sp - 1];
-    if (next[v] == h->soff[v + 1]) {
-      sp--;
-      continue;
-    }
-    uint32_t d = h->sdst[next[v]++];
-    if (t.dfn[d])
-      continue;
-    t.dfn[d] = ++n;
-    t.vertex[n] = d;
-    t.semi[d] = n;
-    t.parent[d] = v;
-    next[d] = h->soff[d];
-    t.stack[sp++] = d;
-  }
-  h->nrpo = n;
-  for (uint32_t i = 1; i <= n; i++)
-    h->rpo[i - 1] = t.vertex[i];
-  /* predecessors among the reachable (CSR) */
-  poff = calloc(nn + 1, 4);
+  for (uint32_t i = 0; i < n; i++)
+    t.semi[i] = i, t.anc[i] = NONE, t.label[i] = i, t.bhead[i] = NONE;
+  /* predecessors among the reachable (CSR; an edge from a reachable node ends at one) */
+  poff = calloc((size_t)n + 1, 4);
   if (!poff) {
     r = -ENOMEM;
     goto out;
   }
-  for (size_t v = 0; v < nn; v++)
-    for (uint32_t e = h->soff[v]; t.dfn[v] && e < h->soff[v + 1]; e++)
+  for (uint32_t v = 0; v < n; v++)
+    for (uint32_t e = h->soff[v]; e < h->soff[v + 1]; e++)
       poff[h->sdst[e] + 1]++;
-  for (size_t i = 0; i < nn; i++)
+  for (uint32_t i = 0; i < n; i++)
     poff[i + 1] += poff[i];
-  pred = malloc((poff[nn] ? poff[nn] : 1) * 4);
+  pred = malloc((poff[n] ? poff[n] : 1) * 4);
   if (!pred) {
     r = -ENOMEM;
     goto out;
   }
-  memcpy(next, poff, nn * 4);
-  for (size_t v = 0; v < nn; v++)
-    for (uint32_t e = h->soff[v]; t.dfn[v] && e < h->soff[v + 1]; e++)
-      pred[next[h->sdst[e]]++] = (uint32_t)v;
+  /* (fill each node's list from its end: bnext is free until the buckets) */
+  uint32_t *fill = t.bnext;
+  memcpy(fill, poff + 1, (size_t)n * 4);
+  for (uint32_t v = n; v-- > 0;)
+    for (uint32_t e = h->soff[v + 1]; e-- > h->soff[v];)
+      pred[--fill[h->sdst[e]]] = v;
   /* semidominators, in reverse preorder; implicit dominators from the buckets */
-  for (uint32_t i = n; i >= 2; i--) {
-    uint32_t w = t.vertex[i];
+  for (uint32_t w = n ? n - 1 : 0; w >= 1; w--) {
     for (uint32_t e = poff[w]; e < poff[w + 1]; e++) {
       uint32_t u = lt_eval(&t, pred[e]);
       if (t.semi[u] < t.semi[w])
         t.semi[w] = t.semi[u];
     }
-    uint32_t s = t.vertex[t.semi[w]];
+    uint32_t s = t.semi[w];
     t.bnext[w] = t.bhead[s];
     t.bhead[s] = w;
     uint32_t p = t.parent[w];
@@ -767,17 +859,16 @@ static int dominators(struct heap *h)
     }
     t.bhead[p] = NONE;
   }
-  for (uint32_t i = 2; i <= n; i++) {
-    uint32_t w = t.vertex[i];
-    if (h->idom[w] != t.vertex[t.semi[w]])
+  for (uint32_t w = 1; w < n; w++)
+    if (h->idom[w] != t.semi[w])
       h->idom[w] = h->idom[h->idom[w]];
-  }
   h->idom[0] = 0;
-  h->ord = h->rpo;
 out:
   for (size_t i = 0; i < sizeof arrs / sizeof *arrs; i++)
     free(*arrs[i]);
-  free(next), free(poff), free(pred);
+  free(h->dfsparent);
+  h->dfsparent = NULL;
+  free(poff), free(pred);
   return r;
 }
 
@@ -793,7 +884,7 @@ static int retain(struct heap *h)
     h->retained[i] = h->size[i - 1], h->rcount[i] = 1;
   /* children before their dominator: the parents-first order backwards */
   for (size_t k = h->nrpo; k-- > 1;) {
-    uint32_t v = h->ord[k], d = h->idom[v];
+    uint32_t v = (uint32_t)k, d = h->idom[v];
     h->retained[d] += h->retained[v];
     h->rcount[d] += h->rcount[v];
     if (!h->maxchild[d] || h->retained[v] > h->retained[h->maxchild[d]])
@@ -806,9 +897,11 @@ int heap_analyse(struct heap *h)
 {
   int r;
   if ((r = sort_objects(h)) || (r = index_build(h)) || (r = build_graph(h)) || (r = renumber(h)) ||
-      (r = bfs(h)) || (r = dominators(h)) ||
-      (r = retain(h)))
+      (r = bfs(h)) || (r = dominators(h)) || (r = retain(h)))
     return r;
+  /* the reports read the trees, not the references: their memory back */
+  free(h->soff), free(h->sdst), free(h->slab);
+  h->soff = h->sdst = h->slab = NULL;
   h->analysed = 1;
   return 0;
 }
@@ -842,40 +935,86 @@ static int by_bytes(const void *a, const void *b)
   return strcmp(x->type, y->type);
 }
 
+static size_t mix(uint64_t x)
+{
+  x *= 0x9e3779b97f4a7c15ull;
+  return (size_t)(x ^ x >> 29 ^ x >> 47);
+}
+
+static int by_key(const void *a, const void *b)
+{
+  const struct kv *x = a, *y = b;
+  return x->key < y->key ? -1 : x->key > y->key;
+}
+
 int heap_census(const struct heap *h, struct heap_census_row **ret_rows, size_t *ret_n)
 {
-  /* (type and class, size) sorted by type and class, then summed per (type, class) */
-  struct kv *k = malloc((h->n ? h->n : 1) * sizeof *k);
-  struct heap_census_row *rows = NULL;
+  /* (type and class) -> bytes summed, in a table as large as the pairs there are (a few
+   * hundred: not one per object), then taken in the order of the pairs */
+  size_t cap = 256, nk = 0;
+  struct kv *tab = calloc(cap, sizeof *tab);
+  uint64_t *cnt = calloc(cap, 8);
+  if (!tab || !cnt) {
+    free(tab), free(cnt);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < h->n; i++) {
+    uint64_t key = ((uint64_t)h->type[i] << 32 | h->cls[i]) + 1;   /* (0: empty) */
+    size_t j = mix(key) & (cap - 1);
+    while (tab[j].key && tab[j].key != key)
+      j = (j + 1) & (cap - 1);
+    if (!tab[j].key) {
+      if ((nk + 1) * 2 > cap) {   /* grow, then this object again */
+        size_t nc = cap * 2;
+        struct kv *nt = calloc(nc, sizeof *nt);
+        uint64_t *ncnt = calloc(nc, 8);
+        if (!nt || !ncnt) {
+          free(nt), free(ncnt), free(tab), free(cnt);
+          return -ENOMEM;
+        }
+        for (size_t o = 0; o < cap; o++) {
+          if (!tab[o].key)
+            continue;
+          size_t q = mix(tab[o].key) & (nc - 1);
+          while (nt[q].key)
+            q = (q + 1) & (nc - 1);
+          nt[q] = tab[o];
+          ncnt[q] = cnt[o];
+        }
+        free(tab), free(cnt);
+        tab = nt, cnt = ncnt, cap = nc;
+        i--;
+        continue;
+      }
+      tab[j].key = key;
+      nk++;
+    }
+    tab[j].val += h->size[i];
+    cnt[j]++;
+  }
+  /* the pairs in their order (type, then class), as the rows were taken before sorting */
+  struct kv *keys = malloc((nk ? nk : 1) * sizeof *keys);
+  struct heap_census_row *rows = malloc((nk ? nk : 1) * sizeof *rows);
+  if (!keys || !rows) {
+    free(keys), free(rows), free(tab), free(cnt);
+    return -ENOMEM;
+  }
   size_t nrows = 0;
-  if (!k)
-    return -ENOMEM;
-  for (size_t i = 0; i < h->n; i++)
-    k[i] = (struct kv){ (uint64_t)h->type[i] << 32 | h->cls[i], h->size[i] };
-  if (kv_sort(k, h->n)) {
-    free(k);
-    return -ENOMEM;
-  }
+  for (size_t j = 0; j < cap; j++)
+    if (tab[j].key)
+      keys[nrows++] = (struct kv){ tab[j].key - 1, j };
+  qsort(keys, nrows, sizeof *keys, by_key);
   /* names: the type and, when there is one, its class: interned as "type class" */
-  rows = malloc((h->n ? h->n : 1) * sizeof *rows);
-  if (!rows) {
-    free(k);
-    return -ENOMEM;
-  }
   struct strtab *st = (struct strtab *)&h->st;
-  for (size_t i = 0; i < h->n;) {
-    size_t j = i;
-    uint64_t bytes = 0;
-    while (j < h->n && k[j].key == k[i].key)
-      bytes += k[j++].val;
-    uint32_t ty = (uint32_t)(k[i].key >> 32), cl = (uint32_t)k[i].key;
+  for (size_t i = 0; i < nrows; i++) {
+    uint32_t ty = (uint32_t)(keys[i].key >> 32), cl = (uint32_t)keys[i].key;
+    size_t j = (size_t)keys[i].val;
     char name[2 * HEAP_LABEL_MAX + 8];
     snprintf(name, sizeof name, "%s%s%s", st->s[ty], cl ? " " : "", st->s[cl]);
     int64_t id = intern(st, name);
-    rows[nrows++] = (struct heap_census_row){ id < 0 ? st->s[ty] : st->s[id], j - i, bytes };
-    i = j;
+    rows[i] = (struct heap_census_row){ id < 0 ? st->s[ty] : st->s[id], cnt[j], tab[j].val };
   }
-  free(k);
+  free(keys), free(tab), free(cnt);
   qsort(rows, nrows, sizeof *rows, by_bytes);
   *ret_rows = rows;
   *ret_n = nrows;
@@ -973,8 +1112,8 @@ int heap_top(const struct heap *h, size_t want, struct heap_retainer **ret, size
   }
   size_t m = 0;
   for (size_t k = 1; k < h->nrpo; k++)
-    if (h->retained[h->rpo[k]] * 1000 >= h->retained[0])   /* (smaller ones are not listed) */
-      idx[m++] = h->rpo[k];
+    if (h->retained[k] * 1000 >= h->retained[0])   /* (smaller ones are not listed) */
+      idx[m++] = (uint32_t)k;
   sort_retained = h->retained;
   sort_addr = h->addr;
   qsort(idx, m, sizeof *idx, by_retained);
@@ -1146,7 +1285,7 @@ int heap_each_stack(struct heap *h, heap_stack_fn fn, void *arg)
       done[0] = 1;
     /* parents first: each object's stack is its dominator's and one more frame */
     for (size_t k = 1; !r && k < h->nrpo; k++) {
-      uint32_t v = h->ord[k], u = h->idom[v];
+      uint32_t v = (uint32_t)k, u = h->idom[v];
       depth[v] = depth[u] + 1;
       if (depth[v] > DEPTH_MAX) {
         node[v] = node[u];   /* deeper than a stack shows: merged into its ancestor */
