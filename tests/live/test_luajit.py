@@ -605,6 +605,14 @@ def case_stripped():
             assert frames[1:4] == mod, frames
             assert frames[-1]["name"] == "main chunk", frames[-1]
             assert frames[4]["line"] == int(tb[4].split(":")[1]), (frames[4], tb[4])
+            # -l: no variable names in stripped bytecode: its slots, and that said
+            rc, doc, err = dump_json(p.pid, "-l")
+            assert rc == 0, err
+            mod = [f for f in vm_frames(doc["threads"][0]) if f["file"] == "@" + out]
+            chunk = mod[-1]["locals"]   # the module's main chunk: spin in its slot 1
+            assert chunk[0] == {"kind": "note", "name": "", "type": None,
+                                "value": "no variable names: stripped bytecode"}, chunk
+            assert chunk[1]["name"] == "(slot 1)" and chunk[1]["type"] == "function", chunk
             assert_running(p.pid)
         finally:
             stop(p)
