@@ -372,8 +372,9 @@ static int read_pad_name(struct pctx *c, uint64_t pn, struct pad_name *p)
   return 0;
 }
 
-/* The variables of CV cv at depth that are in scope at sequence number seq; with only_new,
- * leave out those in scope at outer_seq already (an eval block's own). */
+/* The variables of CV cv at depth that are in scope at sequence number seq (and, of an
+ * anonymous sub, those it captured); with only_new, leave out those in scope at outer_seq
+ * already (an eval block's own). */
 static int pad_vars(struct pctx *c, struct vars *vs, uint64_t cv, uint32_t depth, uint32_t seq,
                     int args, uint32_t outer_seq, int only_new)
 {
@@ -388,6 +389,10 @@ static int pad_vars(struct pctx *c, struct vars *vs, uint64_t cv, uint32_t depth
       rptr(vm, padlist + lo->heap.padl_arr, &arr) || !arr || depth < 1 || depth > max ||
       rptr(vm, arr, &names) || rptr(vm, arr + 8ull * depth, &pad) || !names || !pad)
     return -VMS_E_BADDATA;
+  /* what a named sub uses from outside it is the file's (or package's) own, shown with
+   * the frame that declares it; what a closure captured is part of it */
+  uint32_t cvflags = 0;
+  int anon = !r32(vm, h.any + lo->xcv.flags, &cvflags) && (cvflags & lo->cvf.anon);
   if (mem_read(vm->t->mem, names + lo->heap.padnl_fill, &nfill, 8) ||
       rptr(vm, names + lo->heap.padnl_alloc, &nl_arr) || nfill < 0 || nfill > PAD_MAX)
     return -VMS_E_BADDATA;
@@ -411,6 +416,8 @@ static int pad_vars(struct pctx *c, struct vars *vs, uint64_t cv, uint32_t depth
     if (rptr(vm, nl_arr + 8ull * (uint64_t)k, &pn) || !pn || read_pad_name(c, pn, &p))
       continue;
     if (p.our || (p.name[0] != '$' && p.name[0] != '@' && p.name[0] != '%') || !p.name[1])
+      continue;
+    if (p.outer && !anon)
       continue;
     int in = p.outer || (seq > p.low && seq <= p.high && p.high != lo->loc.seq_intro);
     if (!in)
