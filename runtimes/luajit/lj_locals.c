@@ -332,8 +332,9 @@ int lj_locals(void *vmv, struct target *t, struct vm_frames *vf, size_t i,
   }
   uint64_t base = f + 8;
   uint64_t end = top > base ? top : base + 8ull * p.framesize;
-  if (fr->trace && i == 0) {
-    /* the innermost frame of a thread on a trace: its slots in memory are from before it */
+  if (fr->trace) {
+    /* the frame a trace runs in (the innermost of its VM entry): its slots in memory are
+     * from before the trace */
     note(&c, vs, "in JIT registers: the values of this frame are not restored");
   } else {
     int64_t pos = pc ? lj_proto_pos(&p, pc) : -1;
