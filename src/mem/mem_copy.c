@@ -69,11 +69,35 @@ static int by_addr(const void *a, const void *b)
   return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
+#define HUGE (2u << 20)
+
+/* A buffer of the copy. A large one is placed on a 2 MiB boundary and asks for transparent
+ * huge pages: process_vm_readv pins and fills the destination a page at a time, and the
+ * enumeration then reads the copy at random, each read on 4 KiB pages a TLB miss (with
+ * the system's "madvise" setting, the default, only asked-for memory gets them). Prepared
+ * ones are faulted in here, before the process is stopped. */
 static uint8_t *cbuf(size_t len, int populate)
 {
-  void *p = mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | (populate ? MAP_POPULATE : 0), -1, 0);
-  return p == MAP_FAILED ? NULL : p;
+  size_t n = len ? len : 1, extra = n >= HUGE ? HUGE : 0;
+  uint8_t *p = mmap(NULL, n + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                    0);
+  if (p == MAP_FAILED)
+    return NULL;
+  if (extra) {
+    /* (what lies before the boundary and after the buffer goes back) */
+    size_t head = (size_t)(-(uintptr_t)p & (HUGE - 1));
+    if (head)
+      munmap(p, head);
+    size_t tail = extra - head;
+    p += head;
+    if (tail)
+      munmap(p + (n + PAGE - 1) / PAGE * PAGE, tail);
+    madvise(p, n, MADV_HUGEPAGE);   /* (a hint: without it, small pages) */
+  }
+  if (populate && madvise(p, n, MADV_POPULATE_WRITE))
+    for (size_t o = 0; o < n; o += PAGE)   /* (kernels before 5.14) */
+      ((volatile uint8_t *)p)[o] = 0;
+  return p;
 }
 
 /* A region of the copy, bytes its own (munmap'd with it). */
