@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "pl_vm.h"
 #include "vmstack/elf.h"
@@ -149,6 +150,122 @@ static int he_read(struct pctx *c, uint64_t he, uint64_t *next, uint64_t *hek, u
          r64(c, he + lo->he.val, val) ? -EFAULT : 0;
 }
 
+/* What one read of a hash entry gave (he_read and its key's length). */
+struct hent {
+  uint64_t hek, val;
+  int32_t len;
+  uint32_t link;                 /* the entry after it in its chain (gathered ones) */
+  uint8_t ok, end;               /* read; its next is 0 (1) or itself (2) */
+};
+
+#define GATHER_BUCKETS (1u << 20) /* buckets of a large hash gathered at once */
+#define GATHER_MIN 4096u          /* smaller hashes are read in order */
+#define NO_LINK UINT32_MAX
+
+/* Working memory of a large hash's reads: tens of MB read at random, in huge pages where
+ * the kernel has them (in 4 KiB pages nearly every read would be a TLB miss). */
+static void *big_alloc(size_t len)
+{
+  void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    return NULL;
+#ifdef MADV_HUGEPAGE
+  madvise(p, len, MADV_HUGEPAGE);
+#endif
+  return p;
+}
+
+static void big_free(void *p, size_t len)
+{
+  if (p)
+    munmap(p, len);
+}
+
+static void hent_read(struct pctx *c, uint64_t he, int keylen, struct hent *e, uint64_t *next)
+{
+  const struct pl_layout *lo = c->lo;
+  e->len = 0;
+  e->link = NO_LINK;
+  e->ok = !he_read(c, he, next, &e->hek, &e->val);
+  e->end = !e->ok ? 0 : !*next ? 1 : *next == he ? 2 : 0;
+  if (e->ok && e->hek && keylen)
+    mem_read(c->mem, e->hek + lo->hek.len, &e->len, 4);
+  if (e->len < 0 || e->len > (1 << 30))
+    e->len = 0;
+}
+
+/* Orders v[0..n) (address, index pairs) by address in blocks of 1/65536th of their span
+ * (one counting pass into out): only for the order of reading (near addresses one after
+ * the other, not one random page after another). */
+#define BLOCKS (1u << 16)
+
+static void by_block(uint64_t (*v)[2], uint64_t (*out)[2], size_t n, uint32_t *count)
+{
+  uint64_t lo = UINT64_MAX, hi = 0;
+  for (size_t i = 0; i < n; i++) {
+    lo = v[i][0] < lo ? v[i][0] : lo;
+    hi = v[i][0] > hi ? v[i][0] : hi;
+  }
+  int shift = 0;
+  while (n && ((hi - lo) >> shift) >= BLOCKS)
+    shift++;
+  memset(count, 0, BLOCKS * sizeof *count);
+  for (size_t i = 0; i < n; i++)
+    count[(v[i][0] - lo) >> shift]++;
+  uint32_t sum = 0;
+  for (size_t k = 0; k < BLOCKS; k++) {
+    uint32_t x = count[k];
+    count[k] = sum;
+    sum += x;
+  }
+  for (size_t i = 0; i < n; i++) {
+    uint32_t k = count[(v[i][0] - lo) >> shift]++;
+    out[k][0] = v[i][0];
+    out[k][1] = v[i][1];
+  }
+}
+
+/* Reads every entry of buckets [i0, i1) (their chains up to CHAIN_MAX, at most cap entries)
+ * in address order: a large hash's entries lie all over the heap, and read in bucket order
+ * each one is a cache and TLB miss. e[k] for k < i1 - i0 is bucket i0 + k's first entry;
+ * the others are linked. Returns 0, or -1 when the chains hold more than cap entries. */
+static int gather(struct pctx *c, const void *b, uint64_t i0, uint64_t i1, int keylen,
+                  struct hent *e, size_t cap, uint64_t (*v)[2], uint64_t (*tmp)[2])
+{
+  size_t nb = (size_t)(i1 - i0), ne = nb, n = 0;
+  for (size_t k = 0; k < nb; k++) {
+    uint64_t he = ld64(b, i0 + k);
+    e[k].link = NO_LINK;
+    if (he) {
+      v[n][0] = he;
+      v[n++][1] = k;
+    }
+  }
+  for (size_t depth = 0; n && depth < CHAIN_MAX; depth++) {
+    by_block(v, tmp, n, (uint32_t *)(tmp + cap));
+    size_t m = 0;
+    for (size_t j = 0; j < n; j++) {
+      if (j + 8 < n) {
+        const void *p = mem_copy_ptr(c->mem, tmp[j + 8][0], 8);
+        if (p)
+          __builtin_prefetch(p);
+      }
+      uint64_t next;
+      struct hent *x = &e[tmp[j][1]];
+      hent_read(c, tmp[j][0], keylen, x, &next);
+      if (!x->ok || x->end || depth + 1 == CHAIN_MAX)
+        continue;
+      if (ne == cap)
+        return -1;
+      x->link = (uint32_t)ne;
+      v[m][0] = next;
+      v[m++][1] = ne++;
+    }
+    n = m;
+  }
+  return 0;
+}
+
 /* Every entry of a hash: its bytes (entries, unshared keys) and, unless it is PL_strtab
  * (whose values are counts), an edge to each value. */
 static uint64_t hash_entries(struct pctx *c, uint64_t hv, uint64_t any, uint64_t array,
@@ -161,6 +278,7 @@ static uint64_t hash_entries(struct pctx *c, uint64_t hv, uint64_t any, uint64_t
   r64(c, any + lo->xhv.keys, &keys);
   int many = keys > HEAP_NAMED_MAX;
   int shared = hv != c->strtab && (flags & lo->heap.svphv_sharekeys);
+  int keylen = hv == c->strtab || !shared;   /* (a shared key's length is not counted here) */
   /* the buckets straight from the copy (a large hash's array is tens of MB: no copy of it) */
   uint64_t *own = NULL;
   const void *b = mem_copy_ptr(c->mem, array, (max + 1) * 8);
@@ -171,51 +289,83 @@ static uint64_t hash_entries(struct pctx *c, uint64_t hv, uint64_t any, uint64_t
     }
     b = own;
   }
+  /* a large hash's entries are read ahead, a slice of buckets at a time, in address order
+   * (a slice whose chains are longer than a real hash's is read in order as a small hash's) */
+  size_t slice = max + 1 >= GATHER_MIN ? (max + 1 < GATHER_BUCKETS ? max + 1 : GATHER_BUCKETS) : 0;
+  size_t cap = 4 * slice + 1024;
+  size_t elen = cap * sizeof(struct hent), vlen = cap * sizeof(uint64_t[2]);
+  struct hent *e = slice ? big_alloc(elen) : NULL;
+  /* (v, then tmp, then by_block's counts) */
+  vlen = 2 * vlen + BLOCKS * sizeof(uint32_t);
+  uint64_t (*v)[2] = e ? big_alloc(vlen) : NULL, (*tmp)[2] = v ? v + cap : NULL;
+  if (!v) {
+    big_free(e, elen);
+    e = NULL;
+  }
   char label[LABEL];
   /* a real hash has about as many entries as buckets: a garbage one (a VM mid-update, a
    * corrupt copy) is not followed much further than that, nor past a few bad reads */
-  uint64_t budget = 4 * (max + 1) + 1024;
-  int bad = 0;
+  uint64_t budget = 4 * (max + 1) + 1024, i0 = 0, i1 = 0;
+  int bad = 0, gathered = 0;
   for (uint64_t i = 0; i <= max && budget && bad < 16; i++) {
+    if (e && i == i1) {
+      i0 = i;
+      i1 = max + 1 - i > slice ? i + slice : max + 1;
+      gathered = !gather(c, b, i, i1, keylen, e, cap, v, tmp);
+    }
     uint64_t he = ld64(b, i);
     /* (the entries are scattered: each one a cache miss; a few buckets on fetched ahead) */
-    if (i + 8 <= max && ld64(b, i + 8)) {
+    if (!gathered && i + 8 <= max && ld64(b, i + 8)) {
       const void *p = mem_copy_ptr(c->mem, ld64(b, i + 8), 8);
       if (p)
         __builtin_prefetch(p);
     }
+    uint32_t k = (uint32_t)(i - i0);
+    /* (a chain's second entry was read later than the buckets around it: fetched ahead) */
+    if (gathered && i + 16 < i1 && e[k + 16].ok && e[k + 16].link != NO_LINK)
+      __builtin_prefetch(&e[e[k + 16].link]);
     for (size_t n = 0; he && n < CHAIN_MAX && budget; n++, budget--) {
-      uint64_t hek, val, next;
-      if (he_read(c, he, &next, &hek, &val)) {
+      struct hent one, *x = &one;
+      uint64_t next = 0;
+      if (gathered)
+        x = &e[k];
+      else
+        hent_read(c, he, keylen, x, &next);
+      if (!x->ok) {
         bad++;
         break;
       }
-      int32_t len = 0;
-      if (hek && (hv == c->strtab || !shared))   /* (a shared key's length is not counted here) */
-        mem_read(c->mem, hek + lo->hek.len, &len, 4);
-      if (len < 0 || len > (1 << 30))
-        len = 0;
       if (hv == c->strtab) {
         /* a shared key (HE and HEK in one allocation): its hashes' (a key is freed with the
          * last hash that uses it), the table's only when none does */
-        heap_object(c->h, hek, c->shared_key, lo->heap.shared_he_key + (uint64_t)len + 2, NULL);
-        heap_root_weak(c->h, hek, "(shared hash keys)");
+        heap_object(c->h, x->hek, c->shared_key, lo->heap.shared_he_key + (uint64_t)x->len + 2,
+                    NULL);
+        heap_root_weak(c->h, x->hek, "(shared hash keys)");
       } else {
-        bytes += lo->heap.he_size + (shared ? 0 : lo->heap.hek_size + (uint64_t)len + 2);
-        if (shared && hek)
-          heap_edge(c->h, hv, hek, "(key)");
+        bytes += lo->heap.he_size + (shared ? 0 : lo->heap.hek_size + (uint64_t)x->len + 2);
+        if (shared && x->hek)
+          heap_edge(c->h, hv, x->hek, "(key)");
       }
-      if (edges && val && many) {
-        heap_edge(c->h, hv, val, "{*}");
-      } else if (edges && val) {
-        key_label(c, hek, label, sizeof label);
-        heap_edge(c->h, hv, val, label);
+      if (edges && x->val && many) {
+        heap_edge(c->h, hv, x->val, "{*}");
+      } else if (edges && x->val) {
+        key_label(c, x->hek, label, sizeof label);
+        heap_edge(c->h, hv, x->val, label);
       }
-      if (next == he)
+      /* (as the chain is followed: an entry that is its own next ends it, one whose next is
+       * 0 is counted against the budget as the step to 0) */
+      if (x->end == 2)
         break;
-      he = next;
+      if (x->end == 1)
+        he = 0;
+      else if (gathered)
+        k = x->link;   /* (NO_LINK only at CHAIN_MAX, which ends the loop first) */
+      else
+        he = next;
     }
   }
+  big_free(e, elen);
+  big_free(v, vlen);
   free(own);
   return bytes;
 }
@@ -281,6 +431,23 @@ static uint64_t pads(struct pctx *c, uint64_t cv, uint64_t padlist, int root, co
   return bytes;
 }
 
+/* "[i]" in buf (by hand: most arrays are small, and there are millions of them) */
+static const char *index_label(char *buf, size_t cap, uint64_t i)
+{
+  if (i >= 100 || cap < 5) {
+    snprintf(buf, cap, "[%llu]", (unsigned long long)i);
+    return buf;
+  }
+  char *p = buf;
+  *p++ = '[';
+  if (i >= 10)
+    *p++ = (char)('0' + i / 10);
+  *p++ = (char)('0' + i % 10);
+  *p++ = ']';
+  *p = 0;
+  return buf;
+}
+
 /* One live SV: its object and its edges. */
 static void sv(struct pctx *c, uint64_t addr, const uint8_t *head)
 {
@@ -329,12 +496,7 @@ static void sv(struct pctx *c, uint64_t addr, const uint8_t *head)
           uint64_t e = ld64(el, i);
           if (!e)
             continue;
-          if (fill + 1 > HEAP_NAMED_MAX) {
-            heap_edge(c->h, addr, e, "[*]");
-          } else {
-            snprintf(label, sizeof label, "[%llu]", (unsigned long long)i);
-            heap_edge(c->h, addr, e, label);
-          }
+          heap_edge(c->h, addr, e, fill + 1 > HEAP_NAMED_MAX ? "[*]" : index_label(label, sizeof label, i));
         }
         free(own);
       }
