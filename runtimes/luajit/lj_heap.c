@@ -41,6 +41,10 @@ struct ctx {
   uint8_t *ct_own;
   uint32_t ct_top;
   uint64_t cts;               /* the FFI's state, an object of its own (0: none) */
+  /* an aligned block of the copy known to be in one piece, and the one last found not to be:
+   * most reads fall in the block of the last one, without a search of the copy's regions */
+  uint64_t wbase, wbad;
+  const uint8_t *wptr;
   int err;
 };
 
@@ -55,6 +59,23 @@ static uint64_t tv_obj(const struct lj_layout *lo, uint64_t tv, uint8_t *gct)
   return lo->gc64 ? tv & lo->gcvmask : (uint32_t)tv;
 }
 
+/* rd() with the widths the layouts use as constants (a variable-length memcpy is a call or
+ * a rep movs for every field of millions of objects) */
+static inline uint64_t ld(const uint8_t *b, size_t off, size_t w)
+{
+  if (w == 8) {
+    uint64_t v;
+    memcpy(&v, b + off, 8);
+    return v;
+  }
+  if (w == 4) {
+    uint32_t v;
+    memcpy(&v, b + off, 4);
+    return v;
+  }
+  return rd(b, off, w);
+}
+
 static uint64_t ref(const struct lj_layout *lo, uint64_t r)
 {
   return lo->gc64 ? r & lo->gcvmask : (uint32_t)r;
@@ -63,6 +84,26 @@ static uint64_t ref(const struct lj_layout *lo, uint64_t r)
 static int rd_mem(struct ctx *c, uint64_t addr, void *buf, size_t len)
 {
   return mem_read(c->mem, addr, buf, len);
+}
+
+#define WIN (64u << 10)
+
+/* [addr, addr + len) in the copy (mem_copy_ptr), or NULL */
+static const uint8_t *cptr(struct ctx *c, uint64_t addr, size_t len)
+{
+  if (c->wptr && addr - c->wbase < WIN && len <= WIN - (addr - c->wbase))
+    return c->wptr + (addr - c->wbase);
+  uint64_t base = addr & ~(uint64_t)(WIN - 1);
+  if (len <= WIN - (addr - base) && base != c->wbad) {
+    const uint8_t *p = mem_copy_ptr(c->mem, base, WIN);
+    if (p) {
+      c->wbase = base;
+      c->wptr = p;
+      return p + (addr - base);
+    }
+    c->wbad = base;
+  }
+  return mem_copy_ptr(c->mem, addr, len);
 }
 
 /* -- Labels ----------------------------------------------------------------- */
@@ -89,7 +130,7 @@ static void key_label(struct ctx *c, uint64_t key, char *buf, size_t cap)
     uint8_t hd[32];
     if (lo->str.size <= sizeof hd && !rd_mem(c, o, hd, lo->str.size) &&
         !lj_read_str(c->vm, o, s, sizeof s)) {
-      uint32_t len = (uint32_t)rd(hd, lo->str.len, 4);
+      uint32_t len = (uint32_t)ld(hd, lo->str.len, 4);
       const char *more = len > KEY_TEXT ? "..." : "";
       if (ident(s) && !more[0])
         fmt(buf, cap, ".%s", s);
@@ -130,15 +171,21 @@ struct tab {
 static int read_tab(struct ctx *c, uint64_t addr, struct tab *t)
 {
   const struct lj_layout *lo = c->lo;
-  uint8_t b[128];
-  if (lo->tab.size > sizeof b || rd_mem(c, addr, b, lo->tab.size) || b[lo->L.gct] != lo->gct.tab)
+  uint8_t buf[128];
+  /* (in place in the copy when it is there: no copy of it) */
+  const uint8_t *b = cptr(c, addr, lo->tab.size);
+  if (!b && (lo->tab.size > sizeof buf || rd_mem(c, addr, buf, lo->tab.size)))
+    return -VMS_E_BADDATA;
+  if (!b)
+    b = buf;
+  if (b[lo->L.gct] != lo->gct.tab)
     return -VMS_E_BADDATA;
   t->addr = addr;
-  t->array = rd(b, lo->tab.array, lo->mref_size);
-  t->node = rd(b, lo->tab.node, lo->mref_size);
-  t->mt = ref(lo, rd(b, lo->tab.metatable, lo->gcref_size));
-  t->asize = (uint32_t)rd(b, lo->tab.asize, 4);
-  t->hmask = (uint32_t)rd(b, lo->tab.hmask, 4);
+  t->array = ld(b, lo->tab.array, lo->mref_size);
+  t->node = ld(b, lo->tab.node, lo->mref_size);
+  t->mt = ref(lo, ld(b, lo->tab.metatable, lo->gcref_size));
+  t->asize = (uint32_t)ld(b, lo->tab.asize, 4);
+  t->hmask = (uint32_t)ld(b, lo->tab.hmask, 4);
   t->colo = (int8_t)b[lo->tab.colo];
   if (t->asize > (1u << 27) || t->hmask > (1u << 27))
     return -VMS_E_BADDATA;
@@ -161,7 +208,7 @@ static uint64_t tab_size(const struct lj_layout *lo, const struct tab *t)
 static const uint8_t *bytes_at(struct ctx *c, uint64_t addr, size_t len, uint8_t **own)
 {
   *own = NULL;
-  const uint8_t *p = mem_copy_ptr(c->mem, addr, len);
+  const uint8_t *p = cptr(c, addr, len);
   if (p)
     return p;
   if (!(*own = malloc(len ? len : 1)))
@@ -190,8 +237,8 @@ static uint8_t weak_mode(struct ctx *c, uint64_t mt)
     for (uint32_t i = 0; nodes && i <= t.hmask; i++) {
       const uint8_t *nd = nodes + (size_t)i * lo->node.size;
       uint8_t g1 = 0, g2 = 0;
-      uint64_t k = tv_obj(lo, rd(nd, lo->node.key, 8), &g1);
-      uint64_t v = tv_obj(lo, rd(nd, lo->node.val, 8), &g2);
+      uint64_t k = tv_obj(lo, ld(nd, lo->node.key, 8), &g1);
+      uint64_t v = tv_obj(lo, ld(nd, lo->node.val, 8), &g2);
       char ks[8], vs[8];
       if (k && g1 == lo->gct.str && v && g2 == lo->gct.str && !lj_read_str(c->vm, k, ks, sizeof ks) &&
           !strcmp(ks, "__mode") && !lj_read_str(c->vm, v, vs, sizeof vs)) {
@@ -227,41 +274,37 @@ static void table(struct ctx *c, uint64_t addr)
   size_t kids = 0;
   for (uint32_t i = 0; arr && i < t.asize; i++) {
     uint8_t g;
-    kids += tv_obj(lo, rd(arr, (size_t)i * lo->tv_size, 8), &g) != 0;
+    kids += tv_obj(lo, ld(arr, (size_t)i * lo->tv_size, 8), &g) != 0;
   }
   for (uint32_t i = 0; nodes && i <= t.hmask; i++) {
     const uint8_t *nd = nodes + (size_t)i * lo->node.size;
     uint8_t g;
-    kids += tv_obj(lo, rd(nd, lo->node.val, 8), &g) != 0;
+    kids += tv_obj(lo, ld(nd, lo->node.val, 8), &g) != 0;
   }
   int many = kids > HEAP_NAMED_MAX;
   char label[KEY_TEXT + 16];
   if (!(mode & 2))
     for (uint32_t i = 0; arr && i < t.asize; i++) {
       uint8_t g;
-      uint64_t v = tv_obj(lo, rd(arr, (size_t)i * lo->tv_size, 8), &g);
+      uint64_t v = tv_obj(lo, ld(arr, (size_t)i * lo->tv_size, 8), &g);
       if (!v)
         continue;
-      if (many)
-        fmt(label, sizeof label, "[*]");
-      else
+      if (!many)
         fmt(label, sizeof label, "[%u]", i);
-      heap_edge(c->h, addr, v, label);
+      heap_edge(c->h, addr, v, many ? "[*]" : label);
     }
   for (uint32_t i = 0; nodes && i <= t.hmask; i++) {
     const uint8_t *nd = nodes + (size_t)i * lo->node.size;
     uint8_t gv = 0, gk = 0;
-    uint64_t tv = rd(nd, lo->node.val, 8), tk = rd(nd, lo->node.key, 8);
+    uint64_t tv = ld(nd, lo->node.val, 8), tk = ld(nd, lo->node.key, 8);
     uint32_t itv = lo->gc64 ? (uint32_t)((int64_t)tv >> 47) : (uint32_t)(tv >> 32);
     if (~itv == 0)
       continue;   /* nil value: an empty node */
     uint64_t v = tv_obj(lo, tv, &gv), k = tv_obj(lo, tk, &gk);
     if (v && !(mode & 2)) {
-      if (many)
-        fmt(label, sizeof label, "{*}");
-      else
+      if (!many)
         key_label(c, tk, label, sizeof label);
-      heap_edge(c->h, addr, v, label);
+      heap_edge(c->h, addr, v, many ? "{*}" : label);
     }
     if (k && !(mode & 1))
       heap_edge(c->h, addr, k, "(key)");
@@ -276,7 +319,7 @@ static void func(struct ctx *c, uint64_t addr, const uint8_t *b)
 {
   const struct lj_layout *lo = c->lo;
   uint8_t ffid = b[lo->fn.ffid], nup = b[lo->fn.nupvalues];
-  uint64_t env = ref(lo, rd(b, lo->fn.env, lo->gcref_size));
+  uint64_t env = ref(lo, ld(b, lo->fn.env, lo->gcref_size));
   int isLua = ffid == lo->ff_lua;
   uint64_t size = isLua ? (uint64_t)lo->fn.lsize - lo->gcref_size + (uint64_t)lo->gcref_size * nup
                         : (uint64_t)lo->fn.csize - lo->tv_size + (uint64_t)lo->tv_size * nup;
@@ -284,7 +327,7 @@ static void func(struct ctx *c, uint64_t addr, const uint8_t *b)
   if (env)
     heap_edge(c->h, addr, env, "env");
   if (isLua) {
-    uint64_t pc = rd(b, lo->fn.pc, lo->mref_size);
+    uint64_t pc = ld(b, lo->fn.pc, lo->mref_size);
     struct proto p;
     int have = pc > lo->pt.size && !lj_read_proto(c->vm, pc - lo->pt.size, &p);
     if (have)
@@ -294,7 +337,7 @@ static void func(struct ctx *c, uint64_t addr, const uint8_t *b)
     uint8_t raw[256 * 8];
     if (nup && !rd_mem(c, addr + lo->fn.l_uvptr, raw, (size_t)nup * w))
       for (uint8_t i = 0; i < nup; i++) {
-        uv[i] = ref(lo, rd(raw, (size_t)i * w, w));
+        uv[i] = ref(lo, ld(raw, (size_t)i * w, w));
         char nm[80], label[96];
         if (!have || lj_upvalue_name(c->vm, &p, i, nm, sizeof nm))
           fmt(nm, sizeof nm, "%u", i);
@@ -306,7 +349,7 @@ static void func(struct ctx *c, uint64_t addr, const uint8_t *b)
     if (nup && !rd_mem(c, addr + lo->fn.c_upvalue, raw, (size_t)nup * lo->tv_size))
       for (uint8_t i = 0; i < nup; i++) {
         uint8_t g;
-        uint64_t v = tv_obj(lo, rd(raw, (size_t)i * lo->tv_size, 8), &g);
+        uint64_t v = tv_obj(lo, ld(raw, (size_t)i * lo->tv_size, 8), &g);
         char label[32];
         fmt(label, sizeof label, "upvalue %u", i + 1);
         if (v)
@@ -327,13 +370,13 @@ static void proto(struct ctx *c, uint64_t addr)
   heap_object(c->h, addr, c->ty[lo->gct.proto], p.sizept, NULL);
   if (p.chunkname)
     heap_edge(c->h, addr, ref(lo, p.chunkname), "chunkname");
-  uint32_t nk = (uint32_t)rd(b, lo->pt.sizekgc, 4);
+  uint32_t nk = (uint32_t)ld(b, lo->pt.sizekgc, 4);
   size_t w = lo->gcref_size;
   if (nk && nk < (1u << 20)) {
     uint8_t *own;
     const uint8_t *k = bytes_at(c, p.k - (uint64_t)nk * w, (size_t)nk * w, &own);
     for (uint32_t i = 0; k && i < nk; i++) {
-      uint64_t o = ref(lo, rd(k, (size_t)i * w, w));
+      uint64_t o = ref(lo, ld(k, (size_t)i * w, w));
       if (o)
         heap_edge(c->h, addr, o, "constant");
     }
@@ -366,7 +409,7 @@ static int name_slots(void *arg, uint64_t fn, uint64_t base, uint64_t top, uint6
   struct proto p;
   if (!pc || lo->fn.lsize > sizeof fb || rd_mem(sn->c, fn, fb, lo->fn.lsize) ||
       fb[lo->L.gct] != lo->gct.func || fb[lo->fn.ffid] != lo->ff_lua ||
-      lj_read_proto(vm, rd(fb, lo->fn.pc, lo->mref_size) - lo->pt.size, &p))
+      lj_read_proto(vm, ld(fb, lo->fn.pc, lo->mref_size) - lo->pt.size, &p))
     return 0;
   int64_t pos = lj_proto_pos(&p, pc);
   if (pos < 0)
@@ -403,14 +446,14 @@ static void thread(struct ctx *c, uint64_t addr)
     heap_object(c->h, addr, c->ty[lo->gct.thread], lo->L.size, NULL);
     return;
   }
-  uint32_t stacksize = (uint32_t)rd(b, lo->L.stacksize, 4);
-  uint64_t stack = rd(b, lo->L.stack, lo->mref_size), top = rd(b, lo->L.top, lo->mref_size);
+  uint32_t stacksize = (uint32_t)ld(b, lo->L.stacksize, 4);
+  uint64_t stack = ld(b, lo->L.stack, lo->mref_size), top = ld(b, lo->L.top, lo->mref_size);
   /* (the main thread is the head of the GG_State: the VM's one allocation with g, the JIT
    * state and the dispatch table) */
   heap_object(c->h, addr, c->ty[lo->gct.thread],
               (addr == c->mainL ? c->gg_size : lo->L.size) +
               (uint64_t)lo->tv_size * (stacksize < (1u << 26) ? stacksize : 0), NULL);
-  uint64_t env = ref(lo, rd(b, lo->L.env, lo->gcref_size));
+  uint64_t env = ref(lo, ld(b, lo->L.env, lo->gcref_size));
   if (env)
     heap_edge(c->h, addr, env, "env");
   if (top > stack && top - stack <= (uint64_t)stacksize * lo->tv_size) {
@@ -425,7 +468,7 @@ static void thread(struct ctx *c, uint64_t addr)
     size_t k = 0;
     for (uint64_t i = 0; s && i < (top - stack) / lo->tv_size; i++) {
       uint8_t g;
-      uint64_t v = tv_obj(lo, rd(s, (size_t)i * lo->tv_size, 8), &g);
+      uint64_t v = tv_obj(lo, ld(s, (size_t)i * lo->tv_size, 8), &g);
       uint64_t at = stack + i * lo->tv_size;
       while (k < sn.n && sn.v[k].addr < at)
         k++;
@@ -436,14 +479,14 @@ static void thread(struct ctx *c, uint64_t addr)
     free(own);
   }
   /* open upvalues: chained through nextgc from openupval */
-  uint64_t uv = ref(lo, rd(b, lo->L.openupval, lo->gcref_size));
+  uint64_t uv = ref(lo, ld(b, lo->L.openupval, lo->gcref_size));
   for (size_t n = 0; uv && n < (1u << 20); n++) {
     uint8_t u[64];
     if (lo->uv.size > sizeof u || rd_mem(c, uv, u, lo->uv.size) || u[lo->L.gct] != lo->gct.upval)
       break;
     heap_object(c->h, uv, c->ty[lo->gct.upval], lo->uv.size, NULL);
     heap_edge(c->h, addr, uv, "open upvalue");
-    uint64_t next = ref(lo, rd(u, 0, lo->gcref_size));
+    uint64_t next = ref(lo, ld(u, 0, lo->gcref_size));
     if (next == uv)
       break;
     uv = next;
@@ -457,7 +500,7 @@ static void upval(struct ctx *c, uint64_t addr, const uint8_t *b)
   uint8_t u[64];
   if (b[lo->uv.closed] && lo->uv.size <= sizeof u && !rd_mem(c, addr, u, lo->uv.size)) {
     uint8_t g;
-    uint64_t v = tv_obj(lo, rd(u, lo->uv.tv, 8), &g);
+    uint64_t v = tv_obj(lo, ld(u, lo->uv.tv, 8), &g);
     if (v)
       heap_edge(c->h, addr, v, "");   /* (the upvalue's name is on the function's edge) */
   }
@@ -471,10 +514,10 @@ static void udata(struct ctx *c, uint64_t addr)
     heap_object(c->h, addr, c->ty[lo->gct.udata], lo->ud.size, NULL);
     return;
   }
-  uint32_t len = (uint32_t)rd(b, lo->ud.len, 4);
+  uint32_t len = (uint32_t)ld(b, lo->ud.len, 4);
   heap_object(c->h, addr, c->ty[lo->gct.udata], lo->ud.size + (uint64_t)len, NULL);
-  uint64_t env = ref(lo, rd(b, lo->ud.env, lo->gcref_size));
-  uint64_t mt = ref(lo, rd(b, lo->ud.metatable, lo->gcref_size));
+  uint64_t env = ref(lo, ld(b, lo->ud.env, lo->gcref_size));
+  uint64_t mt = ref(lo, ld(b, lo->ud.metatable, lo->gcref_size));
   if (env)
     heap_edge(c->h, addr, env, "env");
   if (mt)
@@ -489,14 +532,14 @@ static void trace(struct ctx *c, uint64_t addr)
     heap_object(c->h, addr, c->ty[lo->gct.trace], lo->tr.size, NULL);
     return;
   }
-  uint32_t nins = (uint32_t)rd(b, lo->tr.nins, 4), nk = (uint32_t)rd(b, lo->tr.nk, 4);
-  uint32_t nsnap = (uint32_t)rd(b, lo->tr.nsnap, lo->tr.nsnap_w);
-  uint32_t nsnapmap = (uint32_t)rd(b, lo->tr.nsnapmap, lo->tr.nsnapmap_w);
+  uint32_t nins = (uint32_t)ld(b, lo->tr.nins, 4), nk = (uint32_t)ld(b, lo->tr.nk, 4);
+  uint32_t nsnap = (uint32_t)ld(b, lo->tr.nsnap, lo->tr.nsnap_w);
+  uint32_t nsnapmap = (uint32_t)ld(b, lo->tr.nsnapmap, lo->tr.nsnapmap_w);
   uint64_t size = ((uint64_t)lo->tr.size + 7) & ~7ull;
   if (nins >= nk && nins - nk < (1u << 24))
     size += 8ull * (nins - nk) + 12ull * nsnap + 4ull * nsnapmap;
   heap_object(c->h, addr, c->ty[lo->gct.trace], size, NULL);
-  uint64_t pt = ref(lo, rd(b, lo->tr.startpt, lo->gcref_size));
+  uint64_t pt = ref(lo, ld(b, lo->tr.startpt, lo->gcref_size));
   if (pt)
     heap_edge(c->h, addr, pt, "start");
 }
@@ -514,10 +557,10 @@ static void ctypes_load(struct ctx *c, uint64_t cts)
   if (!cts || !lo->ct.size || lo->ct.size_ptr > 8 || lo->ct.state_size > sizeof b ||
       rd_mem(c, cts, b, lo->ct.state_size))
     return;
-  uint64_t tab = rd(b, lo->ct.tab, lo->ct.size_ptr);
-  uint32_t top = (uint32_t)rd(b, lo->ct.top, 4), sizetab = (uint32_t)rd(b, lo->ct.sizetab, 4);
-  uint32_t sizeid = (uint32_t)rd(b, lo->ct.sizeid, 4);
-  uint64_t ids = rd(b, lo->ct.cbid, lo->ct.size_ptr);
+  uint64_t tab = ld(b, lo->ct.tab, lo->ct.size_ptr);
+  uint32_t top = (uint32_t)ld(b, lo->ct.top, 4), sizetab = (uint32_t)ld(b, lo->ct.sizetab, 4);
+  uint32_t sizeid = (uint32_t)ld(b, lo->ct.sizeid, 4);
+  uint64_t ids = ld(b, lo->ct.cbid, lo->ct.size_ptr);
   if (!top || top > sizetab || sizetab > (uint64_t)lo->ct.mask_cid + 1)
     return;
   c->ct = bytes_at(c, tab, (size_t)top * lo->ct.size, &c->ct_own);
@@ -528,7 +571,7 @@ static void ctypes_load(struct ctx *c, uint64_t cts)
   heap_object(c->h, cts, heap_type(c->h, "FFI C types"), size, NULL);
   c->cts = cts;
   for (uint32_t i = 0; c->ct && i < c->ct_top; i++) {
-    uint64_t o = ref(lo, rd(c->ct, (size_t)i * lo->ct.size + lo->ct.name, lo->gcref_size));
+    uint64_t o = ref(lo, ld(c->ct, (size_t)i * lo->ct.size + lo->ct.name, lo->gcref_size));
     if (o)
       heap_edge(c->h, cts, o, "(C type name)");
   }
@@ -557,19 +600,19 @@ static uint64_t cdata_size(struct ctx *c, uint64_t addr, const uint8_t *hd)
     if (lo->cd.v_size > sizeof v || addr < lo->cd.v_size ||
         rd_mem(c, addr - lo->cd.v_size, v, lo->cd.v_size))
       return fallback;
-    uint32_t offset = (uint32_t)rd(v, lo->cd.v_offset, 2);
-    uint32_t extra = (uint32_t)rd(v, lo->cd.v_extra, 2), len = (uint32_t)rd(v, lo->cd.v_len, 4);
+    uint32_t offset = (uint32_t)ld(v, lo->cd.v_offset, 2);
+    uint32_t extra = (uint32_t)ld(v, lo->cd.v_extra, 2), len = (uint32_t)ld(v, lo->cd.v_len, 4);
     /* (the GCcdataVar and the header lie inside the allocation's extra bytes) */
     if (offset < lo->cd.v_size || (uint64_t)offset + lo->cd.size > extra || len > CT_SIZE_MAX)
       return fallback;
     return (uint64_t)len + extra;
   }
-  uint32_t id = (uint32_t)rd(hd, lo->cd.ctypeid, 2);
+  uint32_t id = (uint32_t)ld(hd, lo->cd.ctypeid, 2);
   for (int n = 0; c->ct && id < c->ct_top && n < CT_CHAIN_MAX; n++) {
     const uint8_t *ct = c->ct + (size_t)id * lo->ct.size;
-    uint32_t info = (uint32_t)rd(ct, lo->ct.info, 4), type = info >> lo->ct.shift_num;
+    uint32_t info = (uint32_t)ld(ct, lo->ct.info, 4), type = info >> lo->ct.shift_num;
     if (type != lo->ct.attrib) {
-      uint32_t size = type <= lo->ct.hassize ? (uint32_t)rd(ct, lo->ct.ctsize, 4)
+      uint32_t size = type <= lo->ct.hassize ? (uint32_t)ld(ct, lo->ct.ctsize, 4)
                                               : lo->ct.size_ptr;
       return size <= CT_SIZE_MAX ? lo->cd.size + (uint64_t)size : fallback;
     }
@@ -615,6 +658,7 @@ static int walk_list(struct ctx *c, uint64_t first, uint64_t stop, int strings)
   const struct lj_layout *lo = c->lo;
   uint64_t obj = first, mark = first;
   size_t power = 1;
+  const uint8_t *at = NULL;   /* obj's header in the copy, when it is there */
   for (size_t n = 0; obj && obj != stop; n++) {
     if (n > OBJ_LIST_MAX || heap_full(c->h))
       return -VMS_E_TRUNCATED;
@@ -624,19 +668,29 @@ static int walk_list(struct ctx *c, uint64_t first, uint64_t stop, int strings)
     } else if (n && obj == mark) {
       return -VMS_E_CYCLE;
     }
-    uint8_t hd[64];
+    uint8_t buf[64];
     size_t hl = strings ? lo->str.size : 16;
-    if (hl > sizeof hd || rd_mem(c, obj, hd, hl))
+    const uint8_t *hd = at;
+    if (hl > sizeof buf || (!hd && rd_mem(c, obj, buf, hl)))
       return -VMS_E_BADDATA;
+    if (!hd)
+      hd = buf;
+    /* the next object is fetched while this one is looked at (the list is a chain of
+     * cache misses) */
+    uint64_t next = ref(lo, ld(hd, 0, lo->gcref_size));
+    at = next && next != stop ? cptr(c, next, hl) : NULL;
+    if (at) {
+      __builtin_prefetch(at);
+      __builtin_prefetch(at + 64);   /* (a table's header and array run on; never faults) */
+    }
     if (strings) {
       if (hd[lo->L.gct] != lo->gct.str)
         return -VMS_E_BADDATA;
-      uint32_t len = (uint32_t)rd(hd, lo->str.len, 4);
+      uint32_t len = (uint32_t)ld(hd, lo->str.len, 4);
       heap_object(c->h, obj, c->ty[lo->gct.str], lo->str.size + ((len + 4ull) & ~3ull), NULL);
     } else {
       object(c, obj, hd);
     }
-    uint64_t next = ref(lo, rd(hd, 0, lo->gcref_size));
     if (next == obj)
       return -VMS_E_CYCLE;
     obj = next;
@@ -652,28 +706,28 @@ static int one_G(struct ctx *c, uint64_t G, const char *tag)
     return -VMS_E_BADDATA;
   size_t w = lo->gcref_size;
   /* the VM's state itself (GG_State: L, g, J, dispatch) and its string table */
-  uint64_t GG = G - lo->gg.g, mask = rd(g, lo->g.str_mask, 4), strtab = rd(g, lo->g.str_tab, 8);
+  uint64_t GG = G - lo->gg.g, mask = ld(g, lo->g.str_mask, 4), strtab = ld(g, lo->g.str_tab, 8);
   char label[64];
   c->mainL = GG;
   c->gg_size = lo->gg.size;
   ctypes_drop(c);
-  ctypes_load(c, rd(g, lo->g.ctype_state, lo->mref_size));
+  ctypes_load(c, ld(g, lo->g.ctype_state, lo->mref_size));
   if (mask < (1u << 28)) {
     heap_object(c->h, strtab, heap_type(c->h, "string table"), (mask + 1) * w, NULL);
     fmt(label, sizeof label, "%s(string table)", tag);
     heap_root(c->h, strtab, label);
   }
-  uint64_t total = rd(g, lo->g.gc_total, lo->g.gc_total_size);
+  uint64_t total = ld(g, lo->g.gc_total, lo->g.gc_total_size);
   /* the objects */
-  int r = walk_list(c, ref(lo, rd(g, lo->g.gc_root, w)), 0, 0);
+  int r = walk_list(c, ref(lo, ld(g, lo->g.gc_root, w)), 0, 0);
   if (!r && mask < (1u << 28)) {
     uint8_t *own;
     const uint8_t *tab = bytes_at(c, strtab, (mask + 1) * w, &own);
     for (uint64_t i = 0; tab && !r && i <= mask; i++)
-      r = walk_list(c, ref(lo, rd(tab, i * w, w)) & ~1ull, 0, 1);
+      r = walk_list(c, ref(lo, ld(tab, i * w, w)) & ~1ull, 0, 1);
     free(own);
   }
-  uint64_t mmu = ref(lo, rd(g, lo->g.gc_mmudata, w));
+  uint64_t mmu = ref(lo, ld(g, lo->g.gc_mmudata, w));
   if (!r && mmu) {
     /* circular: mmudata is the last; the first is its nextgc */
     uint64_t first = 0;
@@ -687,26 +741,26 @@ static int one_G(struct ctx *c, uint64_t G, const char *tag)
   uint64_t mainL = GG;
   uint8_t Lb[256];
   if (mainL && lo->L.size <= sizeof Lb && !rd_mem(c, mainL, Lb, lo->L.size)) {
-    uint64_t env = ref(lo, rd(Lb, lo->L.env, w));
+    uint64_t env = ref(lo, ld(Lb, lo->L.env, w));
     fmt(label, sizeof label, "%s_G", tag);
     if (env)
       heap_root(c->h, env, label);
   }
   uint8_t gct;
-  uint64_t reg = tv_obj(lo, rd(g, lo->g.registrytv, 8), &gct);
+  uint64_t reg = tv_obj(lo, ld(g, lo->g.registrytv, 8), &gct);
   fmt(label, sizeof label, "%sregistry", tag);
   if (reg)
     heap_root(c->h, reg, label);
   fmt(label, sizeof label, "%smain thread", tag);
   if (mainL)
     heap_root(c->h, mainL, label);
-  uint64_t curL = ref(lo, rd(g, lo->g.cur_L, w));
+  uint64_t curL = ref(lo, ld(g, lo->g.cur_L, w));
   fmt(label, sizeof label, "%srunning coroutine", tag);
   if (curL && curL != mainL)
     heap_root(c->h, curL, label);
   fmt(label, sizeof label, "%s(VM names and metatables)", tag);
   for (size_t i = 0; i < lo->gcroot_max; i++) {
-    uint64_t o = ref(lo, rd(g, lo->g.gcroot + i * w, w));
+    uint64_t o = ref(lo, ld(g, lo->g.gcroot + i * w, w));
     if (o)
       heap_root(c->h, o, label);
   }
@@ -718,13 +772,13 @@ static int one_G(struct ctx *c, uint64_t G, const char *tag)
   uint8_t jb[64];
   if (lo->J.sizetrace && !rd_mem(c, J + lo->J.trace, jb, 8) &&
       !rd_mem(c, J + lo->J.sizetrace, jb + 8, 4)) {
-    uint64_t tr = rd(jb, 0, 8);
-    uint32_t n = (uint32_t)rd(jb, 8, 4);
+    uint64_t tr = ld(jb, 0, 8);
+    uint32_t n = (uint32_t)ld(jb, 8, 4);
     uint8_t *own;
     const uint8_t *v = n && n < 65536 ? bytes_at(c, tr, (size_t)n * w, &own) : NULL;
     fmt(label, sizeof label, "%sJIT traces", tag);
     for (uint32_t i = 0; v && i < n; i++) {
-      uint64_t o = ref(lo, rd(v, (size_t)i * w, w));
+      uint64_t o = ref(lo, ld(v, (size_t)i * w, w));
       if (o)
         heap_root(c->h, o, label);
     }
@@ -791,7 +845,7 @@ int lj_heap_label(void *vmv, struct target *t, uint64_t from, uint64_t to, char 
                              ? bytes_at(c, tb.array, (size_t)tb.asize * lo->tv_size, &own) : NULL;
     for (uint32_t i = 0; arr && i < tb.asize && r; i++) {
       uint8_t g;
-      if (tv_obj(lo, rd(arr, (size_t)i * lo->tv_size, 8), &g) == to) {
+      if (tv_obj(lo, ld(arr, (size_t)i * lo->tv_size, 8), &g) == to) {
         fmt(buf, cap, "[%u]", i);
         r = 0;
       }
@@ -803,8 +857,8 @@ int lj_heap_label(void *vmv, struct target *t, uint64_t from, uint64_t to, char 
     for (uint32_t i = 0; nodes && i <= tb.hmask && r; i++) {
       const uint8_t *nd = nodes + (size_t)i * lo->node.size;
       uint8_t g;
-      if (tv_obj(lo, rd(nd, lo->node.val, 8), &g) == to) {
-        key_label(c, rd(nd, lo->node.key, 8), buf, cap);
+      if (tv_obj(lo, ld(nd, lo->node.val, 8), &g) == to) {
+        key_label(c, ld(nd, lo->node.key, 8), buf, cap);
         r = 0;
       }
     }
