@@ -1,8 +1,11 @@
 /* Values of variables as text: the bounded builder and string literals. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "vmstack/frames.h"
 #include "vmstack/json.h"
 #include "vmstack/vartext.h"
 
@@ -44,10 +47,19 @@ void vt_string(struct vtext *o, const uint8_t *s, size_t n, size_t len, size_t m
   while (i < n && i < max) {
     uint8_t c = s[i];
     size_t u = c >= 0x80 && (style == VT_LUA || utf8) ? utf8_len(s + i) : 0;
-    if (u > 1 && i + u <= n && !(c == 0xc2 && s[i + 1] < 0xa0)) {
-      vt_put(o, (const char *)s + i, u);
-      i += u;
-      continue;
+    if (u > 1 && i + u <= n) {
+      unsigned cp = utf8_cp(s + i, u);
+      if (!text_unsafe_cp(cp)) {
+        vt_put(o, (const char *)s + i, u);
+        i += u;
+        continue;
+      }
+      if (style == VT_PERL) {
+        /* (a character string: the character, as Perl writes it) */
+        vt_putf(o, "\\x{%x}", cp);
+        i += u;
+        continue;
+      }
     }
     const char *e = c ? strchr(esc, c) : NULL;
     if (e) {
@@ -78,18 +90,62 @@ void vt_string(struct vtext *o, const uint8_t *s, size_t n, size_t len, size_t m
     vt_putf(o, " (%zu bytes)", len);
 }
 
-void vt_copy_cut(char *buf, size_t cap, const char *text, size_t len)
+void vt_mark_cut(struct vtext *o)
 {
-  if (!cap)
+  if (o->cap < 8 || o->n + 1 < o->cap)
     return;
-  if (len < cap) {
-    memcpy(buf, text, len);
-    buf[len] = 0;
-    return;
-  }
-  size_t cut = cap > sizeof ELLIPSIS ? cap - sizeof ELLIPSIS : 0;
-  while (cut && ((unsigned char)text[cut] & 0xc0) == 0x80)
+  size_t cut = o->cap - sizeof ELLIPSIS;
+  while (cut && ((unsigned char)o->b[cut] & 0xc0) == 0x80)
     cut--;
-  memcpy(buf, text, cut);
-  memcpy(buf + cut, ELLIPSIS, sizeof ELLIPSIS);
+  memcpy(o->b + cut, ELLIPSIS, sizeof ELLIPSIS);
+  o->n = cut + sizeof ELLIPSIS - 1;
+}
+
+size_t vt_value_room(size_t max_string)
+{
+  return 4096 + 6 * max_string;
+}
+
+static void var_free(struct vm_var *v)
+{
+  free((char *)v->name);
+  free((char *)v->type);
+  free((char *)v->value);
+}
+
+int vt_vars_put(struct vt_vars *vs, size_t i, const struct vm_var *var)
+{
+  if (i > vs->n)
+    return -EINVAL;
+  if (i == vs->n && vs->n == vs->cap) {
+    size_t nc = vs->cap ? vs->cap * 2 : 16;
+    struct vm_var *nv = realloc(vs->v, nc * sizeof *nv);
+    if (!nv)
+      return -ENOMEM;
+    vs->v = nv;
+    vs->cap = nc;
+  }
+  struct vm_var c = *var;
+  c.name = strdup(var->name ? var->name : "");
+  c.type = strdup(var->type ? var->type : "");
+  c.value = strdup(var->value ? var->value : "");
+  if (!c.name || !c.type || !c.value) {
+    var_free(&c);
+    return -ENOMEM;
+  }
+  if (i == vs->n)
+    vs->n++;
+  else
+    var_free(&vs->v[i]);
+  vs->v[i] = c;
+  return 0;
+}
+
+void vt_vars_free(struct vt_vars *vs)
+{
+  for (size_t i = 0; i < vs->n; i++)
+    var_free(&vs->v[i]);
+  free(vs->v);
+  vs->v = NULL;
+  vs->n = vs->cap = 0;
 }

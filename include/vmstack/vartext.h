@@ -23,12 +23,28 @@ enum vt_style {
 
 /* The n bytes at s (of a string of len bytes) as a quoted literal of that language, cut
  * after max bytes with "…" and the length said: "abab…" (6000 bytes). Valid UTF-8 is kept
- * (for Perl only when utf8 says the string is characters), C0 and C1 controls, DEL and
- * invalid bytes are escaped: the text holds printable characters only. */
+ * (for Perl only when utf8 says the string is characters), C0 and C1 controls, DEL,
+ * invalid bytes and the characters that move or hide text (text_unsafe_cp) are escaped:
+ * the text holds printable characters only. s must have 3 readable bytes past n. */
 void vt_string(struct vtext *o, const uint8_t *s, size_t n, size_t len, size_t max,
                enum vt_style style, int utf8);
 
-/* Copy text into buf (cap bytes), cut with "…" on a character boundary when too long. */
-void vt_copy_cut(char *buf, size_t cap, const char *text, size_t len);
+/* A text that filled its room ends in "…" (on a character boundary): it was cut. */
+void vt_mark_cut(struct vtext *o);
+
+/* Room for one value's text when strings are cut at max_string bytes (each byte may take
+ * six characters escaped, and a preview holds several). */
+size_t vt_value_room(size_t max_string);
+
+struct vm_var;
+/* A frame's variables as they are collected (their strings owned), then handed to the frame
+ * with vm_frames_set_vars(v, n). */
+struct vt_vars {
+  struct vm_var *v;
+  size_t n, cap;
+};
+/* Put a copy of var at i (n: append); 0, or -ENOMEM. */
+int vt_vars_put(struct vt_vars *vs, size_t i, const struct vm_var *var);
+void vt_vars_free(struct vt_vars *vs);
 
 #endif

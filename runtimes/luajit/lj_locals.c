@@ -13,9 +13,10 @@
 #include "vmstack/target.h"
 #include "vmstack/vartext.h"
 
-#define VARS_MAX 300          /* variables of one frame (a frame has at most 250 slots) */
-#define VALUE_MAX 2048        /* characters of one value's text */
-#define TABLE_SCAN_MAX 1000000  /* slots of a table looked at to count its entries */
+#define VARS_MAX 600          /* variables of one frame (a frame has at most 250 slots,
+                                 upvalues and varargs as many again) */
+#define TABLE_SCAN_MAX 4000000u /* slots of a table looked at to count its entries */
+#define SCAN_CHUNK 4096         /* slots read at once while counting */
 
 /* -- Values --------------------------------------------------------------------- */
 
@@ -47,6 +48,8 @@ struct lctx {
   struct lj_vm *vm;
   const struct lj_layout *lo;
   const struct vm_locals_opts *opts;
+  struct vtext text;          /* the value being written (vt_value_room of them) */
+  uint8_t *str;               /* a string's bytes being read: max_string + 8 */
 };
 
 /* A string object's bytes (up to want of them) and length. */
@@ -164,13 +167,20 @@ static void put_table(struct lctx *c, struct vtext *o, uint64_t tab, int depth, 
   uint64_t array = rd(b, lo->tab.array, lo->mref_size), node = rd(b, lo->tab.node, lo->mref_size);
   uint32_t asize = (uint32_t)rd(b, lo->tab.asize, 4), hmask = (uint32_t)rd(b, lo->tab.hmask, 4);
   size_t shown = 0, total = 0, want = c->opts->preview;
+  int exact = asize <= TABLE_SCAN_MAX && hmask < TABLE_SCAN_MAX;
   /* in the order next() gives them; keys left out while they count 1, 2, 3 ... */
   int64_t next_index = 1;
   vt_put(o, " {", 2);
+  uint64_t chunk[SCAN_CHUNK];
   for (uint32_t i = 0; i < asize && i < TABLE_SCAN_MAX; i++) {
-    uint64_t v;
-    if (mem_read(c->vm->t->mem, array + (uint64_t)i * 8, &v, 8))
-      break;
+    if (i % SCAN_CHUNK == 0) {
+      size_t k = asize - i < SCAN_CHUNK ? asize - i : SCAN_CHUNK;
+      if (mem_read(c->vm->t->mem, array + (uint64_t)i * 8, chunk, k * 8)) {
+        exact = 0;
+        break;
+      }
+    }
+    uint64_t v = chunk[i % SCAN_CHUNK];
     if (tv_type(lo, v) == 0)
       continue;
     total++;
@@ -186,12 +196,19 @@ static void put_table(struct lctx *c, struct vtext *o, uint64_t tab, int depth, 
       put_value(c, o, v, depth + 1, NULL);
     }
   }
-  if (hmask < TABLE_SCAN_MAX) {
-    for (uint64_t i = 0; i <= hmask; i++) {
-      uint8_t nb[64];
-      if (lo->node.size > sizeof nb ||
-          mem_read(c->vm->t->mem, node + i * lo->node.size, nb, lo->node.size))
-        break;
+  /* (nodes read SCAN_CHUNK / 4 at a time: a node is at most 32 bytes) */
+  uint8_t *nodes = (uint8_t *)chunk;
+  size_t per = sizeof chunk / (lo->node.size ? lo->node.size : 1);
+  if (lo->node.size && lo->node.size <= 64) {
+    for (uint64_t i = 0; i <= hmask && i < TABLE_SCAN_MAX; i++) {
+      if (i % per == 0) {
+        size_t k = hmask + 1 - i < per ? (size_t)(hmask + 1 - i) : per;
+        if (mem_read(c->vm->t->mem, node + i * lo->node.size, nodes, k * lo->node.size)) {
+          exact = 0;
+          break;
+        }
+      }
+      const uint8_t *nb = nodes + (i % per) * lo->node.size;
       uint64_t v = rd(nb, lo->node.val, 8), k = rd(nb, lo->node.key, 8);
       if (tv_type(lo, v) == 0)
         continue;
@@ -211,11 +228,13 @@ static void put_table(struct lctx *c, struct vtext *o, uint64_t tab, int depth, 
       }
     }
   }
-  if (total > shown)
-    vt_putf(o, "%s\xe2\x80\xa6 (+%zu more)", shown ? ", " : "", total - shown);
+  /* (past the slots counted, at least that many) */
+  if (total > shown || !exact)
+    vt_putf(o, "%s\xe2\x80\xa6 (+%s%zu more)", shown ? ", " : "", exact ? "" : "\xe2\x89\xa5",
+            total - shown);
   vt_put(o, "}", 1);
   if (ret_len)
-    *ret_len = (int64_t)total;
+    *ret_len = exact ? (int64_t)total : -1;
 }
 
 static void put_value(struct lctx *c, struct vtext *o, uint64_t tv, int depth, int64_t *ret_len)
@@ -234,16 +253,14 @@ static void put_value(struct lctx *c, struct vtext *o, uint64_t tv, int depth, i
   } else if (t == 3) {
     vt_putf(o, "userdata 0x%" PRIx64 " (light)", lo->gc64 ? tv & ((UINT64_C(1) << 47) - 1) : (uint32_t)tv);
   } else if (t == lo->gct.str) {
-    uint8_t s[VALUE_MAX];
+    uint8_t s[48], *b = depth ? s : c->str;
     size_t n, len;
     size_t want = depth ? 40 : c->opts->max_string;
-    if (want > sizeof s - 8)
-      want = sizeof s - 8;
-    if (read_lstr(c, gc, s, want + 4, &n, &len)) {
+    if (read_lstr(c, gc, b, want + 4, &n, &len)) {
       vt_putf(o, "string 0x%" PRIx64 " (unreadable)", gc);
       return;
     }
-    vt_string(o, s, n, len, want, VT_LUA, 1);
+    vt_string(o, b, n, len, want, VT_LUA, 1);
     if (ret_len)
       *ret_len = (int64_t)len;
   } else if (t == lo->gct.tab) {
@@ -257,12 +274,6 @@ static void put_value(struct lctx *c, struct vtext *o, uint64_t tv, int depth, i
 
 /* -- Frames ----------------------------------------------------------------------- */
 
-struct vars {
-  struct vm_var v[VARS_MAX];
-  char text[VARS_MAX][VALUE_MAX / 4];
-  char names[VARS_MAX][72];
-  size_t n;
-};
 
 /* One slot's value (from the stack copied at the stop when it holds that stack). */
 static int slot_value(struct lj_vm *vm, uint64_t L, uint64_t addr, uint64_t *ret)
@@ -272,39 +283,27 @@ static int slot_value(struct lj_vm *vm, uint64_t L, uint64_t addr, uint64_t *ret
   return mem_read(vm->t->mem, addr, ret, 8);
 }
 
-static void add_var(struct lctx *c, struct vars *vs, enum vm_var_kind kind, const char *name,
-                    uint64_t tv)
+static int add_var(struct lctx *c, struct vt_vars *vs, enum vm_var_kind kind, const char *name,
+                   uint64_t tv)
 {
+  const struct lj_layout *lo = c->lo;
   if (vs->n == VARS_MAX)
-    return;
-  size_t i = vs->n++;
-  struct vm_var *v = &vs->v[i];
-  char big[VALUE_MAX];
-  struct vtext o = { big, 0, sizeof big };
-  big[0] = 0;
-  v->kind = kind;
-  v->len = -1;
-  snprintf(vs->names[i], sizeof vs->names[i], "%s", name);
-  v->name = vs->names[i];
-  if (kind == VAR_NOTE) {
-    v->type = "";
-    v->addr = 0;
-  } else {
-    const struct lj_layout *lo = c->lo;
-    uint32_t t = tv_type(lo, tv);
-    v->type = type_name(lo, t);
-    v->addr = t >= lo->gct.str && t <= lo->gct.udata ? tv_gc(lo, tv) : 0;
-    put_value(c, &o, tv, 0, &v->len);
-  }
-  /* (a value longer than its room ends in "…", whatever cut it) */
-  vt_copy_cut(vs->text[i], sizeof vs->text[i], big, o.n);
-  v->value = vs->text[i];
+    return 0;
+  uint32_t t = tv_type(lo, tv);
+  struct vm_var v = { kind, name, type_name(lo, t), "", 0, -1 };
+  v.addr = t >= lo->gct.str && t <= lo->gct.udata ? tv_gc(lo, tv) : 0;
+  c->text.n = 0;
+  c->text.b[0] = 0;
+  put_value(c, &c->text, tv, 0, &v.len);
+  vt_mark_cut(&c->text);   /* (a value longer than its room ends in "…") */
+  v.value = c->text.b;
+  return vt_vars_put(vs, vs->n, &v);
 }
 
-static void note(struct lctx *c, struct vars *vs, const char *what)
+static int note(struct vt_vars *vs, const char *what)
 {
-  add_var(c, vs, VAR_NOTE, "", 0);
-  snprintf(vs->text[vs->n - 1], sizeof vs->text[vs->n - 1], "%s", what);
+  struct vm_var v = { VAR_NOTE, "", "", what, 0, -1 };
+  return vt_vars_put(vs, vs->n, &v);
 }
 
 int lj_locals(void *vmv, struct target *t, struct vm_frames *vf, size_t i,
@@ -317,10 +316,14 @@ int lj_locals(void *vmv, struct target *t, struct vm_frames *vf, size_t i,
   if (fr->kind != FK_FUNCTION || !fr->ctx[1])
     return 0;
   uint64_t L = fr->ctx[0], f = fr->ctx[1], fn = fr->ctx[2], pc = fr->ctx[3], top = fr->ctx[4];
-  struct lctx c = { vm, lo, opts };
-  struct vars *vs = calloc(1, sizeof *vs);
-  if (!vs)
+  size_t room = vt_value_room(opts->max_string);
+  struct lctx c = { vm, lo, opts, { malloc(room), 0, room }, malloc(opts->max_string + 8) };
+  struct vt_vars vars = { 0 }, *vs = &vars;
+  if (!c.text.b || !c.str) {
+    free(c.text.b);
+    free(c.str);
     return -ENOMEM;
+  }
   uint8_t fb[64];
   struct proto p;
   int r = 0;
@@ -335,14 +338,14 @@ int lj_locals(void *vmv, struct target *t, struct vm_frames *vf, size_t i,
   if (fr->trace) {
     /* the frame a trace runs in (the innermost of its VM entry): its slots in memory are
      * from before the trace */
-    note(&c, vs, "in JIT registers: the values of this frame are not restored");
+    note(vs, "in JIT registers: the values of this frame are not restored");
   } else {
     int64_t pos = pc ? lj_proto_pos(&p, pc) : -1;
     uint32_t slot = 0;
     if (pos < 0)
-      note(&c, vs, "position unknown: no variable names");
+      note(vs, "position unknown: no variable names");
     else if (!p.varinfo)
-      note(&c, vs, "no variable names: stripped bytecode");
+      note(vs, "no variable names: stripped bytecode");
     else {
       char nm[64];
       for (; slot < 250 && !lj_local_name(vm, &p, pos, slot, nm, sizeof nm); slot++) {
@@ -403,6 +406,8 @@ int lj_locals(void *vmv, struct target *t, struct vm_frames *vf, size_t i,
 out:
   if (vs->n)
     r = vm_frames_set_vars(vf, i, vs->v, vs->n) ? -ENOMEM : r;
-  free(vs);
+  vt_vars_free(vs);
+  free(c.text.b);
+  free(c.str);
   return r;
 }

@@ -124,7 +124,7 @@ struct pl_layout {
              padn_flags, xiv, xnv, padnl_max, hvaux_rand;
     uint8_t padnf_outer, has_rand;   /* has_rand: PERL_HASH_RANDOMIZE_KEYS (keys() visits
                                         bucket riter ^ xhv_rand of an iterated hash) */
-    uint32_t svf_iok, svf_nok, svf_utf8, seq_intro;
+    uint32_t svf_iok, svf_nok, svf_utf8, svf_isuv, seq_intro;
   } loc;
 };
 

@@ -58,7 +58,7 @@ static const struct pl_layout layouts[] = {
   .loc = { .cx_olddepth = 0x50, .cop_seq = 0x3c, .padn_low = 0x18, .padn_high = 0x1c,
     .padn_ourstash = 0x8, .padn_len = 0x28, .padn_flags = 0x29, .xiv = 0x20, .xnv = 0x28,
     .padnl_max = 0x10, .hvaux_rand = 0x28, .has_rand = 1, .padnf_outer = 1, .svf_iok = 0x100,
-    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .seq_intro = 0xffffffff, },
+    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .svf_isuv = 0x80000000, .seq_intro = 0xffffffff, },
 },
 {
   .name = "perl-5.32-nothread",
@@ -107,7 +107,7 @@ static const struct pl_layout layouts[] = {
   .loc = { .cx_olddepth = 0x50, .cop_seq = 0x3c, .padn_low = 0x18, .padn_high = 0x1c,
     .padn_ourstash = 0x8, .padn_len = 0x28, .padn_flags = 0x29, .xiv = 0x20, .xnv = 0x28,
     .padnl_max = 0x10, .hvaux_rand = 0x28, .has_rand = 1, .padnf_outer = 1, .svf_iok = 0x100,
-    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .seq_intro = 0xffffffff, },
+    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .svf_isuv = 0x80000000, .seq_intro = 0xffffffff, },
 },
 {
   .name = "perl-5.34-thread",
@@ -156,7 +156,7 @@ static const struct pl_layout layouts[] = {
   .loc = { .cx_olddepth = 0x50, .cop_seq = 0x3c, .padn_low = 0x18, .padn_high = 0x1c,
     .padn_ourstash = 0x8, .padn_len = 0x28, .padn_flags = 0x29, .xiv = 0x20, .xnv = 0x28,
     .padnl_max = 0x10, .hvaux_rand = 0x28, .has_rand = 1, .padnf_outer = 1, .svf_iok = 0x100,
-    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .seq_intro = 0xffffffff, },
+    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .svf_isuv = 0x80000000, .seq_intro = 0xffffffff, },
 },
 {
   .name = "perl-5.34-nothread",
@@ -205,7 +205,7 @@ static const struct pl_layout layouts[] = {
   .loc = { .cx_olddepth = 0x50, .cop_seq = 0x3c, .padn_low = 0x18, .padn_high = 0x1c,
     .padn_ourstash = 0x8, .padn_len = 0x28, .padn_flags = 0x29, .xiv = 0x20, .xnv = 0x28,
     .padnl_max = 0x10, .hvaux_rand = 0x28, .has_rand = 1, .padnf_outer = 1, .svf_iok = 0x100,
-    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .seq_intro = 0xffffffff, },
+    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .svf_isuv = 0x80000000, .seq_intro = 0xffffffff, },
 },
 {
   .name = "perl-5.36-thread",
@@ -254,7 +254,7 @@ static const struct pl_layout layouts[] = {
   .loc = { .cx_olddepth = 0x50, .cop_seq = 0x3c, .padn_low = 0x18, .padn_high = 0x1c,
     .padn_ourstash = 0x8, .padn_len = 0x28, .padn_flags = 0x29, .xiv = 0x20, .xnv = 0x28,
     .padnl_max = 0x10, .hvaux_rand = 0x28, .has_rand = 1, .padnf_outer = 1, .svf_iok = 0x100,
-    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .seq_intro = 0xffffffff, },
+    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .svf_isuv = 0x80000000, .seq_intro = 0xffffffff, },
 },
 {
   .name = "perl-5.36-nothread",
@@ -303,7 +303,7 @@ static const struct pl_layout layouts[] = {
   .loc = { .cx_olddepth = 0x50, .cop_seq = 0x3c, .padn_low = 0x18, .padn_high = 0x1c,
     .padn_ourstash = 0x8, .padn_len = 0x28, .padn_flags = 0x29, .xiv = 0x20, .xnv = 0x28,
     .padnl_max = 0x10, .hvaux_rand = 0x28, .has_rand = 1, .padnf_outer = 1, .svf_iok = 0x100,
-    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .seq_intro = 0xffffffff, },
+    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .svf_isuv = 0x80000000, .seq_intro = 0xffffffff, },
 },
 {
   .name = "perl-5.38-thread",
@@ -352,7 +352,7 @@ static const struct pl_layout layouts[] = {
   .loc = { .cx_olddepth = 0x50, .cop_seq = 0x3c, .padn_low = 0x20, .padn_high = 0x24,
     .padn_ourstash = 0x8, .padn_len = 0x30, .padn_flags = 0x31, .xiv = 0x20, .xnv = 0x28,
     .padnl_max = 0x10, .hvaux_rand = 0x28, .has_rand = 1, .padnf_outer = 1, .svf_iok = 0x100,
-    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .seq_intro = 0xffffffff, },
+    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .svf_isuv = 0x80000000, .seq_intro = 0xffffffff, },
 },
 {
   .name = "perl-5.38-nothread",
@@ -401,7 +401,7 @@ static const struct pl_layout layouts[] = {
   .loc = { .cx_olddepth = 0x50, .cop_seq = 0x3c, .padn_low = 0x20, .padn_high = 0x24,
     .padn_ourstash = 0x8, .padn_len = 0x30, .padn_flags = 0x31, .xiv = 0x20, .xnv = 0x28,
     .padnl_max = 0x10, .hvaux_rand = 0x28, .has_rand = 1, .padnf_outer = 1, .svf_iok = 0x100,
-    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .seq_intro = 0xffffffff, },
+    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .svf_isuv = 0x80000000, .seq_intro = 0xffffffff, },
 },
 {
   .name = "perl-5.40-thread",
@@ -450,7 +450,7 @@ static const struct pl_layout layouts[] = {
   .loc = { .cx_olddepth = 0x50, .cop_seq = 0x3c, .padn_low = 0x20, .padn_high = 0x24,
     .padn_ourstash = 0x8, .padn_len = 0x30, .padn_flags = 0x31, .xiv = 0x20, .xnv = 0x28,
     .padnl_max = 0x10, .hvaux_rand = 0x28, .has_rand = 1, .padnf_outer = 1, .svf_iok = 0x100,
-    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .seq_intro = 0xffffffff, },
+    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .svf_isuv = 0x80000000, .seq_intro = 0xffffffff, },
 },
 {
   .name = "perl-5.40-nothread",
@@ -499,7 +499,7 @@ static const struct pl_layout layouts[] = {
   .loc = { .cx_olddepth = 0x50, .cop_seq = 0x3c, .padn_low = 0x20, .padn_high = 0x24,
     .padn_ourstash = 0x8, .padn_len = 0x30, .padn_flags = 0x31, .xiv = 0x20, .xnv = 0x28,
     .padnl_max = 0x10, .hvaux_rand = 0x28, .has_rand = 1, .padnf_outer = 1, .svf_iok = 0x100,
-    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .seq_intro = 0xffffffff, },
+    .svf_nok = 0x200, .svf_utf8 = 0x20000000, .svf_isuv = 0x80000000, .seq_intro = 0xffffffff, },
 },
 };
 

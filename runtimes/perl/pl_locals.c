@@ -18,14 +18,14 @@
 
 #define VARS_MAX 300          /* variables of one frame shown at most */
 #define PAD_MAX 100000        /* pad entries looked at at most */
-#define VALUE_MAX 2048        /* characters of one value's text */
-#define TEXT_ROOM 512         /* ... kept */
-#define SCAN_MAX 1000000      /* elements or buckets looked at to count a container */
+#define SCAN_MAX 1000000      /* buckets looked at for a preview's entries */
 
 struct pctx {
   struct pl_vm *vm;
   const struct pl_layout *lo;
   const struct vm_locals_opts *opts;
+  struct vtext text;          /* the value being written (vt_value_room of them) */
+  uint8_t *str;               /* a string's bytes being read: max_string + 8 */
 };
 
 static int r32(struct pl_vm *vm, uint64_t addr, uint32_t *ret)
@@ -69,7 +69,7 @@ static void put_av_items(struct pctx *c, struct vtext *o, const struct svh *h, i
 {
   int64_t fill = -1;
   if (mem_read(c->vm->t->mem, h->any + c->lo->heap.xav_fill, &fill, 8) || fill < -1 ||
-      fill > SCAN_MAX)
+      fill > ((int64_t)1 << 40))
     fill = -1;
   size_t total = (size_t)(fill + 1), shown = total < c->opts->preview ? total : c->opts->preview;
   for (size_t i = 0; i < shown; i++) {
@@ -123,8 +123,8 @@ static void put_hv_items(struct pctx *c, struct vtext *o, const struct svh *h, i
 {
   const struct pl_layout *lo = c->lo;
   uint64_t max = 0, keys = 0;
-  if (rptr(c->vm, h->any + lo->xhv.max, &max) || max >= SCAN_MAX ||
-      rptr(c->vm, h->any + lo->xhv.keys, &keys))
+  if (rptr(c->vm, h->any + lo->xhv.max, &max) || max >= (1ull << 40) ||
+      rptr(c->vm, h->any + lo->xhv.keys, &keys) || keys >= (1ull << 40))
     return;
   uint32_t rnd = 0;
   if (lo->loc.has_rand && (h->flags & lo->svf_ook)) {
@@ -133,7 +133,10 @@ static void put_hv_items(struct pctx *c, struct vtext *o, const struct svh *h, i
       rnd = 0;
   }
   size_t shown = 0;
-  for (uint64_t riter = 0; h->u && riter <= max && shown < c->opts->preview; riter++) {
+  /* (the preview's entries are looked for in the first SCAN_MAX buckets; keys counts them
+   * all) */
+  for (uint64_t riter = 0; h->u && riter <= max && riter < SCAN_MAX && shown < c->opts->preview;
+       riter++) {
     uint64_t he = 0, b = (riter ^ rnd) & max;
     if (rptr(c->vm, h->u + b * 8, &he))
       break;
@@ -172,7 +175,7 @@ static void put_ref(struct pctx *c, struct vtext *o, uint64_t r, int depth)
   uint32_t t = h.flags & lo->svt.mask;
   const char *kind = t == lo->heap.t_pvav ? "ARRAY" : t == lo->svt.pvhv ? "HASH"
                    : t == lo->svt.pvcv ? "CODE" : t == lo->svt.pvgv ? "GLOB"
-                   : t == lo->heap.t_regexp ? "Regexp" : t == lo->heap.t_pvio ? "IO"
+                   : t == lo->heap.t_regexp ? "REGEXP" : t == lo->heap.t_pvio ? "IO"
                    : (h.flags & lo->svf_rok) ? "REF" : "SCALAR";
   if (h.flags & lo->heap.svs_obj) {
     uint64_t stash = 0;
@@ -217,10 +220,8 @@ static void put_sv(struct pctx *c, struct vtext *o, uint64_t sv, int depth, int6
     return;
   }
   if (h.flags & lo->heap.svf_pok) {
-    uint8_t s[VALUE_MAX];
+    uint8_t sb[48], *s = depth ? sb : c->str;
     size_t n, len, want = depth ? 40 : c->opts->max_string;
-    if (want > sizeof s - 8)
-      want = sizeof s - 8;
     if (read_pv(c, &h, s, want + 4, &n, &len)) {
       vt_puts(o, "\"?\"");
       return;
@@ -245,6 +246,8 @@ static void put_sv(struct pctx *c, struct vtext *o, uint64_t sv, int depth, int6
     int64_t iv = 0;
     if (mem_read(c->vm->t->mem, h.any + lo->loc.xiv, &iv, 8))
       vt_puts(o, "?");
+    else if (h.flags & lo->loc.svf_isuv)
+      vt_putf(o, "%" PRIu64, (uint64_t)iv);
     else
       vt_putf(o, "%" PRId64, iv);
     return;
@@ -267,68 +270,50 @@ static void put_sv(struct pctx *c, struct vtext *o, uint64_t sv, int depth, int6
 
 /* -- Frames ----------------------------------------------------------------------- */
 
-struct vars {
-  struct vm_var v[VARS_MAX];
-  char text[VARS_MAX][TEXT_ROOM];
-  char names[VARS_MAX][72];
-  size_t n;
-};
-
 /* One variable, a pad entry named with its sigil ("$n", "@a", "%h"), put at i (vs->n: a
  * new one). */
-static void set_var(struct pctx *c, struct vars *vs, size_t i, enum vm_var_kind kind,
-                    const char *name, uint64_t sv)
+static int set_var(struct pctx *c, struct vt_vars *vs, size_t i, enum vm_var_kind kind,
+                   const char *name, uint64_t sv)
 {
   const struct pl_layout *lo = c->lo;
   if (i > vs->n || i == VARS_MAX)
-    return;
-  if (i == vs->n)
-    vs->n++;
-  struct vm_var *v = &vs->v[i];
-  char big[VALUE_MAX];
-  struct vtext o = { big, 0, sizeof big };
-  big[0] = 0;
-  memset(v, 0, sizeof *v);
-  v->kind = kind;
-  v->len = -1;
-  snprintf(vs->names[i], sizeof vs->names[i], "%s", name);
-  v->name = vs->names[i];
-  v->addr = sv;
+    return 0;
+  struct vm_var v = { kind, name, "", "", sv, -1 };
+  struct vtext *o = &c->text;
   struct svh h;
-  if (kind == VAR_NOTE) {
-    v->type = "";
-    v->addr = 0;
-  } else if (!sv || pl_sv_head(c->vm, sv, &h)) {
-    v->type = "";
-    vt_puts(&o, sv ? "(unreadable)" : "undef");
+  o->n = 0;
+  o->b[0] = 0;
+  if (!sv || pl_sv_head(c->vm, sv, &h)) {
+    vt_puts(o, sv ? "(unreadable)" : "undef");
   } else if (name[0] == '@' && (h.flags & lo->svt.mask) == lo->heap.t_pvav) {
-    v->type = "ARRAY";
-    vt_puts(&o, "(");
-    put_av_items(c, &o, &h, 0, &v->len);
-    vt_puts(&o, ")");
+    v.type = "ARRAY";
+    vt_puts(o, "(");
+    put_av_items(c, o, &h, 0, &v.len);
+    vt_puts(o, ")");
   } else if (name[0] == '%' && (h.flags & lo->svt.mask) == lo->svt.pvhv) {
-    v->type = "HASH";
-    vt_puts(&o, "(");
-    put_hv_items(c, &o, &h, 0, &v->len);
-    vt_puts(&o, ")");
+    v.type = "HASH";
+    vt_puts(o, "(");
+    put_hv_items(c, o, &h, 0, &v.len);
+    vt_puts(o, ")");
   } else {
-    v->type = h.flags & lo->svf_rok ? "REF" : "SCALAR";
-    put_sv(c, &o, sv, 0, &v->len);
+    v.type = h.flags & lo->svf_rok ? "REF" : "SCALAR";
+    put_sv(c, o, sv, 0, &v.len);
   }
-  vt_copy_cut(vs->text[i], sizeof vs->text[i], big, o.n);
-  v->value = vs->text[i];
+  vt_mark_cut(o);   /* (a value longer than its room ends in "…") */
+  v.value = o->b;
+  return vt_vars_put(vs, i, &v);
 }
 
-static void add_var(struct pctx *c, struct vars *vs, enum vm_var_kind kind, const char *name,
-                    uint64_t sv)
+static int add_var(struct pctx *c, struct vt_vars *vs, enum vm_var_kind kind, const char *name,
+                   uint64_t sv)
 {
-  set_var(c, vs, vs->n, kind, name, sv);
+  return set_var(c, vs, vs->n, kind, name, sv);
 }
 
-static void note(struct pctx *c, struct vars *vs, const char *what)
+static int note(struct vt_vars *vs, const char *what)
 {
-  add_var(c, vs, VAR_NOTE, "", 0);
-  snprintf(vs->text[vs->n - 1], sizeof vs->text[vs->n - 1], "%s", what);
+  struct vm_var v = { VAR_NOTE, "", "", what, 0, -1 };
+  return vt_vars_put(vs, vs->n, &v);
 }
 
 /* PL_main_cv of the interpreter (a global without MULTIPLICITY). */
@@ -375,7 +360,7 @@ static int read_pad_name(struct pctx *c, uint64_t pn, struct pad_name *p)
 /* The variables of CV cv at depth that are in scope at sequence number seq (and, of an
  * anonymous sub, those it captured); with only_new, leave out those in scope at outer_seq
  * already (an eval block's own). */
-static int pad_vars(struct pctx *c, struct vars *vs, uint64_t cv, uint32_t depth, uint32_t seq,
+static int pad_vars(struct pctx *c, struct vt_vars *vs, uint64_t cv, uint32_t depth, uint32_t seq,
                     int args, uint32_t outer_seq, int only_new)
 {
   const struct pl_layout *lo = c->lo;
@@ -444,15 +429,19 @@ int pl_locals(void *vmv, struct target *t, struct vm_frames *vf, size_t i,
   (void)t;
   if (fr->kind != FK_FUNCTION || !fr->ctx[3])
     return 0;
-  struct pctx c = { vm, lo, opts };
-  struct vars *vs = calloc(1, sizeof *vs);
-  if (!vs)
+  size_t room = vt_value_room(opts->max_string);
+  struct pctx c = { vm, lo, opts, { malloc(room), 0, room }, malloc(opts->max_string + 8) };
+  struct vt_vars vars = { 0 }, *vs = &vars;
+  if (!c.text.b || !c.str) {
+    free(c.text.b);
+    free(c.str);
     return -ENOMEM;
+  }
   uint64_t cv = fr->ctx[0], cop = fr->ctx[2], kind = fr->ctx[3], interp = fr->ctx[4];
   uint32_t depth = (uint32_t)fr->ctx[1], seq = 0;
   int r = 0;
   if (!cop || r32(vm, cop + lo->loc.cop_seq, &seq)) {
-    note(&c, vs, "the statement it is at is not known: no variables");
+    note(vs, "the statement it is at is not known: no variables");
   } else if (kind == PL_FRAME_SUB) {
     r = pad_vars(&c, vs, cv, depth, seq, 1, 0, 0);
   } else if (kind == PL_FRAME_MAIN) {
@@ -467,7 +456,7 @@ int pl_locals(void *vmv, struct target *t, struct vm_frames *vf, size_t i,
       k++;
     uint32_t oseq = 0;
     if (k == vf->n || !vf->v[k].ctx[2] || r32(vm, vf->v[k].ctx[2] + lo->loc.cop_seq, &oseq)) {
-      note(&c, vs, "the frame it runs in is not known: no variables");
+      note(vs, "the frame it runs in is not known: no variables");
     } else if (vf->v[k].ctx[3] == PL_FRAME_MAIN) {
       uint64_t m = main_cv(vm, vf->v[k].ctx[4]);
       r = m ? pad_vars(&c, vs, m, 1, seq, 0, oseq, 1) : -VMS_E_BADDATA;
@@ -476,9 +465,11 @@ int pl_locals(void *vmv, struct target *t, struct vm_frames *vf, size_t i,
     }
   }
   if (r && !vs->n)
-    note(&c, vs, "its pad could not be read: no variables");
+    note(vs, "its pad could not be read: no variables");
   if (vs->n && vm_frames_set_vars(vf, i, vs->v, vs->n))
     r = -ENOMEM;
-  free(vs);
+  vt_vars_free(vs);
+  free(c.text.b);
+  free(c.str);
   return r;
 }

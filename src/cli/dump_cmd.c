@@ -72,8 +72,8 @@ static int parse(int argc, char **argv, struct opts *o)
     case OPT_EMBED_FILES: o->embed_files = 1; break;
     case OPT_ALL_SLOTS: o->all_slots = 1; break;
     case OPT_MAX_STRING:
-      if (cli_parse_long(optarg, 1, 1L << 20, &o->max_string)) {
-        cli_error("invalid --max-string '%s': expected 1..1048576", optarg);
+      if (cli_parse_long(optarg, 1, 65536, &o->max_string)) {
+        cli_error("invalid --max-string '%s': expected 1..65536", optarg);
         return EXIT_USAGE;
       }
       break;

@@ -32,7 +32,7 @@ static const char usage[] =
   "      --coroutines      also the stacks of suspended coroutines\n"
   "  -l, --locals          every Lua and Perl frame's variables with their values,\n"
   "                        under the frame (locals, varargs, upvalues; my, @_)\n"
-  "      --max-string N    characters of a string value shown (default 120)\n"
+  "      --max-string N    bytes of a string value shown (default 120, at most 65536)\n"
   "      --preview N       entries of a table shown (default 8)\n"
   "      --all-slots       also the stack slots no variable names\n"
   "      --save-snapshot F also save what was read to F (registers, maps, memory);\n"

@@ -2,6 +2,7 @@
  * anything) become U+FFFD, so the output always parses. */
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "vmstack/json.h"
 
@@ -69,22 +70,70 @@ void json_str(FILE *f, const char *s)
   putc('"', f);
 }
 
-/* A name read from the target: printable ASCII and valid UTF-8 (past the C1 controls)
- * as they are, any other byte as \xNN, so nothing the target wrote reaches a terminal. */
+unsigned utf8_cp(const unsigned char *p, size_t n)
+{
+  unsigned cp = p[0] & (0x3f >> (n - 1));
+  for (size_t i = 1; i < n; i++)
+    cp = (cp << 6) | (p[i] & 0x3f);
+  return cp;
+}
+
+int text_unsafe_cp(unsigned cp)
+{
+  return (cp >= 0x80 && cp < 0xa0) || (cp >= 0x200b && cp <= 0x200f) ||
+         (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x2069) || cp == 0xfeff;
+}
+
+/* The next piece of a name for a terminal: its bytes kept (*keep) or escaped; returns
+ * how many bytes of p it covers. */
+static size_t text_piece(const unsigned char *p, int *keep)
+{
+  size_t n = utf8_len(p);
+  if (n == 1 && *p >= 0x20 && *p < 0x7f) {
+    *keep = 1;
+    return 1;
+  }
+  if (n > 1 && !text_unsafe_cp(utf8_cp(p, n))) {
+    *keep = 1;
+    return n;
+  }
+  *keep = 0;
+  return 1;
+}
+
+/* A name read from the target: printable ASCII and valid UTF-8 (but the characters that
+ * move or hide text) as they are, any other byte as \xNN, so nothing the target wrote
+ * acts on a terminal. */
 void text_put(FILE *f, const char *s)
 {
   for (const unsigned char *p = (const unsigned char *)s; *p;) {
-    size_t n = utf8_len(p);
-    /* (U+0080..U+009F, the C1 controls, are C2 80..C2 9F) */
-    if (n == 1 && *p >= 0x20 && *p < 0x7f) {
-      putc(*p, f);
-    } else if (n > 1 && !(p[0] == 0xc2 && p[1] < 0xa0)) {
+    int keep;
+    size_t n = text_piece(p, &keep);
+    if (keep)
       fwrite(p, 1, n, f);
-    } else {
+    else
       fprintf(f, "\\x%02x", *p);
-      n = 1;
-    }
     p += n;
   }
+}
+
+void text_escape(char *buf, size_t cap, const char *s)
+{
+  size_t o = 0;
+  if (!cap)
+    return;
+  for (const unsigned char *p = (const unsigned char *)s; *p;) {
+    int keep;
+    size_t n = text_piece(p, &keep);
+    if (o + (keep ? n : 4) >= cap)
+      break;
+    if (keep)
+      memcpy(buf + o, p, n);
+    else
+      snprintf(buf + o, 5, "\\x%02x", *p);
+    o += keep ? n : 4;
+    p += n;
+  }
+  buf[o] = 0;
 }
 

@@ -503,6 +503,8 @@ def case_locals():
     try:
         rc, doc, err = dump_json(p.pid, "-l", "--coroutines")
         assert rc == 0, err
+        rc, longdoc, err = dump_json(p.pid, "-l", "--max-string", "5000")
+        assert rc == 0, err
         cp = subprocess.run([os.environ["VMSTACK"], "dump", "-l", "-p", str(p.pid)],
                             capture_output=True, timeout=60)
         assert cp.returncode == 0, cp.stderr
@@ -549,6 +551,11 @@ def case_locals():
     assert leaf["weight"]["type"] == "string" and leaf["weight"]["length"] == 1, leaf["weight"]
     assert leaf["long"]["length"] == 6000 and leaf["t"]["length"] == 6, (leaf["long"], leaf["t"])
     assert leaf["t"]["address"].startswith("0x"), leaf["t"]
+    # large tables counted whole; a long string shown as far as --max-string says
+    assert leaf["bigh"]["length"] == 600000 and leaf["biga"]["length"] == 1100000, leaf["bigh"]
+    long5000 = next(v for f in longdoc["threads"][0]["frames"] for v in f.get("locals", [])
+                    if v["name"] == "long")["value"]
+    assert long5000 == '"' + "ab" * 2500 + '\u2026" (6000 bytes)', long5000[-40:]
     # the text form: one line per variable under its frame, nothing raw from the process
     text = cp.stdout.decode("utf-8")   # (strict: no invalid UTF-8)
     assert not [c for c in text if (ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) < 0xa0], text

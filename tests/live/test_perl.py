@@ -266,6 +266,9 @@ def case_locals():
     leaf = {v["name"]: v for v in frames[2]["locals"]}
     assert leaf["$long"]["length"] == 6000 and leaf["@arr"]["length"] == 3, leaf["$long"]
     assert leaf["%h"]["type"] == "HASH" and leaf["$item"]["type"] == "REF", leaf["%h"]
+    assert leaf["%bigh"]["length"] == 600000 and leaf["@biga"]["length"] == 1100000, leaf["%bigh"]
+    assert leaf["$uv"]["value"] == "18446744073709551615", leaf["$uv"]
+    assert leaf["$re"]["value"].startswith("Regexp=REGEXP(0x"), leaf["$re"]
     text = cp.stdout.decode("utf-8")
     assert not [c for c in text if (ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) < 0xa0], text
     assert '        $bad = "\\e[2J\\nline2\\x{0}nul\\x{ff}\\$x\\@y"' in text.splitlines(), text

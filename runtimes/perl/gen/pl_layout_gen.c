@@ -276,6 +276,7 @@ static void locals_group(void)
   }
   num("padnf_outer", outer);
   flag("svf_iok", SVf_IOK); flag("svf_nok", SVf_NOK); flag("svf_utf8", SVf_UTF8);
+  flag("svf_isuv", SVf_IVisUV);
   flag("seq_intro", PERL_PADSEQ_INTRO);
   close_group();
 }
