@@ -194,24 +194,15 @@ static void hent_read(struct pctx *c, uint64_t he, int keylen, struct hent *e, u
     e->len = 0;
 }
 
-/* Orders v[0..n) (address, index pairs) by address in blocks of 1/65536th of their span
- * (one counting pass into out): only for the order of reading (near addresses one after
- * the other, not one random page after another). */
 #define BLOCKS (1u << 16)
 
-static void by_block(uint64_t (*v)[2], uint64_t (*out)[2], size_t n, uint32_t *count)
+/* One counting pass of v[0..n) into out, by ((address - lo) >> shift) % BLOCKS. */
+static void count_pass(uint64_t (*v)[2], uint64_t (*out)[2], size_t n, uint32_t *count,
+                       uint64_t lo, int shift)
 {
-  uint64_t lo = UINT64_MAX, hi = 0;
-  for (size_t i = 0; i < n; i++) {
-    lo = v[i][0] < lo ? v[i][0] : lo;
-    hi = v[i][0] > hi ? v[i][0] : hi;
-  }
-  int shift = 0;
-  while (n && ((hi - lo) >> shift) >= BLOCKS)
-    shift++;
   memset(count, 0, BLOCKS * sizeof *count);
   for (size_t i = 0; i < n; i++)
-    count[(v[i][0] - lo) >> shift]++;
+    count[((v[i][0] - lo) >> shift) & (BLOCKS - 1)]++;
   uint32_t sum = 0;
   for (size_t k = 0; k < BLOCKS; k++) {
     uint32_t x = count[k];
@@ -219,10 +210,34 @@ static void by_block(uint64_t (*v)[2], uint64_t (*out)[2], size_t n, uint32_t *c
     sum += x;
   }
   for (size_t i = 0; i < n; i++) {
-    uint32_t k = count[(v[i][0] - lo) >> shift]++;
+    uint32_t k = count[((v[i][0] - lo) >> shift) & (BLOCKS - 1)]++;
     out[k][0] = v[i][0];
     out[k][1] = v[i][1];
   }
+}
+
+/* Orders v[0..n) (address, index pairs) by address, only for the order of reading (near
+ * addresses one after the other, not one random page after another): in blocks of
+ * 1/65536th of their span when it is under 4 GB (one pass into out), else by page number
+ * (addresses up to 16 TB apart: two passes, into out and back). Returns the ordered one. */
+static uint64_t (*by_block(uint64_t (*v)[2], uint64_t (*out)[2], size_t n,
+                           uint32_t *count))[2]
+{
+  uint64_t lo = UINT64_MAX, hi = 0;
+  for (size_t i = 0; i < n; i++) {
+    lo = v[i][0] < lo ? v[i][0] : lo;
+    hi = v[i][0] > hi ? v[i][0] : hi;
+  }
+  if (!n || hi - lo >= (1ull << 32)) {
+    count_pass(v, out, n, count, 0, 12);
+    count_pass(out, v, n, count, 0, 28);
+    return v;
+  }
+  int shift = 0;
+  while (((hi - lo) >> shift) >= BLOCKS)
+    shift++;
+  count_pass(v, out, n, count, lo, shift);
+  return out;
 }
 
 /* Reads every entry of buckets [i0, i1) (their chains up to CHAIN_MAX, at most cap entries)
@@ -242,23 +257,23 @@ static int gather(struct pctx *c, const void *b, uint64_t i0, uint64_t i1, int k
     }
   }
   for (size_t depth = 0; n && depth < CHAIN_MAX; depth++) {
-    by_block(v, tmp, n, (uint32_t *)(tmp + cap));
+    uint64_t (*o)[2] = by_block(v, tmp, n, (uint32_t *)(tmp + cap));
     size_t m = 0;
     for (size_t j = 0; j < n; j++) {
       if (j + 8 < n) {
-        const void *p = mem_copy_ptr(c->mem, tmp[j + 8][0], 8);
+        const void *p = mem_copy_ptr(c->mem, o[j + 8][0], 8);
         if (p)
           __builtin_prefetch(p);
       }
       uint64_t next;
-      struct hent *x = &e[tmp[j][1]];
-      hent_read(c, tmp[j][0], keylen, x, &next);
+      struct hent *x = &e[o[j][1]];
+      hent_read(c, o[j][0], keylen, x, &next);
       if (!x->ok || x->end || depth + 1 == CHAIN_MAX)
         continue;
       if (ne == cap)
         return -1;
       x->link = (uint32_t)ne;
-      v[m][0] = next;
+      v[m][0] = next;     /* (when o is v: m <= j, this round's pairs are behind) */
       v[m++][1] = ne++;
     }
     n = m;
