@@ -101,6 +101,8 @@ struct heap_base;
 int heap_base_load(const char *path, struct heap_base **ret);
 void heap_base_free(struct heap_base *b);
 int heap_base_pid(const struct heap_base *b);
+/* The runtime the baseline's heap was of ("luajit"; "" when the report does not say). */
+const char *heap_base_runtime(const struct heap_base *b);
 
 /* Where the memory grew most: paths (as in heap_top) whose growth no single child holds
  * nearly all of, largest first, at most n. */

@@ -23,7 +23,8 @@ struct thread {
   struct user_regs_struct regs;
   struct {                 /* the ptrace backend's own (src/target/target_ptrace.c) */
     int group_stop;        /* the stop is a group-stop: resume with LISTEN, not CONT */
-    int statfd;            /* /proc/PID/task/TID/stat kept open (0 = not yet) */
+    int statfd;            /* /proc/PID/task/TID/stat kept open, its descriptor + 1 (0: none;
+                              a descriptor may be 0 when vmstack runs without stdin) */
   } pt;
 };
 

@@ -224,6 +224,9 @@ int cmd_heap(int argc, char **argv)
     .heap = { .max_objects = (size_t)o.max_objects, .by_type = o.by_type },
     .max_copy = o.max_copy,
   };
+  if (base && heap_base_pid(base) != (int)o.pid)
+    cli_error("note: the baseline is of process %d, this is %d: the paths are compared as "
+              "they are", heap_base_pid(base), (int)o.pid);
   struct heap_run run;
   r = heap_run(t, &ho, &run);
   int code = EXIT_OK;
@@ -238,6 +241,12 @@ int cmd_heap(int argc, char **argv)
     code = EXIT_FATAL;
   } else if (r) {
     code = cli_target_error(o.pid, r);
+  } else if (base && heap_base_runtime(base)[0] &&
+             strcmp(heap_base_runtime(base), run.runtime ? run.runtime : "")) {
+    cli_error("--baseline: %s is a report of a %s heap, process %d runs %s: nothing to "
+              "compare", o.baseline, heap_base_runtime(base), (int)o.pid,
+              run.runtime ? run.runtime : "another runtime");
+    code = EXIT_FATAL;
   } else if (o.sink) {
     struct profile *p = profile_new();
     if (!p)

@@ -91,7 +91,9 @@ static int parse(int argc, char **argv, struct ropts *o)
       }
       break;
     case 't': o->threads = 1; break;
-    case 'l': break;   /* (dump's --locals: a profile has no variables; taken, unused) */
+    case 'l':
+      cli_error("note: -l shows variables in a dump; a profile has none (ignored)");
+      break;
     case OPT_IDLE: o->idle = 1; break;
     case OPT_MAX_DEPTH:
       if (cli_parse_long(optarg, 1, 65536, &o->max_depth)) {

@@ -148,7 +148,9 @@ int cmd_top(int argc, char **argv)
         return EXIT_USAGE;
       }
       break;
-    case 'l': break;   /* (dump's --locals: taken, unused) */
+    case 'l':
+      cli_error("note: -l shows variables in a dump; top has none (ignored)");
+      break;
     case 'd':
       if (cli_parse_double(optarg, 0.001, 86400 * 365.0, &duration)) {
         cli_error("invalid --duration '%s': expected a positive number of seconds", optarg);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "vmstack/json.h"
 #include "vmstack/runtime.h"
 #include "vmstack/err.h"
 
@@ -69,11 +70,15 @@ int cli_opt_error(int c, char **argv)
 
 void cli_error(const char *fmt, ...)
 {
+  /* (messages carry names from the target and paths from the command line: the whole
+   * line goes out escaped, one line whatever they hold) */
+  char msg[2048];
   va_list ap;
-  fprintf(stderr, "%s: ", progname);
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  fprintf(stderr, "%s: ", progname);
+  text_put(stderr, msg);
   fputc('\n', stderr);
 }
 

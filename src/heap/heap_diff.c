@@ -29,6 +29,7 @@ struct table {
 struct heap_base {
   struct table stacks;
   int pid;
+  char runtime[32];
 };
 
 static struct entry *find(struct table *t, const char *key, int add)
@@ -166,6 +167,16 @@ int heap_base_load(const char *path, struct heap_base **ret)
       if (!p || strncmp(line, "{\"pid\":", 7))
         break;   /* not a heap report */
       b->pid = atoi(p + 6);
+      const char *rt = strstr(line, "\"runtime\":\"");
+      if (rt) {
+        rt += 11;
+        size_t k = 0;
+        while (rt[k] && rt[k] != '"' && k + 1 < sizeof b->runtime) {
+          b->runtime[k] = rt[k];
+          k++;
+        }
+        b->runtime[k] = 0;
+      }
       seen = 1;
     }
     if (strstr(line, "\"stacks\":["))
@@ -204,6 +215,11 @@ void heap_base_free(struct heap_base *b)
 int heap_base_pid(const struct heap_base *b)
 {
   return b->pid;
+}
+
+const char *heap_base_runtime(const struct heap_base *b)
+{
+  return b->runtime;
 }
 
 /* -- Setting them side by side ------------------------------------------------------ */

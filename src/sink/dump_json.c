@@ -112,8 +112,11 @@ void dump_write_json(FILE *f, const struct target *t, const struct dump_result *
     json_str(f, ts->err == -ESRCH ? "exited" : target_state_name(ts->state));
     fputs(",\"error\":", f);
     json_str(f, ts->err && ts->err != -ESRCH ? vms_strerror(ts->err) : NULL);
-    fprintf(f, ",\"truncated\":%s,\"walk_error\":",
-            ts->walk_err == -VMS_E_TRUNCATED ? "true" : "false");
+    /* (cut at the depth limit: the native walk, or a runtime's frames) */
+    int cut = ts->walk_err == -VMS_E_TRUNCATED;
+    for (size_t k = 0; k < ts->nvms; k++)
+      cut |= ts->vms[k].err == -VMS_E_TRUNCATED;
+    fprintf(f, ",\"truncated\":%s,\"walk_error\":", cut ? "true" : "false");
     json_str(f, ts->walk_err && ts->walk_err != -VMS_E_TRUNCATED ? vms_strerror(ts->walk_err)
                                                                   : NULL);
     fputs(",\"walk_error_at\":", f);

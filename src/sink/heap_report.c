@@ -56,11 +56,13 @@ int heap_write_text(FILE *f, const struct target *t, const struct heap_run *run,
   text_put(f, t->comm);
   fprintf(f, "\" ");
   text_put(f, t->exe);
-  fprintf(f, "\n%s\n", run->describe);
+  fputc('\n', f);
+  text_put(f, run->describe);   /* (it names the module: a file name of the target's) */
+  fputc('\n', f);
   if (run->copied)
-    fprintf(f, "Paused %.1f ms to copy %s (%zu threads); enumerated in %.0f ms, analysed in "
+    fprintf(f, "Paused %.1f ms to copy %s (%zu thread%s); enumerated in %.0f ms, analysed in "
             "%.0f ms\n", run->pause_ms, human(run->copy_bytes, a, sizeof a), run->threads,
-            run->enum_ms, run->analyse_ms);
+            run->threads == 1 ? "" : "s", run->enum_ms, run->analyse_ms);
   else
     fprintf(f, "Paused %.1f ms: the heap was walked in the live process while it was stopped "
             "(a copy needs %s, over --max-copy %s)\n", run->pause_ms,
@@ -105,7 +107,8 @@ int heap_write_text(FILE *f, const struct target *t, const struct heap_run *run,
     fprintf(f, "  %12s %10" PRIu64 " %10s  ", human(r[i].retained, a, sizeof a), r[i].count,
             human(r[i].shallow, b, sizeof b));
     text_put(f, r[i].type);
-    fprintf(f, "%*s ", r[i].type[0] && strlen(r[i].type) < 12 ? (int)(12 - strlen(r[i].type)) : 0, "");
+    /* (a longer type keeps a space before the path) */
+    fprintf(f, "%*s ", strlen(r[i].type) < 12 ? (int)(12 - strlen(r[i].type)) : 1, "");
     text_put(f, r[i].path);
     fputc('\n', f);
   }

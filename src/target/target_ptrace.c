@@ -165,7 +165,7 @@ static size_t statfd_keep(void)
 static void statfd_close(struct thread *th)
 {
   if (th->pt.statfd > 0) {
-    close(th->pt.statfd);
+    close(th->pt.statfd - 1);
     statfds_kept--;
   }
   th->pt.statfd = 0;
@@ -174,21 +174,21 @@ static void statfd_close(struct thread *th)
 static int pt_thread_state(struct target *t, struct thread *th, char *ret_state)
 {
   char buf[1024];
-  int fd = th->pt.statfd;
-  if (fd <= 0) {
+  int fd = th->pt.statfd - 1;
+  if (fd < 0) {
     char p[64];
     snprintf(p, sizeof p, "/proc/%d/task/%d/stat", (int)t->pid, (int)th->tid);
     fd = open(p, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
       return errno == ENOENT ? -ESRCH : -errno;
     if (statfds_kept < statfd_keep()) {
-      th->pt.statfd = fd;
+      th->pt.statfd = fd + 1;
       statfds_kept++;
     }
   }
   ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
   int e = errno;
-  if (fd != th->pt.statfd)
+  if (fd != th->pt.statfd - 1)
     close(fd);
   if (n < 0 && e != ESRCH && e != ENOENT)
     return -e;

@@ -337,7 +337,25 @@ def case_perl_outputs():
 
 
 def case_errors():
-    """No VM in the process: exit 2, one line; bad options: exit 64."""
+    """No VM in the process: exit 2, one line; bad options: exit 64; a baseline of another
+    runtime's heap: exit 2, the output left as it was."""
+    p, truth = start_heap(2000)
+    tmp = tempfile.mkdtemp(prefix="vmstack-heap-")
+    try:
+        other = os.path.join(tmp, "perl.json")
+        with open(other, "w") as f:
+            f.write('{"pid":1,"time":0,"comm":"perl","exe":"/usr/bin/perl","runtime":"perl"}\n'
+                    '"stacks":[\n{"stack":["%main:: <HASH>"],"bytes":10,"objects":1}\n]}\n')
+        out_path = os.path.join(tmp, "d.folded")
+        rc, out, err = run(["heap", "-p", str(p.pid), "--baseline", other, "-o", out_path],
+                           timeout=120)
+        assert rc == 2 and "a report of a perl heap" in err and "note: the baseline is of" \
+            in err, (rc, err)
+        assert os.listdir(tmp) == ["perl.json"], os.listdir(tmp)
+        assert_running(p.pid)
+    finally:
+        stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
     p = start([fixture("threads-pie"), "{fd}"], stdin=subprocess.DEVNULL)
     try:
         rc, out, err = run(["heap", "-p", str(p.pid)])

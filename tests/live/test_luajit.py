@@ -478,6 +478,8 @@ def case_deep():
             assert cp.returncode == rc_want, (extra, cp.returncode, cp.stderr)
             lua = [l for l in cp.stdout.splitlines() if l.endswith("[luajit]")]
             assert len(lua) == want, (extra, len(lua))
+            rc, doc, err = dump_json(p.pid, *extra)
+            assert doc["threads"][0]["truncated"] == (rc_want == 1), doc["threads"][0]["truncated"]
             cut = "(luajit frames cut at the depth limit; raise --max-depth)" in cp.stdout
             assert cut == (rc_want == 1), cp.stdout[-500:]
             if not cut:
