@@ -154,13 +154,16 @@ static int he_read(struct pctx *c, uint64_t he, uint64_t *next, uint64_t *hek, u
 struct hent {
   uint64_t hek, val;
   int32_t len;
-  uint32_t link;                 /* the entry after it in its chain (gathered ones) */
-  uint8_t ok, end;               /* read; its next is 0 (1) or itself (2) */
+  uint32_t link : 24;            /* the entry after it in its chain (gathered ones) */
+  uint32_t ok : 1;               /* read */
+  uint32_t end : 2;              /* its next is 0 (1) or itself (2) */
 };
 
-#define GATHER_BUCKETS (1u << 20) /* buckets of a large hash gathered at once */
+#define GATHER_BUCKETS (1u << 18) /* buckets of a large hash gathered at once (entries */
+                                  /* fewer than NO_LINK) */
 #define GATHER_MIN 4096u          /* smaller hashes are read in order */
-#define NO_LINK UINT32_MAX
+#define NO_LINK 0xffffffu
+_Static_assert(4ull * GATHER_BUCKETS + 1024 < NO_LINK, "a slice's entries are linked in 24 bits");
 
 /* Working memory of a large hash's reads: tens of MB read at random, in huge pages where
  * the kernel has them (in 4 KiB pages nearly every read would be a TLB miss). */
