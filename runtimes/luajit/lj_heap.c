@@ -13,6 +13,7 @@
 
 #include "lj_vm.h"
 #include "vmstack/heap.h"
+#include "vmstack/json.h"
 #include "vmstack/mem.h"
 #include "vmstack/target.h"
 
@@ -34,6 +35,7 @@ struct ctx {
   } modes[MODE_CACHE];
   uint64_t bytes;             /* the VMs' own gc.total */
   uint64_t mainL;             /* the main thread of the VM being read: it lives in the GG_State */
+  uint64_t stale_L;           /* its running thread when its frames cannot be read from memory */
   uint32_t gg_size;
   /* the FFI's C type table of the VM being read (CTState tab[0..top)): a cdata's size is its
    * C type's */
@@ -132,10 +134,13 @@ static void key_label(struct ctx *c, uint64_t key, char *buf, size_t cap)
         !lj_read_str(c->vm, o, s, sizeof s)) {
       uint32_t len = (uint32_t)ld(hd, lo->str.len, 4);
       const char *more = len > KEY_TEXT ? "..." : "";
+      /* (bytes that are no text as \xNN: a label goes through JSON and back unchanged) */
+      char e[4 * KEY_TEXT + 1];
+      text_escape(e, sizeof e, s);
       if (ident(s) && !more[0])
-        fmt(buf, cap, ".%s", s);
+        fmt(buf, cap, ".%s", e);
       else
-        fmt(buf, cap, "[\"%s%s\"]", s, more);
+        fmt(buf, cap, "[\"%s%s\"]", e, more);
       return;
     }
     fmt(buf, cap, "[string]");
@@ -427,7 +432,10 @@ static int name_slots(void *arg, uint64_t fn, uint64_t base, uint64_t top, uint6
       continue;
     struct slot_name *s = &sn->v[sn->n++];
     s->addr = base + 8ull * slot;
-    fmt(s->label, sizeof s->label, "local %s (%s:%d)", nm, f, p.firstline);
+    if (p.firstline)
+      fmt(s->label, sizeof s->label, "local %s (%s:%d)", nm, f, p.firstline);
+    else
+      fmt(s->label, sizeof s->label, "local %s (%s main chunk)", nm, f);
   }
   return 0;
 }
@@ -460,7 +468,8 @@ static void thread(struct ctx *c, uint64_t addr)
     uint8_t *own;
     const uint8_t *s = bytes_at(c, stack, (size_t)(top - stack), &own);
     /* the slots' names (what the frame walk named before any error), by address */
-    struct slot_names sn = { c, s ? malloc(SLOT_NAMES_MAX * sizeof *sn.v) : NULL, 0 };
+    struct slot_names sn = { c, s && addr != c->stale_L ? malloc(SLOT_NAMES_MAX * sizeof *sn.v)
+                                                        : NULL, 0 };
     if (sn.v) {
       lj_each_frame(c->vm, addr, name_slots, &sn);
       qsort(sn.v, sn.n, sizeof *sn.v, by_slot_addr);
@@ -710,6 +719,10 @@ static int one_G(struct ctx *c, uint64_t G, const char *tag)
   char label[64];
   c->mainL = GG;
   c->gg_size = lo->gg.size;
+  /* the running thread's L->base is current only while it is in C (the interpreter and
+   * traces keep BASE in a register): its slots are named then only */
+  int32_t vmstate = (int32_t)ld(g, lo->g.vmstate, 4);
+  c->stale_L = vmstate == ~(int32_t)lo->vmst.c ? 0 : ref(lo, ld(g, lo->g.cur_L, w));
   ctypes_drop(c);
   ctypes_load(c, ld(g, lo->g.ctype_state, lo->mref_size));
   if (mask < (1u << 28)) {

@@ -394,10 +394,14 @@ static uint64_t pads(struct pctx *c, uint64_t cv, uint64_t padlist, int root, co
   const struct pl_layout *lo = c->lo;
   uint64_t max, arr;
   if (r64(c, padlist + lo->heap.padl_max, &max) || r64(c, padlist + lo->heap.padl_arr, &arr) ||
-      max > 4096 || !arr)
+      max > (1u << 24) || !arr)
     return 0;
   uint64_t bytes = 24 + (max + 1) * 8;   /* the PADLIST and its array */
+  /* (the pads of the first 4096 depths of a deeper recursion: those past them stay
+   * unreached) */
   uint64_t v[4097];
+  if (max > 4096)
+    max = 4096;
   if (mem_read(c->mem, arr, v, (max + 1) * 8))
     return bytes;
   /* names: PadlistARRAY[0] is the PADNAMELIST */

@@ -207,6 +207,10 @@ def case_baseline():
         base = os.path.join(tmp, "base.json")
         rc, out, err = run(["heap", "-p", str(p.pid), "-o", base], timeout=120)
         assert rc == 0, err
+        # nothing changed: nothing under the small table grew (a key that is no UTF-8,
+        # _G.small["\xffx"], reads back from the report as it was written)
+        same = heap_json(p.pid, "--baseline", base)
+        assert not [g for g in same["growth"] if g["path"].startswith("_G.small")], same["growth"]
         p.stdin.write(b"grow 5000\nfill 100\n")
         p.stdin.flush()
         line = p.stdout.readline().decode()
