@@ -31,10 +31,7 @@ int lj_read_str(struct lj_vm *vm, uint64_t s, char *buf, size_t cap)
   size_t n = len < cap - 1 ? len : cap - 1;
   if (n && mem_read(vm->t->mem, s + lo->str.size, buf, n))
     return -VMS_E_BADDATA;
-  buf[n] = 0;
-  for (size_t i = 0; i < n; i++)
-    if ((unsigned char)buf[i] < 0x20)
-      buf[i] = ' ';
+  buf[n] = 0;   /* (control bytes stay: every output escapes them its own way) */
   return 0;
 }
 

@@ -172,7 +172,8 @@ int lj_proto_line(struct lj_vm *vm, const struct proto *p, int64_t pos);
 int lj_read_proto(struct lj_vm *vm, uint64_t pt, struct proto *p);
 int64_t lj_proto_pos(const struct proto *p, uint64_t pc);
 void lj_chunk_name(struct lj_vm *vm, const struct proto *p, char *buf, size_t cap);
-/* A GCstr's text (control characters blanked), cut at cap-1 characters. */
+/* A GCstr's bytes as a C string (up to a NUL in it), cut at cap-1 bytes; control bytes are
+ * kept (the outputs escape them). */
 int lj_read_str(struct lj_vm *vm, uint64_t s, char *buf, size_t cap);
 /* The name of the local variable in slot at bytecode position pos (varinfo); -1 when none
  * is live there ("(for index)" and the like for the VM's own). */

@@ -442,7 +442,8 @@ def case_hostile_names():
         assert cp.returncode == 0, cp.stderr
         raw = [c for c in cp.stdout if c >= 0x80 or (c < 0x20 and c != 0x0a)]
         assert not raw, cp.stdout
-        assert b"\\xff\\xc2\\x9b.lua:6) [luajit]" in cp.stdout, cp.stdout
+        # (the chunk name's control bytes escaped, not blanked)
+        assert b"/h\\x1b]0;x\\x07\\x0a\\xff\\xc2\\x9b.lua:6) [luajit]" in cp.stdout, cp.stdout
         lines = cp.stdout.split(b"\n")
         assert lines[0].startswith(b'Process %d "\\x1b[2J\\x0aThread' % p.pid), lines[0]
         # (15 bytes of it: the kernel cuts a name inside the U+009B)
