@@ -285,6 +285,11 @@ int cmd_record(int argc, char **argv)
           snprintf(line + l, sizeof line - l, ", %llu other",
                    (unsigned long long)st.other_causes);
         cli_error("%s", line);
+        /* (a profile with many unread samples is partial: said by the exit status too) */
+        if (st.errors > 10 && st.errors * 10 > st.samples + st.errors) {
+          cli_error("more than 10%% of the samples could not be read: exit status 1");
+          code = EXIT_PARTIAL;
+        }
       }
       if (st.cut)
         cli_error("%llu samples have their VM frames but a native stack cut short",
