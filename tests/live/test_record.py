@@ -462,7 +462,9 @@ def case_cmd_library():
             subprocess.run(["pkill", "-f", "-x", host + " 1"])
             with open(errf) as ef:
                 err = ef.read()
-            assert rc == 0, err
+            # (a second from the exec: the first samples in the JIT's fresh machine code can
+            # miss it until the maps are read again, and over 10% unread is exit status 1)
+            assert rc == 0 or (rc == 1 and "more than 10% of the samples" in err), (rc, err)
             stacks = parse_folded(out)
             lua = sum(c for frames, c in stacks if any(f.startswith("spin@") for f in frames))
             assert lua > 0, ("run %d: no Lua frames" % i, stacks[:3])
